@@ -1,0 +1,208 @@
+"""The command line: parsing and printing only; the work is in the modules.
+
+Heavy imports (pydantic, jinja2, pykickstart, boto3) happen inside commands so
+`builder --help` stays fast (bench/cli_help.py measures it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from builder import __version__
+from builder.errors import Problem, UserError, ValidationFailed
+
+if TYPE_CHECKING:
+    from builder.load import LoadedConfig
+
+
+class BuilderGroup(click.Group):
+    """Turns user errors into one line each and exit 2; failed validation into exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            _fail(exc.lines(), exc.hint, exc.exit_code)
+        except ValidationFailed as exc:
+            _fail([f"invalid: {problem}" for problem in exc.problems], None, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail(["error: interrupted"], None, 130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("debug"):
+                raise
+            _fail(
+                [f"internal error: {type(exc).__name__}: {exc}"],
+                "this is a bug in builder; run with --debug for the traceback",
+                70,
+            )
+
+
+def _fail(lines: list[str], hint: str | None, code: int) -> NoReturn:
+    for line in lines:
+        click.echo(line, err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=BuilderGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The roles-config directory (default: ./roles-config, else the embedded default).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every external command as it runs.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.version_option(__version__, prog_name="builder")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, verbose: bool, debug: bool) -> None:
+    """Bake bootable Apache Mesos node images (CentOS 7) from role configs."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose or debug else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    ctx.meta["debug"] = debug
+    ctx.obj = config_path
+
+
+def _load(ctx: click.Context) -> LoadedConfig:
+    from builder.load import config_dir, load_config
+
+    loaded = load_config(config_dir(ctx.obj))
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return loaded
+
+
+def _packer_version(forced: str | None) -> tuple[int, int, int]:
+    from builder import packer_driver, render
+
+    if forced is not None:
+        return packer_driver.parse_version(forced)
+    return packer_driver.installed_version() or render.LATEST_KNOWN_PACKER
+
+
+PACKER_VERSION_HELP = "Render for this Packer version (default: the installed one)."
+
+
+@main.command()
+@click.argument("role")
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), help="Default: build/ROLE."
+)
+@click.option("--packer-version", help=PACKER_VERSION_HELP)
+@click.pass_context
+def render(ctx: click.Context, role: str, out: Path | None, packer_version: str | None) -> None:
+    """Render ROLE's kickstart, provisioning script and Packer template.
+
+    ROLE is master, slave or a comma-joined set such as master,slave.
+    """
+    from builder.render import render_role
+    from builder.roles import compose, parse_role_names
+
+    loaded = _load(ctx)
+    roles = compose(loaded, parse_role_names(role, loaded))
+    target = out or Path("build") / roles.slug
+    rendered = render_role(loaded, roles, packer_version=_packer_version(packer_version))
+    try:
+        rendered.write(target)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+    click.echo(f"rendered {roles.label} into {target}/: {', '.join(sorted(rendered.files))}")
+
+
+@main.command()
+@click.argument("roles", nargs=-1)
+@click.option("--packer-version", help=PACKER_VERSION_HELP)
+@click.pass_context
+def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | None) -> None:
+    """Render ROLES afresh and check them with pykickstart and packer validate.
+
+    With no ROLES: every role, and every role set a node of the cluster has.
+    """
+    from builder.roles import compose, parse_role_names
+    from builder.validate import validate_role
+
+    loaded = _load(ctx)
+    version = _packer_version(packer_version)
+    if roles:
+        sets = [parse_role_names(text, loaded) for text in roles]
+    else:
+        sets = [(name,) for name in loaded.config.roles]
+        sets += [
+            parse_role_names(",".join(node.roles), loaded) for node in loaded.config.cluster.nodes
+        ]
+    problems: list[Problem] = []
+    for names in dict.fromkeys(sets):
+        role_set = compose(loaded, names)
+        found = validate_role(loaded, role_set, version)
+        problems += found
+        click.echo(f"{role_set.label}: {'valid' if not found else f'{len(found)} problem(s)'}")
+    if problems:
+        raise ValidationFailed(problems)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+def init(directory: Path) -> None:
+    """Write an editable copy of the embedded default config into DIRECTORY."""
+    import shutil
+
+    from builder.load import embedded_config_dir
+
+    if directory.exists() and any(directory.iterdir()):
+        raise UserError(f"{directory}: exists and is not empty", hint="choose a new directory")
+    source = embedded_config_dir()
+    staging = directory.with_name(f".{directory.name}.init")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(
+            source, staging, ignore=shutil.ignore_patterns("__pycache__", "__init__.py")
+        )
+        if directory.exists():
+            directory.rmdir()
+        staging.rename(directory)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(f"{directory}: cannot write: {exc.strerror or exc}") from exc
+    click.echo(f"wrote the default config into {directory}/; use it with --config {directory}")
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the config (os.yaml, roles/*.yaml, cluster.yaml)."""
+    from builder.config import Config
+
+    click.echo(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
+
+
+@main.command()
+@click.option(
+    "--kernel",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A Linux kernel to boot under KVM (default: /boot/vmlinuz-$(uname -r) when readable).",
+)
+def doctor(kernel: Path | None) -> None:
+    """Report the external tools, whether KVM really works, and AWS credentials."""
+    from builder.doctor import default_kernel, run_checks
+
+    checks = run_checks(kernel or default_kernel())
+    width = max(len(check.name) for check in checks)
+    for check in checks:
+        mark = "ok " if check.ok else ("MISSING" if check.required else "no ")
+        line = f"{mark:7} {check.name:{width}}  {check.detail}"
+        if check.hint:
+            line += f"  [{check.hint}]"
+        click.echo(line)
+    if any(check.required and not check.ok for check in checks):
+        sys.exit(1)

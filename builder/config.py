@@ -1,0 +1,385 @@
+"""The typed config model: OS, roles and cluster.
+
+One frozen model drives parsing (builder/load.py), validation, the JSON Schema
+(`builder schema`) and the values the templates see. Every string that reaches
+a kickstart, a shell script or an HCL string is constrained here first, so a
+value smuggling a newline, a quote or `$(...)` never gets that far.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    model_validator,
+)
+
+MASTER_ROLE = "master"
+ZK_CLIENT_PORT = 2181
+
+
+def _pattern(regex: str) -> StringConstraints:
+    return StringConstraints(strict=True, pattern=regex)
+
+
+# What each pattern means, for error messages a person can act on.
+PATTERN_MEANINGS: dict[str, str] = {}
+
+
+def _named(regex: str, meaning: str) -> StringConstraints:
+    PATTERN_MEANINGS[regex] = meaning
+    return _pattern(regex)
+
+
+RoleName = Annotated[
+    str,
+    _named(r"^[a-z][a-z0-9_]{0,31}$", "a role name: lower-case letters, digits and _"),
+]
+RepoId = Annotated[
+    str, _named(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "a repo id: letters, digits, . _ -")
+]
+PackageName = Annotated[
+    str,
+    _named(
+        r"^@?[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$",
+        "a package or @group name: letters, digits, . _ + -",
+    ),
+]
+UnitName = Annotated[
+    str,
+    _named(r"^[A-Za-z0-9][A-Za-z0-9@._-]{0,127}$", "a systemd unit name: letters, digits, @ . _ -"),
+]
+Url = Annotated[
+    str,
+    _named(
+        r"^(https?|ftp|file)://[A-Za-z0-9._~:/?#\[\]@!&()*+,;=%-]+$",
+        "an http(s)://, ftp:// or file:// URL without spaces, quotes, $ or backslashes",
+    ),
+]
+Sha256 = Annotated[
+    str, _named(r"^sha256:[0-9a-f]{64}$", "sha256: followed by 64 lower-case hex digits")
+]
+AbsolutePath = Annotated[
+    str,
+    _named(
+        r"^(/[A-Za-z0-9._@+-]+)+$",
+        "an absolute path of letters, digits and . _ @ + - (no spaces, no trailing /)",
+    ),
+]
+
+
+def _quoted_mode(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(
+            f"mode {value} is a number: quote it, like '0644' (YAML reads 0644 as the number 644)"
+        )
+    return value
+
+
+FileMode = Annotated[
+    str,
+    BeforeValidator(_quoted_mode),
+    _named(r"^0[0-7]{3}$", "a quoted octal mode like '0644'"),
+]
+LinuxUser = Annotated[
+    str, _named(r"^[a-z_][a-z0-9_-]{0,31}$", "a user name: lower-case letters, digits, _ -")
+]
+SshPublicKey = Annotated[
+    str,
+    _named(
+        r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com)"
+        r" [A-Za-z0-9+/]+={0,3}( [A-Za-z0-9._@:+-]+)?$",
+        "an OpenSSH public key: TYPE BASE64 [COMMENT], comment of letters, digits, . _ @ : + -",
+    ),
+]
+Sha512Crypt = Annotated[
+    str,
+    _named(
+        r"^\$6\$(rounds=[0-9]{4,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{86}$",
+        "a SHA-512 crypt hash ($6$SALT$HASH, e.g. from `openssl passwd -6`)",
+    ),
+]
+Timezone = Annotated[
+    str,
+    _named(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$", "a tz database name like UTC or Europe/Paris"),
+]
+Locale = Annotated[
+    str,
+    _named(r"^[a-z]{2,3}_[A-Z]{2}(\.[A-Za-z0-9-]+)?(@[a-z]+)?$", "a locale like en_US.UTF-8"),
+]
+Keymap = Annotated[str, _named(r"^[a-z0-9_-]{1,32}$", "a console keymap like us or de-latin1")]
+DiskDevice = Annotated[
+    str, _named(r"^[a-z][a-z0-9]{1,15}$", "a disk name like vda, sda or nvme0n1")
+]
+KernelArg = Annotated[
+    str,
+    _named(
+        r"^[A-Za-z0-9_.-]+(=[A-Za-z0-9_.,:/-]+)?$", "a kernel argument like console=ttyS0,115200n8"
+    ),
+]
+Duration = Annotated[str, _named(r"^[0-9]+(s|m|h)$", "a duration like 90s, 60m or 2h")]
+SysctlKey = Annotated[
+    str, _named(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$", "a sysctl key like vm.swappiness")
+]
+OneLine = Annotated[
+    str,
+    _named(r"^[^\x00-\x1f\x7f\"'`$\\]*$", "one line of text without quotes, $, ` or backslashes"),
+]
+AwsRegion = Annotated[str, _named(r"^[a-z]{2}(-[a-z]+)+-[0-9]$", "an AWS region like us-east-1")]
+AwsAccount = Annotated[str, _named(r"^[0-9]{12}$", "a 12-digit AWS account id")]
+InstanceType = Annotated[str, _named(r"^[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$", "an instance type")]
+AmiNameFilter = Annotated[
+    str, _named(r"^[A-Za-z0-9 ._*?()/-]{1,128}$", "an AMI name filter (letters, digits, * ?)")
+]
+
+
+def _hostname(value: str) -> str:
+    labels = value.split(".")
+    ok = len(value) <= 253 and all(
+        1 <= len(label) <= 63
+        and label[0].isalnum()
+        and label[-1].isalnum()
+        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+        for label in labels
+    )
+    if not ok:
+        raise ValueError(
+            f"{value!r} is not a valid hostname (RFC 1123: letters, digits and -, "
+            "1-63 per dot-separated label, no leading or trailing -)"
+        )
+    return value
+
+
+def _ipv4(value: str) -> str:
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IPv4 address") from None
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        raise ValueError(f"{value!r} cannot be a node's address")
+    return value
+
+
+def _ipv4_network(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 network like 10.86.255.0/24 ({exc})") from None
+    return value
+
+
+Hostname = Annotated[StrictStr, AfterValidator(_hostname)]
+IPv4 = Annotated[StrictStr, AfterValidator(_ipv4)]
+IPv4Network = Annotated[StrictStr, AfterValidator(_ipv4_network)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Port(Model):
+    """A port or a range, TCP unless said otherwise. YAML: 5050, "31000-32000", "53/udp"."""
+
+    start: StrictInt = Field(ge=1, le=65535)
+    end: StrictInt = Field(ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short_form(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a port is a number or a range like '31000-32000'")
+        if isinstance(value, int):
+            value = str(value)
+        if isinstance(value, str):
+            spec, _, protocol = value.partition("/")
+            first, dash, last = spec.partition("-")
+            if not first.isdigit() or (dash and not last.isdigit()):
+                raise ValueError(f"{value!r} is not a port like 5050, '31000-32000' or '53/udp'")
+            start, end = int(first), int(last or first)
+            for port in (start, end):
+                if not 1 <= port <= 65535:
+                    raise ValueError(f"port {port} is outside 1-65535")
+            parsed: dict[str, object] = {"start": start, "end": end}
+            if protocol:
+                parsed["protocol"] = protocol
+            return parsed
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Port:
+        if self.end < self.start:
+            raise ValueError(f"port range {self.start}-{self.end} ends before it starts")
+        return self
+
+    @property
+    def firewalld(self) -> str:
+        """As firewalld and the kickstart write it: 5050/tcp, 31000-32000/tcp."""
+        span = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
+        return f"{span}/{self.protocol}"
+
+    @property
+    def kickstart(self) -> str:
+        """As the kickstart firewall --port option writes it: 5050:tcp."""
+        span = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
+        return f"{span}:{self.protocol}"
+
+
+class Repo(Model):
+    """A yum repository: used by the kickstart (repo) and written to /etc/yum.repos.d."""
+
+    name: RepoId
+    description: OneLine = ""
+    baseurl: Url
+    gpgcheck: StrictBool = True
+    gpgkey: tuple[Url, ...] = ()
+
+    @model_validator(mode="after")
+    def _keys_when_checked(self) -> Repo:
+        if self.gpgcheck and not self.gpgkey:
+            raise ValueError(f"repo {self.name!r} has gpgcheck on but no gpgkey")
+        return self
+
+
+class ManagedFile(Model):
+    """A file a role writes into the image."""
+
+    path: AbsolutePath
+    content: StrictStr
+    mode: FileMode = "0644"
+    owner: LinuxUser = "root"
+
+
+class Role(Model):
+    """roles/<name>.yaml: what a role installs and how it is configured."""
+
+    description: OneLine = ""
+    repos: tuple[Repo, ...] = ()
+    packages: tuple[PackageName, ...] = Field(min_length=1)
+    services: tuple[UnitName, ...] = Field(
+        default=(), description="units enabled and started at first boot, in this order"
+    )
+    ports: tuple[Port, ...] = ()
+    sysctls: dict[SysctlKey, OneLine] = Field(default_factory=dict)
+    files: tuple[ManagedFile, ...] = ()
+
+
+class InstallMedia(Model):
+    iso_url: Url
+    iso_checksum: Sha256
+    url: Url = Field(description="the install tree the kickstart's `url` command points at")
+
+
+class DiskLayout(Model):
+    device: DiskDevice | None = Field(
+        default=None, description="only use this disk (ignoredisk --only-use); all disks if unset"
+    )
+    size_gb: StrictInt = Field(default=20, ge=8, le=16384)
+    boot_mb: StrictInt = Field(default=1024, ge=256, le=8192)
+    fstype: Literal["xfs", "ext4"] = "xfs"
+
+
+class AdminUser(Model):
+    name: LinuxUser = "centos"
+    ssh_authorized_keys: tuple[SshPublicKey, ...] = ()
+    password_hash: Sha512Crypt | None = Field(
+        default=None, description="SHA-512 crypt hash; the password is locked when unset"
+    )
+
+
+class PackerSettings(Model):
+    cpus: StrictInt = Field(default=2, ge=1, le=64)
+    memory_mb: StrictInt = Field(default=2048, ge=512, le=262144)
+    ssh_timeout: Duration = "60m"
+    boot_wait: Duration = "10s"
+
+
+class AwsSettings(Model):
+    region: AwsRegion = "us-east-1"
+    instance_type: InstanceType = "t3.medium"
+    source_ami_owners: tuple[AwsAccount, ...] = Field(default=("125523088429",), min_length=1)
+    source_ami_name: AmiNameFilter = "CentOS 7*x86_64*"
+    ssh_username: LinuxUser = "centos"
+    volume_size_gb: StrictInt = Field(default=20, ge=8, le=16384)
+
+
+class OsConfig(Model):
+    """os.yaml: the operating system every role's image starts from."""
+
+    release: Literal["7.9.2009"] = "7.9.2009"
+    install: InstallMedia
+    repos: tuple[Repo, ...] = Field(min_length=1)
+    base_packages: tuple[PackageName, ...] = ("@core", "cloud-init", "cloud-utils-growpart")
+    locale: Locale = "en_US.UTF-8"
+    keyboard: Keymap = "us"
+    timezone: Timezone = "UTC"
+    selinux: Literal["enforcing", "permissive", "disabled"] = "enforcing"
+    disk: DiskLayout = DiskLayout()
+    root_password_hash: Sha512Crypt | None = Field(
+        default=None, description="SHA-512 crypt hash; root is locked when unset"
+    )
+    admin: AdminUser = AdminUser()
+    kernel_args: tuple[KernelArg, ...] = ("console=tty0", "console=ttyS0,115200n8")
+    stack_units: tuple[UnitName, ...] = Field(
+        description="every unit the Mesos-stack packages may enable: all are disabled at bake time"
+    )
+    installer_finish: Literal["reboot", "poweroff"] = Field(
+        default="poweroff",
+        description="what an unattended ISO install does when done (a Packer build always reboots)",
+    )
+    packer: PackerSettings = PackerSettings()
+    aws: AwsSettings = AwsSettings()
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class Node(Model):
+    hostname: Annotated[Hostname, BeforeValidator(_lower)]
+    ip: IPv4
+    roles: tuple[RoleName, ...] = Field(min_length=1)
+
+
+class Cluster(Model):
+    """cluster.yaml: the inventory first boot turns into each node's identity."""
+
+    name: Annotated[str, _named(r"^[a-z0-9][a-z0-9-]{0,62}$", "a cluster name: a-z 0-9 -")]
+    network: IPv4Network | None = Field(
+        default=None, description="every node's IP must lie in it when set, e.g. 10.86.255.0/24"
+    )
+    nodes: tuple[Node, ...] = Field(min_length=1)
+
+    @property
+    def masters(self) -> tuple[Node, ...]:
+        return tuple(node for node in self.nodes if MASTER_ROLE in node.roles)
+
+    @property
+    def zk_hosts(self) -> str:
+        return ",".join(f"{node.hostname}:{ZK_CLIENT_PORT}" for node in self.masters)
+
+    @property
+    def zk_url(self) -> str:
+        return f"zk://{self.zk_hosts}/mesos"
+
+    @property
+    def quorum(self) -> int:
+        return len(self.masters) // 2 + 1
+
+
+class Config(Model):
+    """Everything under roles-config/: os.yaml, roles/*.yaml and cluster.yaml."""
+
+    os: OsConfig
+    roles: dict[RoleName, Role] = Field(min_length=1)
+    cluster: Cluster

@@ -1,0 +1,71 @@
+"""Shared fixtures: the embedded config, editable copies of it, and the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from builder.load import LoadedConfig, embedded_config_dir, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the current templates instead of comparing",
+    )
+
+
+def require_tool(program: str) -> str:
+    """The program's path. Missing: a failure under CI=true (./run.sh test installs it)."""
+    # Console scripts of the test environment live beside its python.
+    path = shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
+    if path is None:
+        message = f"{program} is not installed (./run.sh test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loaded() -> LoadedConfig:
+    return load_config(embedded_config_dir())
+
+
+@pytest.fixture
+def config_copy(tmp_path: Path) -> Path:
+    """An editable copy of the embedded default config."""
+    target = tmp_path / "roles-config"
+    shutil.copytree(embedded_config_dir(), target, ignore=shutil.ignore_patterns("__*"))
+    return target
+
+
+CliRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def builder_cli(tmp_path: Path) -> CliRun:
+    """Run `builder ARGS` as a user would: a real process, from an empty directory."""
+
+    def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "builder", *args],
+            cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+        )
+
+    return run

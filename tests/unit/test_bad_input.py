@@ -1,0 +1,270 @@
+"""The bad-input catalogue: one clear line (file, line, key), exit 2, nothing written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRun
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    file: str
+    old: str
+    new: str
+    key: str  # the key path the error must name ("" when none)
+    words: str  # what the message must say
+    anchor: str | None = None  # the line the error must point at; default: new's first line
+
+
+CASES = [
+    Case(
+        "yaml syntax",
+        "cluster.yaml",
+        "roles: [slave]",
+        "roles: [slave",
+        "",
+        "YAML syntax error",
+        anchor=None,
+    ),
+    Case(
+        "unknown key",
+        "os.yaml",
+        "timezone: UTC",
+        "timezone: UTC\ncolour: blue",
+        "colour",
+        "unknown key",
+        anchor="colour: blue",
+    ),
+    Case("wrong type", "os.yaml", "size_gb: 20", "size_gb: big", "disk.size_gb", "valid integer"),
+    Case(
+        "invalid hostname",
+        "cluster.yaml",
+        "hostname: test167",
+        "hostname: test_167",
+        "nodes[1].hostname",
+        "not a valid hostname",
+    ),
+    Case(
+        "invalid ip",
+        "cluster.yaml",
+        "ip: 10.86.255.167",
+        "ip: 10.86.255.300",
+        "nodes[1].ip",
+        "not a valid IPv4 address",
+    ),
+    Case(
+        "duplicate hostname",
+        "cluster.yaml",
+        "hostname: test167",
+        "hostname: test166",
+        "nodes[1].hostname",
+        "duplicate hostname 'test166'",
+    ),
+    Case(
+        "duplicate ip",
+        "cluster.yaml",
+        "ip: 10.86.255.167",
+        "ip: 10.86.255.166",
+        "nodes[1].ip",
+        "duplicate ip",
+    ),
+    Case(
+        "no master",
+        "cluster.yaml",
+        "roles: [master, slave]",
+        "roles: [slave]",
+        "nodes",
+        "no node has the 'master' role",
+        anchor="nodes:",
+    ),
+    Case(
+        "unknown role",
+        "cluster.yaml",
+        "roles: [slave]",
+        "roles: [gateway]",
+        "nodes[1].roles[0]",
+        "unknown role 'gateway'",
+    ),
+    Case(
+        "ip outside network",
+        "cluster.yaml",
+        "ip: 10.86.255.167",
+        "ip: 10.86.254.167",
+        "nodes[1].ip",
+        "outside the cluster's network",
+    ),
+    Case(
+        "port out of range",
+        "roles/slave.yaml",
+        'ports: [5051, "31000-32000"]',
+        "ports: [5051, 70000]",
+        "ports[1]",
+        "port 70000 is outside 1-65535",
+    ),
+    Case(
+        "unquoted mode",
+        "roles/slave.yaml",
+        'content: "5mins\\n"',
+        'content: "5mins\\n"\n    mode: 0644',
+        "files[1].mode",
+        "quote it",
+        anchor="mode: 0644",
+    ),
+    Case(
+        "url injection",
+        "os.yaml",
+        "url: http://vault.centos.org/7.9.2009/os/x86_64/",
+        "url: http://vault.centos.org/$(reboot)/",
+        "install.url",
+        "URL without spaces",
+    ),
+    Case(
+        "package injection",
+        "roles/master.yaml",
+        "  - chronos",
+        "  - chronos; rm -rf /",
+        "packages[4]",
+        "package or @group name",
+    ),
+    Case(
+        "missing packages",
+        "roles/slave.yaml",
+        "packages: [mesos, docker]",
+        "",
+        "packages",
+        "required key is missing",
+        anchor="description:",
+    ),
+    Case(
+        "password in plain text",
+        "os.yaml",
+        "selinux: enforcing",
+        "selinux: enforcing\nroot_password_hash: hunter2",
+        "root_password_hash",
+        "SHA-512 crypt hash",
+        anchor="root_password_hash",
+    ),
+    Case(
+        "gpgcheck without key",
+        "roles/slave.yaml",
+        "    gpgkey: [http://repos.mesosphere.io/el/RPM-GPG-KEY-mesosphere]\n\npackages",
+        "\npackages",
+        "repos[0]",
+        "gpgcheck on but no gpgkey",
+        anchor="  - name: mesosphere",
+    ),
+]
+
+
+def _edit(config: Path, case: Case) -> tuple[str, int | None]:
+    path = config / case.file
+    text = path.read_text()
+    assert case.old in text, f"{case.name}: {case.old!r} not in {case.file}"
+    start = text.index(case.old)
+    text = text.replace(case.old, case.new, 1)
+    path.write_text(text)
+    if case.name == "yaml syntax":
+        return text, None
+    anchor = case.anchor if case.anchor is not None else (case.new.splitlines() or [""])[0]
+    if anchor and anchor in case.new:  # the edited place itself
+        return text, text[: start + case.new.index(anchor)].count("\n") + 1
+    lines = text.splitlines()
+    return text, next(i + 1 for i, line in enumerate(lines) if anchor in line)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_is_one_located_line_and_exit_2(
+    case: Case, config_copy: Path, builder_cli: CliRun, tmp_path: Path
+) -> None:
+    _, line = _edit(config_copy, case)
+    out = tmp_path / "out"
+    result = builder_cli("--config", str(config_copy), "render", "master", "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists(), "nothing may be written on bad input"
+    errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    where = f"{case.file}" if line is None else f"{case.file}:{line}:"
+    assert where in errors[0], errors[0]
+    if case.key:
+        assert f" {case.key}: " in errors[0], errors[0]
+    assert case.words in errors[0], errors[0]
+
+
+def test_every_problem_is_reported_at_once(
+    config_copy: Path, builder_cli: CliRun, tmp_path: Path
+) -> None:
+    for case in (CASES[1], CASES[4]):  # os.yaml unknown key, cluster.yaml bad ip
+        _edit(config_copy, case)
+    result = builder_cli("--config", str(config_copy), "render", "slave")
+    assert result.returncode == 2
+    errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
+    assert len(errors) == 2, result.stderr
+    assert any("os.yaml" in e and "colour" in e for e in errors)
+    assert any("cluster.yaml" in e and "nodes[1].ip" in e for e in errors)
+
+
+def test_missing_file(config_copy: Path, builder_cli: CliRun) -> None:
+    (config_copy / "cluster.yaml").unlink()
+    result = builder_cli("--config", str(config_copy), "render", "master")
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.rstrip().endswith("roles-config/cluster.yaml: file not found")
+
+
+def test_missing_config_directory(builder_cli: CliRun, tmp_path: Path) -> None:
+    result = builder_cli("--config", str(tmp_path / "nope"), "render", "master")
+    assert result.returncode == 2
+    assert "config directory not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_role_on_the_command_line(builder_cli: CliRun, tmp_path: Path) -> None:
+    result = builder_cli("render", "gateway", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: ROLE: unknown role 'gateway' (roles are: master, slave)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_roles_that_disagree_on_a_file(config_copy: Path, builder_cli: CliRun) -> None:
+    master = config_copy / "roles" / "master.yaml"
+    master.write_text(
+        master.read_text().replace(
+            "  - path: /etc/mesos-master/work_dir",
+            '  - path: /etc/mesos-slave/containerizers\n    content: "mesos\\n"\n'
+            "  - path: /etc/mesos-master/work_dir",
+        )
+    )
+    assert builder_cli("--config", str(config_copy), "render", "master").returncode == 0
+    result = builder_cli("--config", str(config_copy), "render", "master,slave")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert "roles/slave.yaml:" in lines[0]
+    assert "roles master and slave disagree on file /etc/mesos-slave/containerizers" in lines[0]
+
+
+def test_even_master_count_is_a_warning(config_copy: Path, builder_cli: CliRun) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("roles: [slave]", "roles: [master, slave]"))
+    result = builder_cli("--config", str(config_copy), "render", "slave")
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr
+    assert "2 masters" in result.stderr
+
+
+def test_unwritable_output_is_a_user_error(builder_cli: CliRun, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = builder_cli("render", "master", "--out", str(blocker / "out"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
