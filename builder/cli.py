@@ -128,10 +128,11 @@ def render(ctx: click.Context, role: str, out: Path | None, packer_version: str 
 def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | None) -> None:
     """Render ROLES afresh and check them with pykickstart and packer validate.
 
-    With no ROLES: every role, and every role set a node of the cluster has.
+    With no ROLES: every role, every role set a node of the cluster has, and
+    every node's first-boot user-data (cloud-init schema).
     """
     from builder.roles import compose, parse_role_names
-    from builder.validate import validate_role
+    from builder.validate import validate_role, validate_seed
 
     loaded = _load(ctx)
     version = _packer_version(packer_version)
@@ -147,9 +148,51 @@ def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | N
         role_set = compose(loaded, names)
         found = validate_role(loaded, role_set, version)
         problems += found
-        click.echo(f"{role_set.label}: {'valid' if not found else f'{len(found)} problem(s)'}")
+        click.echo(f"{role_set.label}: {_verdict(found)}")
+    if not roles:
+        for node in loaded.config.cluster.nodes:
+            found = validate_seed(loaded, node)
+            problems += found
+            click.echo(f"seed {node.hostname}: {_verdict(found)}")
     if problems:
         raise ValidationFailed(problems)
+
+
+def _verdict(problems: list[Problem]) -> str:
+    return "valid" if not problems else f"{len(problems)} problem(s)"
+
+
+@main.command()
+@click.argument("nodes", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every node of the cluster.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("seeds"),
+    show_default=True,
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["iso", "dir", "ec2"]),
+    default="iso",
+    show_default=True,
+    help="iso: OUT/NODE-cidata.iso; dir: OUT/NODE/{user-data,meta-data,...}; "
+    "ec2: OUT/NODE.user-data.",
+)
+@click.pass_context
+def seed(ctx: click.Context, nodes: tuple[str, ...], every: bool, out: Path, fmt: str) -> None:
+    """Write first-boot cloud-init seeds for NODES (or --all) of cluster.yaml."""
+    from builder.seed import SeedFormat, select_nodes, write_seeds
+
+    loaded = _load(ctx)
+    selected = select_nodes(loaded, nodes, every)
+    try:
+        written = write_seeds(loaded, selected, out, SeedFormat(fmt))
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write: {exc.strerror or exc}") from exc
+    for path in written:
+        click.echo(str(path))
 
 
 @main.command()

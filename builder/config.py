@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 MASTER_ROLE = "master"
+SLAVE_ROLE = "slave"
 ZK_CLIENT_PORT = 2181
 
 
@@ -345,18 +346,61 @@ def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+InterfaceName = Annotated[
+    str, _named(r"^[a-z][a-z0-9]{0,14}$", "an interface name like eth0 or ens3")
+]
+MacAddress = Annotated[
+    str, _named(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", "a MAC address like 52:54:00:12:34:56")
+]
+MesosKey = Annotated[str, _named(r"^[a-z][a-z0-9_]{0,31}$", "a name like rack or cpus")]
+MesosValue = Annotated[
+    str,
+    _named(
+        r"^[A-Za-z0-9_.:/()\[\],-]{1,128}$",
+        "a value like r1, 4 or [31000-32000] (letters, digits, . : / ( ) [ ] , -)",
+    ),
+]
+
+
+class StaticNetwork(Model):
+    """A node's static address: the node's `ip` with this prefix, written to network-config."""
+
+    interface: InterfaceName = "eth0"
+    mac: MacAddress | None = Field(default=None, description="match the interface by MAC")
+    prefix: StrictInt = Field(ge=1, le=32)
+    gateway: IPv4 | None = None
+    dns: tuple[IPv4, ...] = ()
+    search: tuple[Hostname, ...] = ()
+
+
 class Node(Model):
     hostname: Annotated[Hostname, BeforeValidator(_lower)]
     ip: IPv4
     roles: tuple[RoleName, ...] = Field(min_length=1)
+    network: StaticNetwork | None = Field(
+        default=None, description="a static address; DHCP on the first NIC when unset"
+    )
+    attributes: dict[MesosKey, MesosValue] = Field(
+        default_factory=dict, description="slave attributes: /etc/mesos-slave/attributes/KEY"
+    )
+    resources: dict[MesosKey, MesosValue] = Field(
+        default_factory=dict, description="slave resources: /etc/mesos-slave/resources/KEY"
+    )
+    ssh_authorized_keys: tuple[SshPublicKey, ...] = ()
 
 
 class Cluster(Model):
     """cluster.yaml: the inventory first boot turns into each node's identity."""
 
     name: Annotated[str, _named(r"^[a-z0-9][a-z0-9-]{0,62}$", "a cluster name: a-z 0-9 -")]
+    domain: Annotated[Hostname, BeforeValidator(_lower)] | None = Field(
+        default=None, description="nodes' FQDN is HOSTNAME.DOMAIN when set"
+    )
     network: IPv4Network | None = Field(
         default=None, description="every node's IP must lie in it when set, e.g. 10.86.255.0/24"
+    )
+    ssh_authorized_keys: tuple[SshPublicKey, ...] = Field(
+        default=(), description="keys every node's admin user accepts, from its seed"
     )
     nodes: tuple[Node, ...] = Field(min_length=1)
 

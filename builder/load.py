@@ -7,6 +7,7 @@ before anything is reported, so one run lists every problem at once.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections import Counter
@@ -20,7 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from builder.config import MASTER_ROLE, PATTERN_MEANINGS, Config
+from builder.config import MASTER_ROLE, PATTERN_MEANINGS, SLAVE_ROLE, Config
 from builder.errors import ConfigError, Problem
 from builder.resources import resource_dir
 
@@ -45,10 +46,19 @@ def config_dir(explicit: Path | None, cwd: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One parsed YAML file: its name as shown to users and its tree with line marks."""
+    """One YAML file: its name as shown to users, its text and its data.
+
+    The data comes from the fast (C) parser; the tree with line marks is
+    parsed only when an error needs a line.
+    """
 
     shown: str
-    tree: Any
+    text: str
+    data: Any
+
+    @functools.cached_property
+    def tree(self) -> Any:
+        return YAML(typ="rt", pure=True).load(self.text)
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
         """The 1-based line of the deepest part of `path` present in the file."""
@@ -102,15 +112,6 @@ def format_key(path: Sequence[str | int]) -> str:
     return text
 
 
-def _plain(node: Any) -> Any:
-    """The YAML tree as plain dicts and lists, for the model."""
-    if isinstance(node, dict):
-        return {key: _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    return node
-
-
 def _read_yaml(path: Path, shown: str, problems: list[Problem]) -> SourceFile | None:
     try:
         text = path.read_text(encoding="utf-8")
@@ -121,7 +122,33 @@ def _read_yaml(path: Path, shown: str, problems: list[Problem]) -> SourceFile | 
         problems.append(Problem(shown, None, "", f"cannot read: {exc}"))
         return None
     try:
-        tree = YAML(typ="rt", pure=True).load(text)
+        data = YAML(typ="safe").load(text)
+    except YAMLError:
+        # libyaml's scanner follows YAML 1.1 and refuses some YAML 1.2 (a ':' in
+        # a flow sequence's plain scalar): the pure YAML 1.2 parser decides.
+        tree = _pure_parse(text, shown, problems)
+        if tree is None:
+            return None
+        data = _plain(tree)
+    if not isinstance(data, dict):
+        source = SourceFile(shown, text, data)
+        problems.append(Problem(shown, _start_line(source.tree), "", "expected a mapping of keys"))
+        return None
+    return SourceFile(shown, text, data)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    return node
+
+
+def _pure_parse(text: str, shown: str, problems: list[Problem]) -> Any:
+    """The line-keeping YAML 1.2 parser; its errors say where."""
+    try:
+        return YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
@@ -131,11 +158,7 @@ def _read_yaml(path: Path, shown: str, problems: list[Problem]) -> SourceFile | 
     except YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         problems.append(Problem(shown, None, "", f"YAML error: {first}"))
-        return None
-    if not isinstance(tree, CommentedMap):
-        problems.append(Problem(shown, _start_line(tree), "", "expected a mapping of keys"))
-        return None
-    return SourceFile(shown, tree)
+    return None
 
 
 def _message(error: Any) -> str:
@@ -194,9 +217,9 @@ def load_config(directory: Path) -> LoadedConfig:
     data: dict[str, Any] = {"roles": {}}
     for section, source in sources.items():
         if section.startswith("roles."):
-            data["roles"][section.removeprefix("roles.")] = _plain(source.tree)
+            data["roles"][section.removeprefix("roles.")] = source.data
         else:
-            data[section] = _plain(source.tree)
+            data[section] = source.data
 
     config: Config | None = None
     try:
@@ -236,6 +259,12 @@ def _cluster_problems(loaded: LoadedConfig) -> Iterator[Problem]:
                     ("nodes", index, "roles", position),
                     f"unknown role {role!r} (roles are: {known})",
                 )
+        if (node.attributes or node.resources) and SLAVE_ROLE not in node.roles:
+            yield loaded.problem(
+                "cluster",
+                ("nodes", index, "attributes" if node.attributes else "resources"),
+                f"only a node with the {SLAVE_ROLE!r} role has attributes and resources",
+            )
         if cluster.network is not None:
             network = ipaddress.IPv4Network(cluster.network)
             if ipaddress.IPv4Address(node.ip) not in network:

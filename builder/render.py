@@ -10,10 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shlex
-import shutil
-import tempfile
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from builder.atomic import replace_tree
 from builder.config import ManagedFile
 from builder.load import LoadedConfig
 from builder.resources import resource_dir
@@ -81,31 +79,7 @@ class RenderedRole:
     modes: Mapping[str, int] = field(default_factory=dict)
 
     def write(self, out_dir: Path) -> None:
-        write_tree(out_dir, self.files, self.modes)
-
-
-def write_tree(out_dir: Path, files: Mapping[str, str], modes: Mapping[str, int]) -> None:
-    """Replace out_dir with exactly these files, atomically."""
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
-    try:
-        for name, content in files.items():
-            path = staging / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content, encoding="utf-8")
-            path.chmod(modes.get(name, 0o644))
-        staging.chmod(0o755)
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=parent))
-            os.replace(out_dir, retired / "old")
-            os.replace(staging, out_dir)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        replace_tree(out_dir, self.files, self.modes)
 
 
 def modern_packer(version: tuple[int, int, int]) -> bool:

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from builder import packer_driver, tools
+from builder.config import Node
 from builder.errors import Problem
 from builder.load import LoadedConfig, SourceFile, format_key
 from builder.render import PACKER_TEMPLATE, PACKER_VARS, PROVISION, render_role
@@ -120,7 +121,8 @@ def _user_data_source(path: Path, shown: str) -> SourceFile | None:
     from ruamel.yaml.error import YAMLError
 
     try:
-        return SourceFile(shown, YAML(typ="rt", pure=True).load(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        return SourceFile(shown, text, YAML(typ="safe", pure=True).load(text))
     except (OSError, YAMLError):
         return None
 
@@ -149,3 +151,14 @@ def _sample_build_key() -> str:
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1aWxkZXItdmFsaWRhdGUtc2FtcGxlLWtleS0wMDA "
         "builder-build-key"
     )
+
+
+def validate_seed(loaded: LoadedConfig, node: Node) -> list[Problem]:
+    """`cloud-init schema` on the node's first-boot user-data."""
+    from builder.seed import USER_DATA, node_seed
+
+    seed = node_seed(loaded, node)
+    with tempfile.TemporaryDirectory(prefix="builder-seed-") as scratch:
+        path = Path(scratch) / USER_DATA
+        path.write_text(seed.user_data, encoding="utf-8")
+        return validate_user_data(path, f"seed {node.hostname}/{USER_DATA}")

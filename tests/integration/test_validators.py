@@ -107,7 +107,13 @@ def test_cloud_init_schema(tmp_path: Path) -> None:
 def test_validate_command_on_the_default(builder_cli: CliRun) -> None:
     result = builder_cli("validate")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["master: valid", "slave: valid", "master,slave: valid"]
+    assert result.stdout.splitlines() == [
+        "master: valid",
+        "slave: valid",
+        "master,slave: valid",
+        "seed test166: valid",
+        "seed test167: valid",
+    ]
 
 
 def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Path) -> None:
@@ -117,3 +123,12 @@ def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Pa
     result = builder_cli("--config", str(config_copy), "validate", "slave")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "invalid: slave/build.pkr.hcl" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((GOLDEN / "seeds").rglob("user-data")),
+    ids=lambda p: str(p.parent.relative_to(GOLDEN)),
+)
+def test_every_golden_user_data_passes_cloud_init_schema(path: Path) -> None:
+    assert validate_user_data(path) == []

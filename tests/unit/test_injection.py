@@ -77,7 +77,7 @@ def test_os_values_reject_smuggled_text(value: str, field: str, config_copy: Pat
 
     from ruamel.yaml import YAML
 
-    data = YAML(typ="safe").load((config_copy / "os.yaml").read_text())
+    data = YAML(typ="safe", pure=True).load((config_copy / "os.yaml").read_text())
     target = data
     *parents, last = field.split(".")
     for part in parents:

@@ -20,7 +20,7 @@ def test_ruff_check() -> None:
 
 
 def test_ruff_format() -> None:
-    result = _run("ruff", "format", "--check", "builder")
+    result = _run("ruff", "format", "--check", "builder", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
