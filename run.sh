@@ -11,7 +11,7 @@ APT_PACKAGES=(
     python3 python3-venv python3-pip
     packer qemu-system-x86 qemu-utils ovmf
     xorriso mtools createrepo-c isomd5sum cloud-init cloud-image-utils
-    openssh-client e2fsprogs dosfstools
+    openssh-client e2fsprogs dosfstools fdisk mount util-linux gzip
     debootstrap busybox-static isolinux syslinux-common extlinux grub-efi-amd64-bin grub-pc-bin
     nasm rpm
 )

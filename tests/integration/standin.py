@@ -1,0 +1,198 @@
+"""Booting the Debian node stand-in under QEMU (TCG) for the tests.
+
+The stand-in (tests/fixtures/standin/, built by its build.sh and cached by the
+digest of its scripts) is a Debian 12 disk with systemd, sshd, real cloud-init
+and stand-in units named like the Mesos services. `configured_image` applies
+the product's own provisioning (`provision.sh configure seal`, rendered for a
+role set) to a copy, chrooted, as the kickstart's %post does in an install.
+`Vm` boots a qcow2 overlay of it with a seed attached as a CD-ROM and waits
+for cloud-init's final stage on the serial console; `DiskReader` reads files
+back from the powered-off disk with debugfs, nothing mounted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import REPO, require_tool
+
+STANDIN_SCRIPTS = REPO / "tests" / "fixtures" / "standin"
+CACHE = Path(os.environ.get("BUILDER_TEST_CACHE", "/var/tmp/builder-test-cache"))
+PARTITION_OFFSET = 2048 * 512  # build-node.sh: one partition from sector 2048
+CLOUD_INIT_DONE = "Cloud-init v. "
+BOOT_DEADLINE = float(os.environ.get("BUILDER_TEST_BOOT_DEADLINE", "600"))
+
+
+def build_standin() -> Path:
+    """The cached stand-in directory (node.raw, the installer ISO, vmlinuz)."""
+    for tool in ("debootstrap", "qemu-system-x86_64", "xorriso", "mcopy", "extlinux"):
+        require_tool(tool)
+    result = subprocess.run(
+        ["bash", str(STANDIN_SCRIPTS / "build.sh"), str(CACHE / "standin")],
+        capture_output=True, text=True, timeout=3600, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"stand-in build failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def configured_image(standin: Path, provision: str, label: str) -> Path:
+    """A copy of the stand-in node with `provision.sh configure seal` applied, cached."""
+    digest = hashlib.sha256(f"{standin.name}\0{provision}".encode()).hexdigest()[:16]
+    target = CACHE / "configured" / f"{label}-{digest}.raw"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{label}.", dir=target.parent))
+    mount = scratch / "root"
+    mount.mkdir()
+    image = scratch / "node.raw"
+    subprocess.run(["cp", "--sparse=always", str(standin / "node.raw"), str(image)], check=True)
+    mounted: list[Path] = []
+    try:
+        subprocess.run(
+            ["mount", "-o", f"loop,offset={PARTITION_OFFSET}", str(image), str(mount)], check=True
+        )
+        mounted.append(mount)
+        for name in ("proc", "sys", "dev"):
+            subprocess.run(["mount", "--bind", f"/{name}", str(mount / name)], check=True)
+            mounted.append(mount / name)
+        script = mount / "root" / "builder-provision.sh"
+        script.write_text(provision)
+        script.chmod(0o700)
+        subprocess.run(
+            ["chroot", str(mount), "/root/builder-provision.sh", "configure", "seal"],
+            check=True, capture_output=True, text=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )  # fmt: skip
+        script.unlink()
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", str(path)], check=False)
+    os.replace(image, target)
+    shutil.rmtree(scratch)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Vm:
+    """One boot of a node: QEMU running, cloud-init finished, SSH reachable."""
+
+    process: subprocess.Popen[bytes]
+    serial: Path
+    port: int
+    key: Path
+    user: str
+
+    def ssh(self, command: str, check: bool = True) -> str:
+        result = subprocess.run(
+            ["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
+             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+             "-o", "ConnectTimeout=10", f"{self.user}@127.0.0.1", command],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"ssh {command!r} failed: {result.stderr}")
+        return result.stdout
+
+    def console(self) -> str:
+        return self.serial.read_text(errors="replace")
+
+
+def _cloud_init_finished(vm: Vm) -> bool:
+    if not vm.serial.exists():
+        return False
+    return any(
+        CLOUD_INIT_DONE in line and " finished at " in line for line in vm.console().splitlines()
+    )
+
+
+def _wait_for(predicate: object, what: str, deadline: float, vm: Vm) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if vm.process.poll() is not None:
+            raise AssertionError(f"QEMU exited while waiting for {what}:\n{vm.console()[-3000:]}")
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(1)  # polling with a deadline, not a timing assertion
+    raise AssertionError(f"no {what} within {deadline:g} s; serial log {vm.serial}")
+
+
+@contextmanager
+def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[Vm]:
+    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM."""
+    require_tool("qemu-system-x86_64")
+    work.mkdir(parents=True, exist_ok=True)
+    serial = work / f"serial-{len(list(work.glob('serial-*.log')))}.log"
+    port = free_port()
+    process = subprocess.Popen(
+        ["qemu-system-x86_64", "-machine", "accel=tcg", "-m", "1024", "-nographic",
+         "-monitor", "none", "-serial", f"file:{serial}",
+         "-drive", f"file={disk},if=virtio,format=qcow2",
+         "-drive", f"file={seed},media=cdrom,format=raw,readonly=on",
+         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+         "-device", "virtio-net-pci,netdev=n0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    vm = Vm(process, serial, port, key, user)
+    try:
+        _wait_for(lambda: _cloud_init_finished(vm), "cloud-init final stage", BOOT_DEADLINE, vm)
+        _wait_for(lambda: vm.ssh("true", check=False) == "", "ssh", 120, vm)
+        yield vm
+        vm.ssh("sudo systemctl poweroff", check=False)
+        process.wait(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+class DiskReader:
+    """Files of a powered-off qcow2 disk, read with debugfs (nothing mounted)."""
+
+    def __init__(self, disk: Path, work: Path) -> None:
+        require_tool("debugfs")
+        self.raw = work / "readback.raw"
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk), str(self.raw)], check=True)
+        self.image = f"{self.raw}?offset={PARTITION_OFFSET}"
+
+    def debugfs(self, request: str) -> str:
+        result = subprocess.run(
+            ["debugfs", "-R", request, self.image], capture_output=True, text=True, check=True
+        )
+        return result.stdout
+
+    def read(self, path: str) -> str:
+        return self.debugfs(f"cat {path}")
+
+    def link(self, path: str) -> str:
+        """A symlink's target ('' when there is none)."""
+        out = self.debugfs(f"stat {path}")
+        marker = 'Fast link dest: "'
+        if marker in out:
+            return out.split(marker, 1)[1].split('"', 1)[0]
+        return ""
+
+    def mtime(self, path: str) -> str:
+        out = self.debugfs(f"stat {path}")
+        return next(line for line in out.splitlines() if line.strip().startswith("mtime:"))
+
+    def close(self) -> None:
+        self.raw.unlink(missing_ok=True)

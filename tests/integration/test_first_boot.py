@@ -1,0 +1,229 @@
+"""First boot on a real VM: the node stand-in, configured by the product, booted with its seed.
+
+Real cloud-init finds the seed ISO (made by builder/isofs.py) by its label and
+applies it. Each test then checks over SSH what only a running system shows
+(hostname, unit start order against the moment /etc/mesos/zk was written, the
+stand-in services answering with the configured ZooKeeper URL), powers the VM
+off and reads every first-boot file back from its disk with debugfs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builder.config import MASTER_ROLE, SLAVE_ROLE, Node
+from builder.load import LoadedConfig, embedded_config_dir, load_config
+from builder.render import PROVISION, render_role
+from builder.roles import compose
+from builder.seed import ClusterFacts, SeedFormat, node_files, write_seeds
+from tests.conftest import REPO, require_tool
+from tests.integration.standin import DiskReader, Vm, boot, build_standin, configured_image
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm]
+THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
+DEFAULT_USER = "debian"  # cloud-init's default user on the Debian stand-in (centos on CentOS 7)
+STACK = ("zookeeper", "mesos-master", "mesos-slave", "marathon", "chronos", "docker")
+
+
+@pytest.fixture(scope="session")
+def standin() -> Path:
+    return build_standin()
+
+
+@pytest.fixture(scope="session")
+def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = tmp_path_factory.mktemp("ssh") / "id"
+    subprocess.run(
+        [
+            require_tool("ssh-keygen"),
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "tests",
+            "-f",
+            str(key),
+        ],
+        check=True,
+    )
+    return key
+
+
+def _config(tmp_path: Path, cluster_yaml: str, key: Path) -> LoadedConfig:
+    directory = tmp_path / "roles-config"
+    shutil.copytree(embedded_config_dir(), directory, ignore=shutil.ignore_patterns("__*"))
+    public = key.with_suffix(".pub").read_text().split()
+    text = cluster_yaml
+    if "ssh_authorized_keys:" in text:
+        text = "\n".join(line for line in text.splitlines() if not line.startswith("  - ssh-"))
+        text = text.replace("ssh_authorized_keys:", "ssh_authorized_keys: []")
+    text = text.replace(
+        "ssh_authorized_keys: []", f"ssh_authorized_keys: ['{public[0]} {public[1]} tests']"
+    )
+    if "ssh_authorized_keys" not in text:
+        text = text.replace(
+            "nodes:", f"ssh_authorized_keys: ['{public[0]} {public[1]} tests']\nnodes:", 1
+        )
+    (directory / "cluster.yaml").write_text(text)
+    return load_config(directory)
+
+
+@dataclass
+class Booted:
+    loaded: LoadedConfig
+    node: Node
+    disk: Path
+    seed: Path
+    work: Path
+    key: Path
+
+
+Prepare = Callable[[str, str], Booted]
+
+
+@pytest.fixture
+def first_boot(standin: Path, ssh_key: Path, tmp_path: Path) -> Prepare:
+    def prepare(cluster_yaml: str, hostname: str) -> Booted:
+        loaded = _config(tmp_path, cluster_yaml, ssh_key)
+        node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
+        roles = compose(loaded, tuple(r for r in loaded.config.roles if r in node.roles))
+        provision = render_role(loaded, roles, packer_version=(1, 6, 6)).files[PROVISION]
+        image = configured_image(standin, provision, roles.slug)
+        work = tmp_path / hostname
+        work.mkdir()
+        disk = work / "disk.qcow2"
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "raw", str(disk)],
+            check=True,
+        )
+        [seed] = write_seeds(loaded, [node], work / "seed", SeedFormat.ISO)
+        return Booted(loaded, node, disk, seed, work, ssh_key)
+
+    return prepare
+
+
+def _unix_time(vm: Vm, unit: str) -> float:
+    value = vm.ssh(f"systemctl show -P ActiveEnterTimestamp --timestamp=unix {unit}").strip()
+    return float(value.lstrip("@")) if value else 0.0
+
+
+def _get_json(vm: Vm, url: str) -> dict[str, object]:
+    program = (
+        "import sys, time, urllib.request\n"
+        "for i in range(60):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen({url!r}, timeout=3).read().decode()); break\n"
+        "    except Exception:\n"
+        "        time.sleep(1)\n"
+    )
+    result: dict[str, object] = json.loads(vm.ssh(f"python3 -c {shlex.quote(program)}"))
+    return result
+
+
+def check_running_node(vm: Vm, booted: Booted) -> None:
+    node, cluster = booted.node, booted.loaded.config.cluster
+    assert vm.ssh("hostname").strip() == node.hostname
+    written = float(vm.ssh("stat -c %.9Y /etc/mesos/zk").strip())
+    services = ClusterFacts.of(booted.loaded).services[tuple(sorted(node.roles))]
+    started = {unit: _unix_time(vm, unit) for unit in STACK}
+    for unit in STACK:
+        if unit in services:
+            assert vm.ssh(f"systemctl is-active {unit}", check=False).strip() == "active", unit
+            assert started[unit] > written, f"{unit} started before /etc/mesos/zk was written"
+        else:
+            assert started[unit] == 0.0, f"{unit} is not this node's and must never start"
+    for role_order in (
+        ("zookeeper", "mesos-master", "marathon", "chronos"),
+        ("docker", "mesos-slave"),
+    ):
+        times = [started[unit] for unit in role_order if unit in services]
+        assert times == sorted(times), f"start order {role_order}: {times}"
+    if MASTER_ROLE in node.roles:
+        state = _get_json(vm, "http://127.0.0.1:5050/master/state")
+        flags = state["flags"]
+        assert isinstance(flags, dict)
+        assert flags["zk"] == cluster.zk_url
+        assert flags["quorum"] == str(cluster.quorum)
+        info = _get_json(vm, "http://127.0.0.1:8080/v2/info")
+        assert info["zookeeper_config"] == {"zk": f"zk://{cluster.zk_hosts}/marathon"}
+    if SLAVE_ROLE in node.roles:
+        slave = _get_json(vm, "http://127.0.0.1:5051/state")["flags"]
+        assert isinstance(slave, dict)
+        assert slave["master"] == cluster.zk_url
+        assert slave["containerizers"] == "docker,mesos"
+        assert slave["executor_registration_timeout"] == "5mins"
+
+
+def check_disk(reader: DiskReader, booted: Booted) -> None:
+    node = booted.node
+    for path, content in node_files(ClusterFacts.of(booted.loaded), node).items():
+        assert reader.read(path) == content, path
+    assert reader.read("/etc/hostname").strip() == node.hostname
+    services = ClusterFacts.of(booted.loaded).services[tuple(sorted(node.roles))]
+    wants = "/etc/systemd/system/multi-user.target.wants"
+    for unit in STACK:
+        enabled = reader.link(f"{wants}/{unit}.service") != ""
+        assert enabled == (unit in services), f"{unit} enabled={enabled}"
+        masked = reader.link(f"/etc/systemd/system/{unit}.service") == "/dev/null"
+        assert masked == (unit not in services and not _shared_by_image(unit, booted)), unit
+
+
+def _shared_by_image(unit: str, booted: Booted) -> bool:
+    """Units of roles the image carries are disabled, the others masked."""
+    image_roles = compose(
+        booted.loaded, tuple(r for r in booted.loaded.config.roles if r in booted.node.roles)
+    )
+    return unit in image_roles.services
+
+
+@pytest.mark.parametrize("hostname", ["test166", "test167"])
+def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
+    booted = first_boot((embedded_config_dir() / "cluster.yaml").read_text(), hostname)
+    with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
+        check_running_node(vm, booted)
+    reader = DiskReader(booted.disk, booted.work)
+    try:
+        check_disk(reader, booted)
+        first = {path: reader.mtime(path) for path in ("/etc/mesos/zk", "/etc/hosts")}
+        runcmd = reader.mtime("/var/lib/cloud/instance/sem/config_runcmd")
+    finally:
+        reader.close()
+    if hostname != "test167":
+        return
+    # The same node again: cloud-init redoes nothing, the units come up by themselves.
+    with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
+        check_running_node(vm, booted)
+    reader = DiskReader(booted.disk, booted.work)
+    try:
+        check_disk(reader, booted)
+        assert {path: reader.mtime(path) for path in first} == first
+        assert reader.mtime("/var/lib/cloud/instance/sem/config_runcmd") == runcmd
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("hostname", ["m2", "s1"])
+def test_three_master_cluster(first_boot: Prepare, hostname: str) -> None:
+    booted = first_boot(THREE_MASTERS.read_text(), hostname)
+    with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
+        check_running_node(vm, booted)
+    reader = DiskReader(booted.disk, booted.work)
+    try:
+        check_disk(reader, booted)
+        if hostname == "m2":
+            assert reader.read("/var/lib/zookeeper/myid") == "2\n"
+            assert reader.read("/etc/mesos-master/quorum") == "2\n"
+        else:
+            assert reader.read("/etc/mesos-slave/attributes/rack") == "r1\n"
+    finally:
+        reader.close()
