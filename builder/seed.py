@@ -13,6 +13,9 @@ templated.
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +32,10 @@ from builder.roles import compose
 from builder.yamldump import dump
 
 SEED_LABEL = "cidata"
+# EC2 takes at most 16 KiB of user-data; cloud-init unpacks gzip user-data.
+EC2_USER_DATA_LIMIT = 16384
+# A file this large (a big cluster's /etc/hosts) travels gzip+base64 encoded.
+COMPRESS_FILES_OVER = 64 * 1024
 USER_DATA = "user-data"
 META_DATA = "meta-data"
 NETWORK_CONFIG = "network-config"
@@ -162,7 +169,7 @@ def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
         "preserve_hostname": False,
         "manage_etc_hosts": False,
         "write_files": [
-            {"path": path, "content": content, "owner": "root:root", "permissions": "0644"}
+            {"path": path, **_encoded(content), "owner": "root:root", "permissions": "0644"}
             for path, content in node_files(facts, node).items()
         ],
         "runcmd": start_commands(services),
@@ -171,6 +178,31 @@ def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
     if keys:
         document["ssh_authorized_keys"] = list(dict.fromkeys(keys))
     return document
+
+
+@functools.lru_cache(maxsize=16)
+def _compressed(content: str) -> str:
+    return base64.b64encode(gzip.compress(content.encode(), mtime=0)).decode()
+
+
+def _encoded(content: str) -> dict[str, str]:
+    """write_files' content, gzip+base64 encoded when large (computed once per content)."""
+    if len(content) <= COMPRESS_FILES_OVER:
+        return {"content": content}
+    return {"encoding": "gz+b64", "content": _compressed(content)}
+
+
+def ec2_user_data(seed: NodeSeed) -> bytes:
+    """The user-data as EC2 takes it: gzip-compressed when over EC2's 16 KiB."""
+    data = seed.user_data.encode()
+    if len(data) > EC2_USER_DATA_LIMIT:
+        data = gzip.compress(data, mtime=0)
+    if len(data) > EC2_USER_DATA_LIMIT:
+        raise UserError(
+            f"{seed.hostname}: user-data is {len(data)} bytes even gzipped; "
+            f"EC2 takes at most {EC2_USER_DATA_LIMIT}"
+        )
+    return data
 
 
 def network_config(node: Node) -> dict[str, Any] | None:
@@ -233,9 +265,10 @@ def write_seeds(
     """Every seed is made in memory first; then each file is written atomically."""
     facts = ClusterFacts.of(loaded)
     seeds = [node_seed(loaded, node, facts) for node in nodes]
+    ec2 = [ec2_user_data(seed) for seed in seeds] if fmt is SeedFormat.EC2 else []
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for seed in seeds:
+    for index, seed in enumerate(seeds):
         if fmt is SeedFormat.ISO:
             path = out / f"{seed.hostname}-cidata.iso"
             write_iso(path, SEED_LABEL, {name: text.encode() for name, text in seed.files.items()})
@@ -244,6 +277,6 @@ def write_seeds(
             replace_tree(path, seed.files, {})
         else:
             path = out / f"{seed.hostname}.user-data"
-            write_file(path, seed.user_data.encode())
+            write_file(path, ec2[index])
         written.append(path)
     return written

@@ -19,11 +19,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_PLAIN = re.compile(r"^[A-Za-z/][A-Za-z0-9/_.@:+-]*$")
+_PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9/_.@:+-]*")
 _YAML11_WORDS = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"])
 # Characters a YAML stream may not carry raw, or that YAML 1.1 reads as line breaks.
 _NOT_YAML_PRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
 def scalar(value: object) -> str:
@@ -34,7 +33,7 @@ def scalar(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        if _PLAIN.match(value) and value.lower() not in _YAML11_WORDS and not value.endswith(":"):
+        if _PLAIN.fullmatch(value) and value.lower() not in _YAML11_WORDS and not value.endswith(":"):
             return value
         return _NOT_YAML_PRINTABLE.sub(
             lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False)
@@ -84,10 +83,10 @@ def _mapping(document: Mapping[str, Any], indent: int, first_prefix: str = "") -
     pad = " " * indent
     parts = []
     for position, (key, value) in enumerate(document.items()):
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise ValueError(f"not a plain key: {key!r}")
+        if not isinstance(key, str):
+            raise TypeError(f"mapping keys must be strings: {key!r}")
         prefix = first_prefix if position == 0 and first_prefix else pad
-        parts.append(f"{prefix}{key}:{_value(value, indent)}")
+        parts.append(f"{prefix}{scalar(key)}:{_value(value, indent)}")
     return "".join(parts)
 
 

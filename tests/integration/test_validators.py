@@ -11,7 +11,7 @@ from builder.load import LoadedConfig
 from builder.render import LATEST_KNOWN_PACKER, render_role
 from builder.roles import compose
 from builder.validate import validate_kickstart, validate_packer, validate_role, validate_user_data
-from tests.conftest import REPO, CliRun, require_tool
+from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
 
 pytestmark = pytest.mark.integration
 GOLDEN = REPO / "tests" / "golden"
@@ -131,4 +131,20 @@ def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Pa
     ids=lambda p: str(p.parent.relative_to(GOLDEN)),
 )
 def test_every_golden_user_data_passes_cloud_init_schema(path: Path) -> None:
+    assert validate_user_data(path) == []
+
+
+def test_large_cluster_user_data_passes_cloud_init_schema(
+    config_copy: Path, tmp_path: Path
+) -> None:
+    """3,500 nodes: /etc/hosts travels gz+b64 encoded; cloud-init's schema accepts it."""
+    from builder.load import load_config
+    from builder.seed import node_seed
+
+    (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(3500))
+    big = load_config(config_copy)
+    user_data = node_seed(big, big.config.cluster.nodes[9]).user_data
+    assert "encoding: gz+b64" in user_data
+    path = tmp_path / "user-data"
+    path.write_text(user_data)
     assert validate_user_data(path) == []

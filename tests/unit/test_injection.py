@@ -31,6 +31,7 @@ BAD_APPLES = [
     "x\\\nreboot",
     "${HOME}",
     "x\x00y",
+    "trailing-newline\n",
 ]
 
 

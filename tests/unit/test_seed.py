@@ -24,7 +24,7 @@ from builder.seed import (
     node_seed,
     write_seeds,
 )
-from tests.conftest import REPO, CliRun, require_tool
+from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
 
 GOLDEN = REPO / "tests" / "golden" / "seeds"
 THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
@@ -228,3 +228,34 @@ def test_inventory_errors(
     assert "cluster.yaml:" in line
     assert words in line
     assert not (tmp_path / "s").exists()
+
+
+def _big_cluster(config_copy: Path, nodes: int) -> LoadedConfig:
+    (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(nodes))
+    return load_config(config_copy)
+
+
+def test_large_hosts_file_travels_compressed(config_copy: Path) -> None:
+    import base64
+    import gzip
+
+    big = _big_cluster(config_copy, 3500)
+    node = big.config.cluster.nodes[5]
+    document = YAML(typ="safe").load(node_seed(big, node).user_data)
+    [hosts] = [entry for entry in document["write_files"] if entry["path"] == "/etc/hosts"]
+    assert hosts["encoding"] == "gz+b64"
+    decoded = gzip.decompress(base64.b64decode(hosts["content"])).decode()
+    assert decoded == ClusterFacts.of(big).hosts
+    assert decoded.endswith("10.1.13.250 node03499\n")
+
+
+def test_ec2_user_data_is_gzipped_over_16k(config_copy: Path, tmp_path: Path) -> None:
+    import gzip
+
+    big = _big_cluster(config_copy, 1000)
+    [path] = write_seeds(big, [big.config.cluster.nodes[7]], tmp_path / "e", SeedFormat.EC2)
+    data = path.read_bytes()
+    assert len(data) <= 16384
+    assert gzip.decompress(data).decode().startswith("#cloud-config\n")
+    small = write_seeds(big, [], tmp_path / "none", SeedFormat.EC2)
+    assert small == []

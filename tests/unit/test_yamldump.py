@@ -14,7 +14,11 @@ from ruamel.yaml import YAML
 from builder.yamldump import dump, scalar
 from tests.conftest import require_tool
 
-keys = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_-]{0,10}\Z")
+keys = st.one_of(
+    st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_-]{0,10}\Z"),
+    st.sampled_from(["NO", "yes", "On", "null", "~", "0644", "1", "a: b", "#", "-"]),
+    st.text(st.characters(codec="utf-8"), min_size=1, max_size=8),
+)
 texts = st.text(st.characters(codec="utf-8"), max_size=40)
 lines = st.lists(
     st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=20),
@@ -107,4 +111,6 @@ def test_yaml11_words_and_numbers_are_quoted() -> None:
     for word in ["yes", "No", "on", "OFF", "true", "null", "~", "0644", "10:30", "1e3", "-1"]:
         assert scalar(word).startswith('"'), word
     assert scalar("root:root") == "root:root"
+    assert scalar("A\n") == '"A\\n"'
+    assert dump({"NO": None, "write_files": []}) == '"NO": null\nwrite_files: []\n'
     assert scalar("/etc/mesos/zk") == "/etc/mesos/zk"
