@@ -33,7 +33,11 @@ def scalar(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and value.lower() not in _YAML11_WORDS and not value.endswith(":"):
+        if (
+            _PLAIN.fullmatch(value)
+            and value.lower() not in _YAML11_WORDS
+            and not value.endswith(":")
+        ):
             return value
         return _NOT_YAML_PRINTABLE.sub(
             lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False)
