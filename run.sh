@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh Debian 12 machine; installs what it needs first.
-#   ./run.sh build   the main job: builder on the embedded default config
+#   ./run.sh build   the main job: master and slave images from the embedded default config
 #   ./run.sh test    the whole test suite (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -47,9 +47,9 @@ case ${1:-} in
         install_python
         "$VENV/bin/builder" doctor || true
         "$VENV/bin/builder" validate
-        "$VENV/bin/builder" render master
-        "$VENV/bin/builder" render slave
-        "$VENV/bin/builder" render master,slave
+        "$VENV/bin/builder" seed --all
+        # Downloads the CentOS 7.9.2009 ISO (about 1 GB, once) and bakes both images.
+        "$VENV/bin/builder" build master slave "${@:2}"
         ;;
     test)
         install_system_packages

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import tools
+from builder.errors import UserError
 
 EXIT_PORT = 0xF4
 EXIT_VALUE = 0x2A
@@ -124,3 +125,53 @@ def accelerator_works(
     if not tiny.works or kernel is None:
         return tiny
     return probe_kernel(kernel, accelerator, deadline=deadline)
+
+
+KERNEL_PATHS = ("/isolinux/vmlinuz", "/images/pxeboot/vmlinuz")
+
+
+def iso_kernel(iso: Path, directory: Path) -> Path:
+    """The installer's own kernel, extracted with xorriso."""
+    target = directory / "vmlinuz"
+    for path in KERNEL_PATHS:
+        result = tools.run(
+            ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", path, str(target)],
+            check=False,
+        )
+        if result.returncode == 0 and target.is_file():
+            return target
+    raise UserError(
+        f"{iso}: not an installer ISO: no kernel at {' or '.join(KERNEL_PATHS)}",
+        hint="pass the CentOS 7 installer (Minimal or DVD) with --iso",
+    )
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def choose_for_iso(iso: Path, iso_sha256: str, cache: Path) -> ProbeResult:
+    """KVM if it boots this ISO's kernel, else TCG; remembered until the host reboots."""
+    import json
+
+    if not Path("/dev/kvm").exists():
+        return ProbeResult("tcg", False, "no /dev/kvm")
+    key = f"{_boot_id()}:{iso_sha256}"
+    memo = cache / "accelerator.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        kvm = known[key]
+        return ProbeResult(
+            "kvm" if kvm["works"] else "tcg", kvm["works"], kvm["detail"] + " (remembered)"
+        )
+    with tempfile.TemporaryDirectory(prefix="builder-accel-") as scratch:
+        result = accelerator_works("kvm", iso_kernel(iso, Path(scratch)), deadline=20)
+    cache.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({key: {"works": result.works, "detail": result.detail}}))
+    return ProbeResult("kvm" if result.works else "tcg", result.works, result.detail)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from builder import __version__
-from builder.errors import Problem, UserError, ValidationFailed
+from builder.errors import BuildFailed, Problem, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     from builder.load import LoadedConfig
@@ -31,6 +31,8 @@ class BuilderGroup(click.Group):
             _fail(exc.lines(), exc.hint, exc.exit_code)
         except ValidationFailed as exc:
             _fail([f"invalid: {problem}" for problem in exc.problems], None, exc.exit_code)
+        except BuildFailed as exc:
+            _fail(exc.lines(), None, exc.exit_code)
         except KeyboardInterrupt:
             _fail(["error: interrupted"], None, 130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -160,6 +162,90 @@ def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | N
 
 def _verdict(problems: list[Problem]) -> str:
     return "valid" if not problems else f"{len(problems)} problem(s)"
+
+
+@main.command()
+@click.argument("roles", nargs=-1, required=True)
+@click.option(
+    "--target",
+    type=click.Choice(["qemu", "ami"]),
+    default="qemu",
+    show_default=True,
+    help="qemu: qcow2 and raw from the installer ISO; ami: Packer's amazon-ebs builder.",
+)
+@click.option("--iso", help="The installer ISO, a path or URL (default: os.yaml's).")
+@click.option("--iso-checksum", help="sha256:HEX of --iso (default: os.yaml's).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    show_default=True,
+)
+@click.option("--force", is_flag=True, help="Build even when an up-to-date image exists.")
+@click.option("--dry-run", is_flag=True, help="Print the Packer command and variables only.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line, for CI.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["cleanup", "abort", "ask"]),
+    default="cleanup",
+    show_default=True,
+    help="Passed to packer build.",
+)
+@click.option("--headful", is_flag=True, help="Show the VM's console (VNC on loopback).")
+@click.option("--require-kvm", is_flag=True, help="Stop rather than build with TCG.")
+@click.option("--packer-version", help=PACKER_VERSION_HELP)
+@click.pass_context
+def build(
+    ctx: click.Context,
+    roles: tuple[str, ...],
+    target: str,
+    iso: str | None,
+    iso_checksum: str | None,
+    out: Path,
+    force: bool,
+    dry_run: bool,
+    as_json: bool,
+    on_error: str,
+    headful: bool,
+    require_kvm: bool,
+    packer_version: str | None,
+) -> None:
+    """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
+    from builder.build import BuildOptions, Target, build_all
+    from builder.progress import ConsoleProgress, JsonProgress, Progress
+    from builder.roles import compose, parse_role_names
+
+    loaded = _load(ctx)
+    if iso and not iso_checksum:
+        raise UserError("--iso needs --iso-checksum sha256:HEX")
+    role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
+    options = BuildOptions(
+        target=Target(target), iso=iso, iso_checksum=iso_checksum, output=out, force=force,
+        dry_run=dry_run, on_error=on_error, headful=headful, require_kvm=require_kvm,
+    )  # fmt: skip
+    version = _packer_version(packer_version)
+    progress: Progress = (
+        JsonProgress()
+        if as_json and not dry_run
+        else ConsoleProgress({r.label: str(out / r.slug) for r in role_sets})
+    )
+    try:
+        results = build_all(loaded, role_sets, options, version, progress)
+    finally:
+        progress.close()
+    if dry_run:
+        plans = [
+            {"role": result.roles.label, "up_to_date": result.cached,
+             "input_digest": result.digest, "command": list(result.command),
+             "variables": result.variables}
+            for result in results
+        ]  # fmt: skip
+        click.echo(json.dumps(plans, indent=2))
+        return
+    for result in results:
+        if not as_json:
+            state = "up to date" if result.cached else "built"
+            click.echo(f"{result.roles.label}: {state}: {result.directory}/")
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -53,3 +54,22 @@ class ValidationFailed(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
+
+
+class BuildFailed(Exception):
+    """Packer (or a step after it) failed: exit 1, with the log's end and path."""
+
+    exit_code = 1
+
+    def __init__(self, role: str, message: str, tail: list[str], logs: list[Path]) -> None:
+        super().__init__(message)
+        self.role = role
+        self.message = message
+        self.tail = tail
+        self.logs = logs
+
+    def lines(self) -> list[str]:
+        lines = [f"error: {self.role}: {self.message}"]
+        lines += [f"  | {line}" for line in self.tail]
+        lines += [f"  log: {path}" for path in self.logs]
+        return lines

@@ -1,19 +1,22 @@
 """Packer, driven through the python-packer wrapper.
 
 python-packer (0.1.2, pinned; it pins sh==1.11) builds Packer's argument list
-and runs it. Two things it does not do, done here: its `validate()` breaks on
-Python 3 when Packer fails (it reads `exc.message`), so validation runs the
-same baked command and reads the exit code itself; and it passes the whole
-environment to Packer, so we give it ours (minimal, and CHECKPOINT_DISABLE so
-Packer never calls home). Every command is logged as it would be typed.
+and runs it. What it does not do is done here: its `validate()` breaks on
+Python 3 when Packer fails (it reads `exc.message`) and its `build()` has no
+`-on-error`, so both commands are assembled with its own helpers
+(`_add_opt`, `_append_base_arguments`) and run as its baked sh command,
+which accepts every exit code so we read it ourselves. It also passes the
+whole environment to Packer: we give it ours (minimal, with
+CHECKPOINT_DISABLE so Packer never calls home). Commands are logged as typed.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,27 @@ def installed_version() -> tuple[int, int, int] | None:
     return parse_version(result.stdout)
 
 
-def _client(template: Path, variables: Mapping[str, str], var_file: Path | None) -> Any:
+def _sh_compatibility() -> None:
+    """sh 1.11 (pinned by python-packer) inspects output callbacks with
+    inspect.getargspec, removed in Python 3.11; it reads only `.args`, which
+    getfullargspec gives too."""
+    if not hasattr(inspect, "getargspec"):
+        inspect.getargspec = inspect.getfullargspec  # type: ignore[attr-defined]
+
+
+def packer_command(
+    subcommand: str,
+    template: Path,
+    options: list[str],
+    variables: Mapping[str, str],
+    var_file: Path | None,
+    *,
+    only: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    out: Callable[[str], None] | None = None,
+) -> Any:
+    """python-packer's baked command for `packer SUBCOMMAND OPTIONS... TEMPLATE` (not run)."""
+    _sh_compatibility()
     # python-packer installs a top-level module named `packer`.
     python_packer = importlib.import_module("packer")
     client = python_packer.Packer(
@@ -62,27 +85,57 @@ def _client(template: Path, variables: Mapping[str, str], var_file: Path | None)
         vars=dict(variables),
         var_file=str(var_file) if var_file else None,
         exec_path=tools.require("packer"),
+        only=only,
+        out_iter=out,
+        err_iter=out,
     )
-    client.packer = client.packer.bake(_env=tools.minimal_env(PACKER_ENV), _ok_code=[0, 1])
-    return client
+    client.packer = client.packer.bake(
+        _env=tools.minimal_env({**PACKER_ENV, **(env or {})}), _ok_code=list(range(256))
+    )
+    client.packer_cmd = getattr(client.packer, subcommand)
+    for option in options:
+        client._add_opt(option)
+    client._append_base_arguments()
+    client._add_opt(str(template))
+    return client.packer_cmd
 
 
 def validate(
     template: Path, variables: Mapping[str, str], var_file: Path | None = None
 ) -> PackerRun:
-    """`packer validate` on one template file, through python-packer's command builder."""
-    client = _client(template, variables, var_file)
-    client.packer_cmd = client.packer.validate
-    client._append_base_arguments()
-    client._add_opt(str(template))
-    argv = _argv(client.packer_cmd)
+    """`packer validate` on one template file."""
+    command = packer_command("validate", template, [], variables, var_file)
+    argv = command_argv(command)
     log.debug("running: %s", tools.command_line(argv))
-    result = client.packer_cmd()
+    result = command()
     output = _text(result.stdout) + _text(result.stderr)
     return PackerRun(argv, int(result.exit_code), tools.redact(output))
 
 
-def _argv(command: Any) -> tuple[str, ...]:
+def build_command(
+    template: Path,
+    variables: Mapping[str, str],
+    var_file: Path,
+    *,
+    only: str,
+    on_error: str,
+    env: Mapping[str, str],
+    out: Callable[[str], None] | None = None,
+) -> Any:
+    """`packer build -machine-readable -force -on-error=X -only=SOURCE ... TEMPLATE`."""
+    return packer_command(
+        "build",
+        template,
+        ["-machine-readable", "-force", f"-on-error={on_error}"],
+        variables,
+        var_file,
+        only=[only],
+        env=env,
+        out=out,
+    )
+
+
+def command_argv(command: Any) -> tuple[str, ...]:
     """The exact argument list an sh 1.11 command object will run."""
     return (_text(command._path), *(_text(arg) for arg in command._partial_baked_args))
 

@@ -24,39 +24,13 @@ from builder.load import LoadedConfig, embedded_config_dir, load_config
 from builder.render import PROVISION, render_role
 from builder.roles import compose
 from builder.seed import ClusterFacts, SeedFormat, node_files, write_seeds
-from tests.conftest import REPO, require_tool
-from tests.integration.standin import DiskReader, Vm, boot, build_standin, configured_image
+from tests.conftest import REPO
+from tests.integration.standin import DiskReader, Vm, boot, configured_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
 DEFAULT_USER = "debian"  # cloud-init's default user on the Debian stand-in (centos on CentOS 7)
 STACK = ("zookeeper", "mesos-master", "mesos-slave", "marathon", "chronos", "docker")
-
-
-@pytest.fixture(scope="session")
-def standin() -> Path:
-    return build_standin()
-
-
-@pytest.fixture(scope="session")
-def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    key = tmp_path_factory.mktemp("ssh") / "id"
-    subprocess.run(
-        [
-            require_tool("ssh-keygen"),
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "tests",
-            "-f",
-            str(key),
-        ],
-        check=True,
-    )
-    return key
 
 
 def _config(tmp_path: Path, cluster_yaml: str, key: Path) -> LoadedConfig:

@@ -114,10 +114,14 @@ configure_role() {
 seal_image() {
     log "seal: slave"
     local file
-    # The build's own SSH key: only its public half was ever here.
+    # The build's own SSH key: only its public half was ever here, in
+    # authorized_keys and in the installer's copies of the kickstart.
     for file in /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys; do
         [ -e "$file" ] || continue
         sed -i '/ builder-build-key$/d' "$file"
+    done
+    for file in /root/*ks.cfg; do
+        sed -i '/builder-build-key/d' "$file"
     done
     rm -f /etc/ssh/ssh_host_*
     # An empty machine-id: systemd makes a new one at first boot.

@@ -1,0 +1,102 @@
+"""The installer ISO: found or downloaded once, its SHA-256 verified before any use.
+
+`--iso` is a path or an http(s) URL; downloads land in one cache
+(`$XDG_CACHE_HOME/builder/iso/`, named by their checksum) and are verified
+while they stream. A file whose checksum does not match is never used, and a
+download that does not match is not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from builder.errors import UserError
+
+CHUNK = 1024 * 1024
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "builder"
+
+
+def parse_checksum(text: str) -> str:
+    """sha256:HEX -> HEX (lower case)."""
+    algorithm, _, digest = text.partition(":")
+    digest = digest.lower()
+    if (
+        algorithm != "sha256"
+        or len(digest) != 64
+        or any(c not in "0123456789abcdef" for c in digest)
+    ):
+        raise UserError(f"--iso-checksum must be sha256: and 64 hex digits, not {text!r}")
+    return digest
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise UserError(
+            f"{path}: sha256 {actual} does not match the expected {expected}",
+            hint="a different or damaged ISO; pass --iso-checksum sha256:HEX for another release",
+        )
+
+
+def _download(url: str, target: Path, expected: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".download.", dir=target.parent)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected:
+            raise UserError(
+                f"{url}: downloaded sha256 {digest.hexdigest()} does not match {expected}"
+            )
+        os.replace(temporary, target)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise UserError(
+            f"cannot download {url}: {reason}",
+            hint="no network to the mirror? download it elsewhere and pass --iso PATH",
+        ) from exc
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def resolve_iso(source: str, checksum: str) -> Path:
+    """A local, verified copy of the ISO at `source` (a path or an http(s) URL)."""
+    expected = parse_checksum(checksum)
+    if source.startswith(("http://", "https://")):
+        cached = cache_dir() / "iso" / f"{expected}.iso"
+        if cached.is_file():
+            verify(cached, expected)
+            return cached
+        _download(source, cached, expected)
+        return cached
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ISO file")
+    verify(path, expected)
+    return path.resolve()
+
+
+def free_bytes(directory: Path) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(directory).free

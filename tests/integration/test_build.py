@@ -1,0 +1,204 @@
+"""`builder build` end to end: real Packer and QEMU through the product's template.
+
+The stand-in installer ISO (CentOS 7's layout, a busybox "anaconda") is what
+Packer boots: it types the same boot command as for CentOS, serves the rendered
+kickstart, waits for SSH to the installed system with this build's key, runs
+`provision.sh seal`, shuts down and exports. The disk is then read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder.load import embedded_config_dir
+from tests.conftest import CliRun
+from tests.integration.standin import DiskReader
+
+pytestmark = [pytest.mark.integration, pytest.mark.vm]
+ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One slave build for the module: its directory, config, CLI output and events."""
+    root = tmp_path_factory.mktemp("build")
+    config = root / "roles-config"
+    shutil.copytree(embedded_config_dir(), config, ignore=shutil.ignore_patterns("__*"))
+    os_yaml = config / "os.yaml"
+    os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
+    iso = standin / ISO_NAME
+    args = ["--config", str(config), "build", "slave", "--iso", str(iso),
+            "--iso-checksum", f"sha256:{_sha256(iso)}", "--out", str(root / "output")]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
+        cwd=root, timeout=3600, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return {"root": root, "config": config, "args": args, "events": events,
+            "output": root / "output" / "slave"}  # fmt: skip
+
+
+def test_progress_went_through_every_step(built: dict[str, object]) -> None:
+    events = built["events"]
+    assert isinstance(events, list)
+    steps = [e["detail"] for e in events if e["event"] == "step"]
+    wanted = ["booting", "typing boot command", "installing, waiting for SSH", "connected",
+              "provisioning", "shutting down", "exporting", "converting to raw"]  # fmt: skip
+    assert [s for s in steps if s in wanted] == wanted
+    assert events[-1]["event"] == "done"
+
+
+def test_manifest_describes_the_artifacts(built: dict[str, object]) -> None:
+    output = built["output"]
+    assert isinstance(output, Path)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["role"] == "slave"
+    assert manifest["target"] == "qemu"
+    assert len(manifest["input_digest"]) == 64
+    assert manifest["packer"]["version"] == "1.6.6"
+    assert manifest["packer"]["builds"][0]["builder_type"] == "qemu"
+    formats = {a["format"]: a for a in manifest["artifacts"]}
+    assert set(formats) == {"qcow2", "raw"}
+    qcow2 = output / formats["qcow2"]["path"]
+    assert _sha256(qcow2) == formats["qcow2"]["sha256"]
+    assert (output / formats["raw"]["path"]).stat().st_size == 8 * 1024**3
+    assert not list(output.parent.glob(".slave.build-*")), "no work directory is left"
+
+
+def test_the_image_is_configured_and_sealed(built: dict[str, object], tmp_path: Path) -> None:
+    output = built["output"]
+    assert isinstance(output, Path)
+    reader = DiskReader(output / "mesos-slave.qcow2", tmp_path)
+    try:
+        assert reader.read("/etc/mesos-slave/containerizers") == "docker,mesos\n"
+        assert reader.read("/etc/mesos-slave/executor_registration_timeout") == "5mins\n"
+        assert reader.read("/etc/builder/roles") == "slave\n"
+        wants = "/etc/systemd/system/multi-user.target.wants"
+        for unit in ("mesos-slave", "docker", "mesos-master", "marathon", "chronos"):
+            assert reader.link(f"{wants}/{unit}.service") == "", f"{unit} is enabled"
+        for unit in ("mesos-master", "marathon", "chronos", "zookeeper"):
+            assert reader.link(f"/etc/systemd/system/{unit}.service") == "/dev/null", unit
+        # The build key is gone, and so is everything a template must not carry.
+        assert "builder-build-key" not in reader.read("/root/.ssh/authorized_keys")
+        installed_ks = reader.read("/root/original-ks.cfg")
+        assert "builder-build-key" not in installed_ks
+        assert "%post --interpreter=/bin/bash --erroronfail" in installed_ks
+        assert "ssh_host_" not in reader.debugfs("ls /etc/ssh")
+        assert reader.read("/etc/machine-id") == ""
+        assert "instance" not in reader.debugfs("ls /var/lib/cloud")
+    finally:
+        reader.close()
+
+
+def test_second_build_is_the_cached_image(built: dict[str, object], builder_cli: CliRun) -> None:
+    args = built["args"]
+    assert isinstance(args, list)
+    output = built["output"]
+    assert isinstance(output, Path)
+    before = (output / "manifest.json").read_text()
+    result = builder_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"slave: up to date: {output}/"
+    assert (output / "manifest.json").read_text() == before
+
+
+def test_a_role_change_rebuilds(built: dict[str, object], builder_cli: CliRun) -> None:
+    args = built["args"]
+    config = built["config"]
+    assert isinstance(args, list)
+    assert isinstance(config, Path)
+    [dry] = json.loads(builder_cli(*args, "--dry-run").stdout)
+    assert dry["up_to_date"] is True
+    slave = config / "roles" / "slave.yaml"
+    slave.write_text(slave.read_text().replace('content: "5mins\\n"', 'content: "10mins\\n"'))
+    [changed] = json.loads(builder_cli(*args, "--dry-run").stdout)
+    assert changed["up_to_date"] is False
+    assert changed["input_digest"] != dry["input_digest"]
+    assert changed["command"][:2] == [shutil.which("packer"), "build"]
+
+
+def test_packer_failure_is_reported_with_its_log(
+    built: dict[str, object], builder_cli: CliRun, tmp_path: Path
+) -> None:
+    """Packer 1.6.6 refuses a template rendered for current Packer: exit 1, its words, the log."""
+    args = built["args"]
+    assert isinstance(args, list)
+    out = tmp_path / "output"
+    result = builder_cli(*args[:-2], "--out", str(out), "--packer-version", "1.11.2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [
+        "error: slave: packer build failed with exit code 1"
+    ]
+    assert any("required_plugins" in line for line in lines if line.startswith("  | "))
+    assert f"  log: {out / 'slave.failed' / 'build.log'}" in lines
+    assert "Traceback" not in result.stderr
+    assert not (out / "slave").exists()
+    assert not list(out.glob(".slave.build-*"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--iso-checksum", "sha256:" + "0" * 64], "does not match the expected"),
+        (["--iso-checksum", "md5:abc"], "--iso-checksum must be sha256: and 64 hex digits"),
+        ([], "--iso needs --iso-checksum sha256:HEX"),
+    ],
+)
+def test_bad_iso_arguments(
+    standin: Path, builder_cli: CliRun, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    result = builder_cli("build", "slave", "--iso", str(standin / ISO_NAME), *extra,
+                         "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 2
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert message in error
+    assert not (tmp_path / "out" / "slave").exists()
+
+
+def test_not_an_installer(builder_cli: CliRun, tmp_path: Path) -> None:
+    assert builder_cli("seed", "test167", "--out", "s").returncode == 0
+    seed = tmp_path / "s" / "test167-cidata.iso"
+    result = builder_cli("build", "slave", "--iso", str(seed), "--iso-checksum",
+                         f"sha256:{_sha256(seed)}", "--out", "out")  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: {seed}: not an installer ISO: no kernel at " in result.stderr
+    assert not (tmp_path / "out" / "slave").exists()
+
+
+def test_missing_iso_file(builder_cli: CliRun, tmp_path: Path) -> None:
+    result = builder_cli("build", "slave", "--iso", str(tmp_path / "none.iso"),
+                         "--iso-checksum", "sha256:" + "0" * 64)  # fmt: skip
+    assert result.returncode == 2
+    assert f"error: {tmp_path / 'none.iso'}: no such ISO file" in result.stderr.splitlines()
+
+
+def test_missing_packer_names_the_package(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", "build", "slave", "--target", "ami"],
+        env={"PATH": str(empty), "HOME": str(tmp_path)}, capture_output=True, text=True,
+        cwd=tmp_path, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: packer is not installed",
+        "hint: install it with: apt-get install packer",
+    ]
