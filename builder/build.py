@@ -182,12 +182,13 @@ def _packer_variables(
     if iso is not None:
         variables["iso_url"] = str(iso)
     if accelerator == "tcg":
-        minutes = (
-            int(loaded.config.os.packer.ssh_timeout[:-1])
-            * {"s": 1 / 60, "m": 1, "h": 60}[loaded.config.os.packer.ssh_timeout[-1]]
-        )
-        variables["ssh_timeout"] = f"{int(minutes * TCG_TIMEOUT_FACTOR)}m"
+        variables["ssh_timeout"] = f"{ssh_timeout_seconds(loaded) * TCG_TIMEOUT_FACTOR}s"
     return variables
+
+
+def ssh_timeout_seconds(loaded: LoadedConfig) -> int:
+    text = loaded.config.os.packer.ssh_timeout
+    return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
 
 
 def build_one(
@@ -232,6 +233,9 @@ def build_one(
 
     options.output.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{roles.slug}.build-", dir=options.output)).resolve()
+    # Packer puts its plugins' unix sockets in TMPDIR: socket paths are limited
+    # to 108 bytes, so Packer gets a short one of its own, not the work directory.
+    packer_tmp = Path(tempfile.mkdtemp(prefix="builder-packer-"))
     try:
         key = generate_build_key(work / "key")
         rendered = render_role(
@@ -250,7 +254,7 @@ def build_one(
             only=PACKER_SOURCE[options.target],
             on_error=options.on_error,
             env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(work / "packer-debug.log"),
-                 "TMPDIR": str(work)},
+                 "TMPDIR": str(packer_tmp)},
             out=log,
         )  # fmt: skip
         argv = packer_driver.command_argv(command)
@@ -261,6 +265,12 @@ def build_one(
         result = command()
         if int(result.exit_code) != 0:
             message = f"packer build failed with exit code {result.exit_code}"
+            if any("Timeout waiting for SSH" in line for line in log.lines):
+                waited = variables.get("ssh_timeout", os_config.packer.ssh_timeout)
+                message = (
+                    f"the installed system did not answer SSH (root, this build's key) within "
+                    f"{waited}: the serial console log shows what it did"
+                )
             tail = [line for entry in log.lines for line in entry.splitlines() if line.strip()]
             raise BuildFailed(roles.label, message, tail[-12:], [])
         manifest = _finish(loaded, roles, options, work, digest, iso, checksum, accelerator,
@@ -283,6 +293,7 @@ def build_one(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(packer_tmp, ignore_errors=True)
 
 
 def _keep_logs(work: Path, failed: Path) -> list[Path]:

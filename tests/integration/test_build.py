@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -133,6 +134,35 @@ def test_a_role_change_rebuilds(built: dict[str, object], builder_cli: CliRun) -
     assert changed["command"][:2] == [shutil.which("packer"), "build"]
 
 
+def test_ssh_that_never_comes_up_fails_clearly(
+    built: dict[str, object], builder_cli: CliRun, tmp_path: Path
+) -> None:
+    """SSH not up in time (20 s; the install takes longer): a clear failure, no image kept."""
+    config = built["config"]
+    args = built["args"]
+    assert isinstance(config, Path)
+    assert isinstance(args, list)
+    short = tmp_path / "roles-config"
+    shutil.copytree(config, short)
+    os_yaml = short / "os.yaml"
+    os_yaml.write_text(os_yaml.read_text().replace("ssh_timeout: 60m", "ssh_timeout: 5s"))
+    out = tmp_path / "output"
+    result = builder_cli("--config", str(short), *args[2:-2], "--out", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    [error] = [line for line in lines if line.startswith("error:")]
+    assert error == (
+        "error: slave: the installed system did not answer SSH (root, this build's key) "
+        "within 20s: the serial console log shows what it did"
+    ), result.stderr
+    assert "  | --> qemu.centos7: Timeout waiting for SSH." in lines
+    serial = out / "slave.failed" / "serial.log"
+    assert f"  log: {serial}" in lines
+    assert "standin-anaconda" in serial.read_text(errors="replace")
+    assert not (out / "slave").exists()
+    assert not list(out.glob(".slave.build-*"))
+
+
 def test_packer_failure_is_reported_with_its_log(
     built: dict[str, object], builder_cli: CliRun, tmp_path: Path
 ) -> None:
@@ -202,3 +232,34 @@ def test_missing_packer_names_the_package(tmp_path: Path) -> None:
         "error: packer is not installed",
         "hint: install it with: apt-get install packer",
     ]
+
+
+def test_require_kvm_stops_where_kvm_does_not_work(standin: Path, tmp_path: Path) -> None:
+    """With the probe's verdict remembered as 'KVM hangs', --require-kvm stops before Packer."""
+    iso = standin / ISO_NAME
+    digest = _sha256(iso)
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    cache = tmp_path / "cache" / "builder"
+    cache.mkdir(parents=True)
+    (cache / "accelerator.json").write_text(
+        json.dumps({f"{boot_id}:{digest}": {"works": False, "detail": "vmlinuz did not start"}})
+    )
+    args = ["build", "slave", "--iso", str(iso), "--iso-checksum", f"sha256:{digest}",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", *args, "--require-kvm"], env=env, capture_output=True,
+        text=True, cwd=tmp_path, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    expected = "error: KVM does not work here (vmlinuz did not start (remembered))"
+    assert f"{expected} and --require-kvm is set" in result.stderr.splitlines()
+    assert not (tmp_path / "out" / "slave").exists()
+    if Path("/dev/kvm").exists():
+        dry = subprocess.run(
+            [sys.executable, "-m", "builder", *args, "--dry-run"], env=env, capture_output=True,
+            text=True, cwd=tmp_path, check=True, timeout=300,
+        )  # fmt: skip
+        [plan] = json.loads(dry.stdout)
+        assert plan["variables"]["accelerator"] == "tcg"
+        assert plan["variables"]["ssh_timeout"] == "14400s"  # 60m, 4x under TCG
