@@ -119,10 +119,6 @@ def cached_result(directory: Path, digest: str) -> dict[str, Any] | None:
     return manifest
 
 
-def _sha256(path: Path) -> str:
-    return media.sha256_of(path)
-
-
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -335,7 +331,7 @@ def _finish(
         progress.emit(Event(roles.label, "step", "checksumming", time.monotonic() - started))
         for path, fmt in ((qcow2, "qcow2"), (raw, "raw")):
             artifacts.append({
-                "path": path.name, "format": fmt, "sha256": _sha256(path),
+                "path": path.name, "format": fmt, "sha256": media.sha256_of(path),
                 "fingerprint": _fingerprint(path),
             })  # fmt: skip
         shutil.rmtree(work / "packer", ignore_errors=True)

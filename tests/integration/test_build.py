@@ -8,7 +8,6 @@ kickstart, waits for SSH to the installed system with this build's key, runs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,19 +18,12 @@ from pathlib import Path
 import pytest
 
 from builder.load import embedded_config_dir
+from builder.media import sha256_of
 from tests.conftest import CliRun
 from tests.integration.standin import DiskReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +35,9 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     os_yaml = config / "os.yaml"
     os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
     iso = standin / ISO_NAME
+    checksum = f"sha256:{sha256_of(iso)}"
     args = ["--config", str(config), "build", "slave", "--iso", str(iso),
-            "--iso-checksum", f"sha256:{_sha256(iso)}", "--out", str(root / "output")]  # fmt: skip
+            "--iso-checksum", checksum, "--out", str(root / "output")]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
         cwd=root, timeout=3600, check=False, stdin=subprocess.DEVNULL,
@@ -77,7 +70,7 @@ def test_manifest_describes_the_artifacts(built: dict[str, object]) -> None:
     formats = {a["format"]: a for a in manifest["artifacts"]}
     assert set(formats) == {"qcow2", "raw"}
     qcow2 = output / formats["qcow2"]["path"]
-    assert _sha256(qcow2) == formats["qcow2"]["sha256"]
+    assert sha256_of(qcow2) == formats["qcow2"]["sha256"]
     assert (output / formats["raw"]["path"]).stat().st_size == 8 * 1024**3
     assert not list(output.parent.glob(".slave.build-*")), "no work directory is left"
 
@@ -206,7 +199,7 @@ def test_not_an_installer(builder_cli: CliRun, tmp_path: Path) -> None:
     assert builder_cli("seed", "test167", "--out", "s").returncode == 0
     seed = tmp_path / "s" / "test167-cidata.iso"
     result = builder_cli("build", "slave", "--iso", str(seed), "--iso-checksum",
-                         f"sha256:{_sha256(seed)}", "--out", "out")  # fmt: skip
+                         f"sha256:{sha256_of(seed)}", "--out", "out")  # fmt: skip
     assert result.returncode == 2
     assert f"error: {seed}: not an installer ISO: no kernel at " in result.stderr
     assert not (tmp_path / "out" / "slave").exists()
@@ -237,7 +230,7 @@ def test_missing_packer_names_the_package(tmp_path: Path) -> None:
 def test_require_kvm_stops_where_kvm_does_not_work(standin: Path, tmp_path: Path) -> None:
     """With the probe's verdict remembered as 'KVM hangs', --require-kvm stops before Packer."""
     iso = standin / ISO_NAME
-    digest = _sha256(iso)
+    digest = sha256_of(iso)
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     cache = tmp_path / "cache" / "builder"
     cache.mkdir(parents=True)
