@@ -168,10 +168,11 @@ def _verdict(problems: list[Problem]) -> str:
 @click.argument("roles", nargs=-1, required=True)
 @click.option(
     "--target",
-    type=click.Choice(["qemu", "ami"]),
+    type=click.Choice(["qemu", "ami", "iso"]),
     default="qemu",
     show_default=True,
-    help="qemu: qcow2 and raw from the installer ISO; ami: Packer's amazon-ebs builder.",
+    help="qemu: qcow2 and raw from the installer ISO; ami: Packer's amazon-ebs builder; "
+    "iso: OUT/ROLE/ROLE-installer.iso, an unattended installer (BIOS and UEFI).",
 )
 @click.option("--iso", help="The installer ISO, a path or URL (default: os.yaml's).")
 @click.option("--iso-checksum", help="sha256:HEX of --iso (default: os.yaml's).")
@@ -194,6 +195,11 @@ def _verdict(problems: list[Problem]) -> str:
 @click.option("--headful", is_flag=True, help="Show the VM's console (VNC on loopback).")
 @click.option("--require-kvm", is_flag=True, help="Stop rather than build with TCG.")
 @click.option("--packer-version", help=PACKER_VERSION_HELP)
+@click.option(
+    "--repo-dir",
+    type=click.Path(path_type=Path),
+    help="--target iso: a directory of RPMs to put on the ISO as an offline repository.",
+)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -209,6 +215,7 @@ def build(
     headful: bool,
     require_kvm: bool,
     packer_version: str | None,
+    repo_dir: Path | None,
 ) -> None:
     """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
     from builder.build import BuildOptions, Target, build_all
@@ -219,6 +226,16 @@ def build(
     if iso and not iso_checksum:
         raise UserError("--iso needs --iso-checksum sha256:HEX")
     role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
+    if target == "iso":
+        from builder.iso import IsoOptions, build_installer_iso
+
+        iso_options = IsoOptions(iso=iso, iso_checksum=iso_checksum, output=out, repo_dir=repo_dir)
+        for role_set in role_sets:
+            written = build_installer_iso(loaded, role_set, iso_options)
+            click.echo(f"{role_set.label}: installer ISO: {written}")
+        return
+    if repo_dir is not None:
+        raise UserError("--repo-dir is for --target iso")
     options = BuildOptions(
         target=Target(target), iso=iso, iso_checksum=iso_checksum, output=out, force=force,
         dry_run=dry_run, on_error=on_error, headful=headful, require_kvm=require_kvm,

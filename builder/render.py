@@ -143,6 +143,7 @@ def kickstart(
     env: jinja2.Environment,
     provision: str,
     build_key: str | None,
+    offline_repo: str | None = None,
 ) -> str:
     os_config = loaded.config.os
     encoded = base64.b64encode(provision.encode()).decode()
@@ -174,6 +175,7 @@ def kickstart(
         provision_base64=textwrap.wrap(encoded, 76),
         post_steps=["configure"] if build_key else ["configure", "seal"],
         build_key=build_key,
+        offline_repo=offline_repo,
     )
 
 
@@ -214,8 +216,14 @@ def render_role(
     *,
     packer_version: tuple[int, int, int],
     build_key: str | None = None,
+    offline_repo: str | None = None,
 ) -> RenderedRole:
-    """Everything a role set needs, as file name -> text."""
+    """Everything a role set needs, as file name -> text.
+
+    `offline_repo` (a baseurl, for the installer ISO): the kickstart installs
+    from the installer's media (`cdrom`) and that one repository instead of
+    the configured network repos.
+    """
     env = template_environment()
     if build_key is not None:
         check_build_key(build_key)
@@ -227,7 +235,7 @@ def render_role(
     return RenderedRole(
         roles=roles,
         files={
-            KICKSTART: kickstart(loaded, roles, env, provision, build_key),
+            KICKSTART: kickstart(loaded, roles, env, provision, build_key, offline_repo),
             PROVISION: provision,
             PACKER_TEMPLATE: template,
             PACKER_VARS: variables,
