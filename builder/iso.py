@@ -172,7 +172,8 @@ def _looks_like_iso(path: Path) -> bool:
 
 
 def _listed(output: str, path: str) -> bool:
-    return f"'{path}'" in output
+    """Whether xorriso's -lsl listed `path` (a line like `-r--r--r-- 1 0 0 1270 ... '/p'`)."""
+    return re.search(rf"^[-dl][-rwxsStT]{{9}} .* '{re.escape(path)}'$", output, re.M) is not None
 
 
 def read_layout(source: Path, scratch: Path) -> SourceLayout:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CliRun
+from tests.installer_media import build_rpm, tiny_installer_iso
 
 
 @dataclass(frozen=True)
@@ -268,3 +271,80 @@ def test_unwritable_output_is_a_user_error(builder_cli: CliRun, tmp_path: Path) 
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+# ---- builder build --target iso ------------------------------------------------------------
+def _sha(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _iso_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    """The command line of one bad-input case for the installer ISO, and what it must say."""
+    work = tmp_path / "in"
+    work.mkdir()
+    args = ["build", "slave", "--target", "iso", "--out", str(tmp_path / "out")]
+    if case == "source missing":
+        return [*args, "--iso", str(work / "none.iso"), "--iso-checksum", "sha256:" + "0" * 64], (
+            "no such ISO file"
+        )
+    if case == "not an ISO":
+        junk = work / "junk.iso"
+        junk.write_bytes(b"\x00" * 40000)
+        return [*args, "--iso", str(junk), "--iso-checksum", _sha(junk)], "not an ISO 9660 image"
+    omit = {"no isolinux.cfg": "isolinux/isolinux.cfg", "no grub.cfg": "EFI/BOOT/grub.cfg"}
+    iso = tiny_installer_iso(work, omit=[omit[case]] if case in omit else [], pad_mib=8)
+    args += ["--iso", str(iso)]
+    if case in omit:
+        return [
+            *args,
+            "--iso-checksum",
+            _sha(iso),
+        ], f"not a CentOS 7 installer ISO: no /{omit[case]}"
+    if case == "checksum mismatch":
+        return [*args, "--iso-checksum", "sha256:" + "ab" * 32], "does not match the expected"
+    args += ["--iso-checksum", _sha(iso)]
+    if case == "empty repo dir":
+        (work / "rpms").mkdir()
+        (work / "rpms" / "README").write_text("no RPMs here\n")
+        return [*args, "--repo-dir", str(work / "rpms")], "no RPM files in --repo-dir"
+    if case == "missing package":
+        build_rpm(work / "rpms", "mesos")
+        return [*args, "--repo-dir", str(work / "rpms")], "no RPM provides cloud-init, "
+    if case == "output not writable":
+        (tmp_path / "file").write_text("not a directory\n")
+        args[args.index("--out") + 1] = str(tmp_path / "file" / "out")
+        return args, "cannot write"
+    raise AssertionError(case)
+
+
+ISO_CASES = ["source missing", "not an ISO", "no isolinux.cfg", "no grub.cfg",
+             "checksum mismatch", "empty repo dir", "missing package", "output not writable"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ISO_CASES)
+def test_bad_installer_iso_input(case: str, builder_cli: CliRun, tmp_path: Path) -> None:
+    args, words = _iso_case(tmp_path, case)
+    result = builder_cli(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], result.stderr
+    assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
+
+
+def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> None:
+    """A real small filesystem (tmpfs, 4 MiB) as --out: refused before writing, nothing left."""
+    iso = tiny_installer_iso(tmp_path, pad_mib=8)
+    out = tmp_path / "small"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(out)], check=True)
+    try:
+        result = builder_cli("build", "slave", "--target", "iso", "--iso", str(iso),
+                             "--iso-checksum", _sha(iso), "--out", str(out))  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
+        assert len(errors) == 1 and "not enough free space" in errors[0], result.stderr
+        assert list(out.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
