@@ -317,8 +317,10 @@ def _iso_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     raise AssertionError(case)
 
 
-ISO_CASES = ["source missing", "not an ISO", "no isolinux.cfg", "no grub.cfg",
-             "checksum mismatch", "empty repo dir", "missing package", "output not writable"]  # fmt: skip
+ISO_CASES = [
+    "source missing", "not an ISO", "no isolinux.cfg", "no grub.cfg", "checksum mismatch",
+    "empty repo dir", "missing package", "output not writable",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", ISO_CASES)
@@ -328,7 +330,8 @@ def test_bad_installer_iso_input(case: str, builder_cli: CliRun, tmp_path: Path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
-    assert len(errors) == 1 and words in errors[0], result.stderr
+    assert len(errors) == 1, result.stderr
+    assert words in errors[0], result.stderr
     assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
 
 
@@ -344,7 +347,8 @@ def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> No
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
-        assert len(errors) == 1 and "not enough free space" in errors[0], result.stderr
+        assert len(errors) == 1, result.stderr
+        assert "not enough free space" in errors[0], result.stderr
         assert list(out.iterdir()) == []
     finally:
         subprocess.run(["umount", str(out)], check=True)

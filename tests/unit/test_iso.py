@@ -61,14 +61,17 @@ def test_isolinux_install_entry_is_the_only_default_with_a_short_timeout() -> No
     lines = edited.splitlines()
     assert lines.count("  menu default") == 1
     assert lines[lines.index("  menu default") - 1] == "label linux"
-    assert "timeout 50" in lines and "timeout 600" not in lines
+    assert "timeout 50" in lines
+    assert "timeout 600" not in lines
     appends = [line for line in lines if "inst.stage2=" in line]
-    assert len(appends) == 3 and all(line.endswith(" " + KS) for line in appends)
+    assert len(appends) == 3
+    assert all(line.endswith(" " + KS) for line in appends)
 
 
 def test_grub_default_is_the_install_entry() -> None:
     edited = edit_grub(CENTOS_GRUB, KS)
-    assert 'set default="0"' in edited and "set timeout=5" in edited
+    assert 'set default="0"' in edited
+    assert "set timeout=5" in edited
     kernels = [line for line in edited.splitlines() if "linuxefi" in line]
     assert all(line.endswith(" " + KS) for line in kernels)
 
@@ -77,7 +80,8 @@ def test_editing_twice_replaces_the_old_kickstart() -> None:
     once = edit_grub(CENTOS_GRUB, KS)
     other = kickstart_argument("OTHER")
     twice = edit_grub(once, other)
-    assert KS not in twice and twice.count(other) == 2
+    assert KS not in twice
+    assert twice.count(other) == 2
     menu = edit_isolinux(edit_isolinux((STANDIN_FILES / "isolinux.cfg").read_text(), KS), KS)
     assert menu == edit_isolinux((STANDIN_FILES / "isolinux.cfg").read_text(), KS)
 
@@ -111,8 +115,10 @@ def test_offline_kickstart_installs_from_the_media(loaded: LoadedConfig) -> None
     ).files[KICKSTART]
     assert "\ncdrom\n" in offline
     assert f"\nrepo --name=builder-offline --baseurl={OFFLINE}\n" in offline
-    assert "url --url" not in offline and "mesosphere" not in offline.split("%packages")[0]
-    assert "url --url" in online and "cdrom" not in online
+    assert "url --url" not in offline
+    assert "mesosphere" not in offline.split("%packages")[0]
+    assert "url --url" in online
+    assert "cdrom" not in online
     assert validate_kickstart(offline, "ks.cfg") == []
 
 
