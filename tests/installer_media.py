@@ -14,11 +14,17 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from builder.media import sha256_of
 from tests.conftest import REPO, require_tool
 
 STANDIN_FILES = REPO / "tests" / "fixtures" / "standin" / "files"
 ISOLINUX = Path("/usr/lib/ISOLINUX")
 VOLUME_ID = "CentOS 7 x86_64"
+
+
+def checksum_option(path: Path) -> str:
+    """The --iso-checksum value for a file."""
+    return f"sha256:{sha256_of(path)}"
 
 
 def _run(argv: Sequence[str]) -> None:

@@ -14,7 +14,6 @@ back with debugfs.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from builder.load import embedded_config_dir, load_config
 from builder.render import KICKSTART, LATEST_KNOWN_PACKER, render_role
 from builder.roles import compose
 from tests.conftest import require_tool
-from tests.installer_media import build_rpm, tiny_installer_iso
+from tests.installer_media import build_rpm, checksum_option, tiny_installer_iso
 from tests.integration.standin import BOOT_DEADLINE, DiskReader
 
 pytestmark = [pytest.mark.integration]
@@ -50,10 +49,6 @@ MASTER_PACKAGES = ["cloud-init", "cloud-utils-growpart", "firewalld",
                    "chronos"]  # fmt: skip
 
 
-def _sha(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _rpm_dir(out: Path, skip: str = "") -> Path:
     for name, requires in MASTER_RPMS.items():
         if name != skip:
@@ -70,8 +65,8 @@ def _builder(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _remaster(source: Path, role: str, out: Path, repo_dir: Path | None = None) -> Path:
-    args = ["build", role, "--target", "iso", "--iso", str(source), "--iso-checksum", _sha(source),
-            "--out", str(out)]  # fmt: skip
+    args = ["build", role, "--target", "iso", "--iso", str(source),
+            "--iso-checksum", checksum_option(source), "--out", str(out)]  # fmt: skip
     if repo_dir is not None:
         args += ["--repo-dir", str(repo_dir)]
     result = _builder(*args, cwd=out.parent)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliRun
-from tests.installer_media import build_rpm, tiny_installer_iso
+from tests.installer_media import build_rpm, checksum_option, tiny_installer_iso
 
 
 @dataclass(frozen=True)
@@ -274,10 +273,6 @@ def test_unwritable_output_is_a_user_error(builder_cli: CliRun, tmp_path: Path) 
 
 
 # ---- builder build --target iso ------------------------------------------------------------
-def _sha(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _iso_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     """The command line of one bad-input case for the installer ISO, and what it must say."""
     work = tmp_path / "in"
@@ -290,7 +285,13 @@ def _iso_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     if case == "not an ISO":
         junk = work / "junk.iso"
         junk.write_bytes(b"\x00" * 40000)
-        return [*args, "--iso", str(junk), "--iso-checksum", _sha(junk)], "not an ISO 9660 image"
+        return [
+            *args,
+            "--iso",
+            str(junk),
+            "--iso-checksum",
+            checksum_option(junk),
+        ], "not an ISO 9660 image"
     omit = {"no isolinux.cfg": "isolinux/isolinux.cfg", "no grub.cfg": "EFI/BOOT/grub.cfg"}
     iso = tiny_installer_iso(work, omit=[omit[case]] if case in omit else [], pad_mib=8)
     args += ["--iso", str(iso)]
@@ -298,11 +299,11 @@ def _iso_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
         return [
             *args,
             "--iso-checksum",
-            _sha(iso),
+            checksum_option(iso),
         ], f"not a CentOS 7 installer ISO: no /{omit[case]}"
     if case == "checksum mismatch":
         return [*args, "--iso-checksum", "sha256:" + "ab" * 32], "does not match the expected"
-    args += ["--iso-checksum", _sha(iso)]
+    args += ["--iso-checksum", checksum_option(iso)]
     if case == "empty repo dir":
         (work / "rpms").mkdir()
         (work / "rpms" / "README").write_text("no RPMs here\n")
@@ -343,7 +344,7 @@ def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> No
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(out)], check=True)
     try:
         result = builder_cli("build", "slave", "--target", "iso", "--iso", str(iso),
-                             "--iso-checksum", _sha(iso), "--out", str(out))  # fmt: skip
+                             "--iso-checksum", checksum_option(iso), "--out", str(out))  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
