@@ -5,7 +5,8 @@
 Makes a 1 GiB source: the cached stand-in installer ISO (tests/fixtures/standin)
 with a file of random bytes added (xorriso, boot setup replayed), in /var/tmp.
 Then, in one run, alternating, --runs times each on the same disk:
-- `cat SRC > DST` (the baseline: one read, one write);
+- `cat SRC > DST` (the baseline: one read, one write, no fsync), and the
+  same followed by `sync DST` (for context: a written-through copy);
 - `builder build slave --target iso --iso SRC --iso-checksum ...`: the whole
   command (Python start, SHA-256 of the source, layout read, remaster with
   xorriso, implantisomd5);
@@ -26,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ of this checkout
 from tests.integration.standin import build_standin
 
 STANDIN_ISO = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -82,16 +84,22 @@ def main() -> None:
         builder += ["--iso", str(source), "--iso-checksum", checksum, "--out", str(work / "out")]
         copy = work / "copy.iso"
         remastered = work / "remastered.iso"
-        times: dict[str, list[float]] = {k: [] for k in ("cat", "builder", "sha256", "xorriso",
-                                                         "implantisomd5")}  # fmt: skip
+        names = ("cat", "cat+fsync", "builder", "sha256", "xorriso", "implantisomd5")
+        times: dict[str, list[float]] = {name: [] for name in names}
         for _ in range(args.runs):
             copy.unlink(missing_ok=True)
             times["cat"].append(timed(["cat", str(source)], stdout=copy))
+            copy.unlink()
+            start = time.perf_counter()
+            timed(["cat", str(source)], stdout=copy)
+            timed(["sync", str(copy)])
+            times["cat+fsync"].append(time.perf_counter() - start)
             shutil.rmtree(work / "out", ignore_errors=True)
             times["builder"].append(timed(builder))
             times["sha256"].append(sha256_seconds(source))
             remastered.unlink(missing_ok=True)
-            replay = ["xorriso", "-indev", str(source), "-outdev", str(remastered)]
+            replay = ["xorriso", "-stdio_sync", "off", "-indev", str(source)]
+            replay += ["-outdev", str(remastered)]
             times["xorriso"].append(timed([*replay, "-boot_image", "any", "replay"]))
             times["implantisomd5"].append(timed(["implantisomd5", "--force", str(remastered)]))
         size = source.stat().st_size
@@ -101,6 +109,10 @@ def main() -> None:
             print(f"  {name:14} {value:6.2f} s  ({size / 1024**2 / value:6.0f} MiB/s)")
         ratio = medians["builder"] / medians["cat"]
         print(f"builder / cat: {ratio:.2f}x (target: within 3x)")
+        synced = medians["builder"] / medians["cat+fsync"]
+        print(
+            f"builder / (cat + fsync of the copy): {synced:.2f}x (context: builder does not fsync)"
+        )
 
 
 if __name__ == "__main__":

@@ -231,7 +231,9 @@ def read_layout(source: Path, scratch: Path) -> SourceLayout:
 
 def remaster_argv(source: Path, target: Path, files: dict[str, Path]) -> list[str]:
     """xorriso: the source with its boot setup replayed and `files` (ISO path -> file) mapped."""
-    argv = ["xorriso", "-indev", str(source), "-outdev", str(target)]
+    # No fsync every 16 MiB (xorriso's default for files): the file is renamed
+    # into place like every other output, and this halves the write time here.
+    argv = ["xorriso", "-stdio_sync", "off", "-indev", str(source), "-outdev", str(target)]
     argv += ["-boot_image", "any", "replay"]
     for iso_path, local in files.items():
         argv += ["-map", str(local), iso_path]
