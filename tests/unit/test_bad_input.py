@@ -336,6 +336,12 @@ def test_bad_installer_iso_input(case: str, builder_cli: CliRun, tmp_path: Path)
     assert not (tmp_path / "out").exists(), "nothing may be written on bad input"
 
 
+def test_repo_dir_is_only_for_the_installer_iso(builder_cli: CliRun, tmp_path: Path) -> None:
+    result = builder_cli("build", "slave", "--repo-dir", str(tmp_path), "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: --repo-dir is for --target iso"]
+
+
 def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> None:
     """A real small filesystem (tmpfs, 4 MiB) as --out: refused before writing, nothing left."""
     iso = tiny_installer_iso(tmp_path, pad_mib=8)
