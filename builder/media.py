@@ -4,11 +4,18 @@
 (`$XDG_CACHE_HOME/builder/iso/`, named by their checksum) and are verified
 while they stream. A file whose checksum does not match is never used, and a
 download that does not match is not kept.
+
+A file once verified is remembered by its identity (device, inode, size,
+mtime and ctime: any write changes ctime, which no tool can set back) in
+`$XDG_CACHE_HOME/builder/verified.json`, so an unchanged 1 GB ISO is not
+hashed again on every build or remaster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -16,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from builder import atomic
 from builder.errors import UserError
 
 CHUNK = 1024 * 1024
@@ -47,13 +55,39 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _identity(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _verified_memo() -> Path:
+    return cache_dir() / "verified.json"
+
+
+def _remembered(path: Path) -> dict[str, object]:
+    try:
+        memo = json.loads(_verified_memo().read_text())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
 def verify(path: Path, expected: str) -> None:
+    key = str(path.resolve())
+    memo = _remembered(path)
+    if memo.get(key) == {"identity": _identity(path), "sha256": expected}:
+        return
+    identity = _identity(path)
     actual = sha256_of(path)
     if actual != expected:
         raise UserError(
             f"{path}: sha256 {actual} does not match the expected {expected}",
             hint="a different or damaged ISO; pass --iso-checksum sha256:HEX for another release",
         )
+    if _identity(path) == identity:  # unchanged while it was hashed
+        memo[key] = {"identity": identity, "sha256": actual}
+        with contextlib.suppress(OSError):  # a read-only cache only costs the next hash
+            atomic.write_file(_verified_memo(), json.dumps(memo, indent=1).encode())
 
 
 def _download(url: str, target: Path, expected: str) -> None:

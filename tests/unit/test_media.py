@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -86,3 +87,35 @@ def test_local_file_is_verified(tmp_path: Path) -> None:
 def test_checksum_form(text: str) -> None:
     with pytest.raises(UserError, match="must be sha256: and 64 hex digits"):
         media.parse_checksum(text)
+
+
+def test_a_verified_file_is_not_hashed_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    iso = tmp_path / "local.iso"
+    iso.write_bytes(b"first content")
+    digest = hashlib.sha256(b"first content").hexdigest()
+    hashed: list[Path] = []
+    real_sha256_of = media.sha256_of
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real_sha256_of(path)
+
+    monkeypatch.setattr(media, "sha256_of", counting)
+    media.resolve_iso(str(iso), f"sha256:{digest}")
+    media.resolve_iso(str(iso), f"sha256:{digest}")
+    assert len(hashed) == 1
+    # same size, mtime put back: ctime still moves, so it is hashed again and refused
+    stat = iso.stat()
+    iso.write_bytes(b"other content")
+    os.utime(iso, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(UserError, match="does not match"):
+        media.resolve_iso(str(iso), f"sha256:{digest}")
+    assert len(hashed) == 2
+    # a remembered file with another expected checksum is hashed (and refused) too
+    iso.write_bytes(b"first content")
+    media.resolve_iso(str(iso), f"sha256:{digest}")
+    with pytest.raises(UserError, match="does not match"):
+        media.resolve_iso(str(iso), "sha256:" + "0" * 64)
+    assert len(hashed) == 4
