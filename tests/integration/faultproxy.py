@@ -15,6 +15,7 @@ check the parameters the publisher really sent.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import random
 import socket
@@ -22,6 +23,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 EBS_THROTTLE = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
@@ -66,9 +68,7 @@ class _Shared:
     bodies: list[dict[str, str]] = field(default_factory=list)
 
 
-def _service_and_action(
-    path: str, headers: http.client.HTTPMessage, body: bytes
-) -> tuple[str, str]:
+def _service_and_action(path: str, headers: Message[str, str], body: bytes) -> tuple[str, str]:
     if path.startswith("/snapshots"):
         parts = path.split("?")[0].strip("/").split("/")
         if len(parts) == 1:
@@ -100,10 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -144,8 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if outcome == "throttle":
             if json_api:
-                self._reply(400, EBS_THROTTLE, {"Content-Type": "application/json",
-                                               "x-amzn-ErrorType": "ThrottlingException"})  # fmt: skip
+                headers = {"Content-Type": "application/json",
+                           "x-amzn-ErrorType": "ThrottlingException"}  # fmt: skip
+                self._reply(400, EBS_THROTTLE, headers)
             else:
                 self._reply(503, EC2_THROTTLE, {"Content-Type": "text/xml"})
             return

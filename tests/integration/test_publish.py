@@ -25,7 +25,13 @@ from typing import Any
 import pytest
 
 from tests.integration.awsemu import (
-    BLOCK, CREDENTIALS, MotoServer, client, read_back, scattered, sparse_image,
+    BLOCK,
+    CREDENTIALS,
+    MotoServer,
+    client,
+    read_back,
+    scattered,
+    sparse_image,
 )  # fmt: skip
 from tests.integration.faultproxy import FaultProxy, Faults
 
@@ -86,7 +92,8 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "master.raw.publish.json").read_text())
     assert set(manifest["regions"]) == {"us-east-1", "eu-west-1"}
     assert manifest["snapshot"]["checksum_linear_sha256"] == expected_linear(image)
-    assert "upload snap-" in first.stderr and "MiB/s" in first.stderr
+    assert "upload snap-" in first.stderr
+    assert "MiB/s" in first.stderr
 
     ebs = client("ebs", "us-east-1", moto.url)
     counts = read_back(ebs, manifest["snapshot"]["id"], image, encrypted=False)
@@ -115,7 +122,8 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
 
     again = publish(moto.url, *args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("(found)") == 2 and "upload" not in again.stderr
+    assert again.stdout.count("(found)") == 2
+    assert "upload" not in again.stderr
     for region in manifest["regions"]:
         assert len(images_named(moto.url, region, manifest["name"])) == 1
         parameter = client("ssm", region, moto.url).get_parameter(Name="/e2e/master/latest")
@@ -201,9 +209,12 @@ def test_publish_through_faults(moto: MotoServer, tmp_path: Path) -> None:
     register = [b for b in proxy.bodies if b.get("Action") == "RegisterImage"]
     assert register
     sent = register[-1]
-    assert sent["Architecture"] == "x86_64" and sent["VirtualizationType"] == "hvm"
-    assert sent["BootMode"] == "legacy-bios" and sent["EnaSupport"] == "true"
-    assert sent["SriovNetSupport"] == "simple" and sent["ImdsSupport"] == "v2.0"
+    assert sent["Architecture"] == "x86_64"
+    assert sent["VirtualizationType"] == "hvm"
+    assert sent["BootMode"] == "legacy-bios"
+    assert sent["EnaSupport"] == "true"
+    assert sent["SriovNetSupport"] == "simple"
+    assert sent["ImdsSupport"] == "v2.0"
     assert sent["BlockDeviceMapping.1.Ebs.VolumeType"] == "gp3"
     assert sent["BlockDeviceMapping.1.Ebs.SnapshotId"] == manifest["snapshot"]["id"]
 
