@@ -227,7 +227,12 @@ class Publisher:
             else:
                 log.warning("%s: deleting %s, an upload of this image that did not finish",
                             region, snapshot["SnapshotId"])  # fmt: skip
-                self.delete_snapshot(region, snapshot["SnapshotId"])
+                try:
+                    self.delete_snapshot(region, snapshot["SnapshotId"])
+                except AwsError as exc:
+                    # A started snapshot AWS will not delete yet expires by itself (error
+                    # state after its timeout); it never gets an AMI.
+                    log.warning("%s: could not delete it: %s", region, exc.message)
         if complete is not None:
             tags = _tags_of(complete)
             result.checksum = tags.get("builder:checksum", "")
@@ -335,10 +340,11 @@ class Publisher:
                 f"CreateTags {image_id}", self.ec2(region).create_tags,
                 Resources=[image_id], Tags=_tag_list(tags),
             )  # fmt: skip
-        self.call(
-            f"CreateTags snapshots of {image_id}", self.ec2(region).create_tags,
-            Resources=snapshots, Tags=_tag_list({k: v for k, v in self.tags.items()}),
-        )  # fmt: skip
+        if snapshots:
+            self.call(
+                f"CreateTags snapshots of {image_id}", self.ec2(region).create_tags,
+                Resources=snapshots, Tags=_tag_list(self.tags),
+            )  # fmt: skip
         return snapshots
 
     def copy(self, source_region: str, source_id: str, region: str) -> RegionResult:
