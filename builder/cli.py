@@ -375,6 +375,8 @@ def publish(
     from builder.aws import Aws, AwsSettings
     from builder.roles import compose, parse_role_names
 
+    if dry_run and not prune:
+        raise UserError("--dry-run goes with --prune (a publish always runs)")
     logging.getLogger("builder.publish").setLevel(logging.INFO)
     loaded = _load(ctx)
     roles = compose(loaded, parse_role_names(role, loaded))

@@ -57,6 +57,8 @@ def image(tmp_path: Path) -> Path:
          "error: --ssm-prefix 'no-slash': a path such as /mesos-appliance"),
         (["--region", "us-east-1", "--prune", "--keep", "0"], True,
          "error: --keep must be at least 1"),
+        (["--region", "us-east-1", "--dry-run"], True,
+         "error: --dry-run goes with --prune (a publish always runs)"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line(
