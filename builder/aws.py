@@ -86,7 +86,8 @@ def classify(exc: BaseException) -> str:
 
 
 class Concurrency:
-    """How many requests may be in flight: halved on throttling, one more per 32 successes."""
+    """How many requests may be in flight: halved on throttling, one more after as many
+    successes in a row as the current limit (additive increase, multiplicative decrease)."""
 
     def __init__(self, limit: int) -> None:
         self.maximum = max(1, limit)
@@ -116,7 +117,7 @@ class Concurrency:
     def succeeded(self) -> None:
         with self.cond:
             self.successes += 1
-            if self.successes >= 32 and self.limit < self.maximum:
+            if self.successes >= self.limit and self.limit < self.maximum:
                 self.limit += 1
                 self.successes = 0
                 self.cond.notify_all()

@@ -191,6 +191,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up on a slow answer closed its end: expected here.
+        pass
+
+
 class FaultProxy:
     def __init__(self, upstream: str, faults: Faults) -> None:
         parsed = urllib.parse.urlparse(upstream)
@@ -198,8 +206,7 @@ class FaultProxy:
             faults, (parsed.hostname or "127.0.0.1", parsed.port or 80), random.Random(faults.seed)
         )
         handler = type("Handler", (_Handler,), {"shared": self.shared})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
