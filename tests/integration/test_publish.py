@@ -137,6 +137,10 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
                         "--copy-to", "eu-west-1", "--ssm-prefix", "/e2e", cwd=tmp_path)  # fmt: skip
     assert published.returncode == 0, published.stderr
     newer_manifest = json.loads((tmp_path / "newer.raw.publish.json").read_text())
+    for region, entry in newer_manifest["regions"].items():
+        parameter = client("ssm", region, moto.url).get_parameter(Name="/e2e/master/latest")
+        assert parameter["Parameter"]["Value"] == entry["image_id"]
+        assert parameter["Parameter"]["Version"] == 2
     prune = ["master", "--region", "us-east-1", "--copy-to", "eu-west-1", "--prune", "--keep", "1"]
     dry = publish(moto.url, *prune, "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
@@ -196,6 +200,7 @@ def test_publish_through_faults(moto: MotoServer, tmp_path: Path) -> None:
     outcomes = {record.outcome for record in proxy.seen}
     assert {"throttle", "error", "drop", "slow", "pass"} <= outcomes
     retries = [line for line in result.stderr.splitlines() if line.startswith("retry ")]
+    assert "throttled: at most" in result.stderr  # fewer blocks in flight
     assert any("ThrottlingException" in line for line in retries)
     assert any("RequestLimitExceeded" in line for line in retries)
     assert any("InternalError" in line or "InternalFailure" in line for line in retries)
