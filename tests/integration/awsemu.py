@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,16 @@ def scattered(size: int, data: int, pieces: int) -> list[tuple[int, int]]:
     return [(index * stride + 300_000, length) for index in range(pieces)]
 
 
-def read_back(ebs: Any, snapshot_id: str, image: Path, encrypted: bool) -> dict[str, int]:
+@dataclass
+class ReadBack:
+    present: int = 0
+    absent: int = 0
+    zero_present: int = 0
+    # The LINEAR checksum of the image's non-zero blocks, computed here independently.
+    linear: str = ""
+
+
+def read_back(ebs: Any, snapshot_id: str, image: Path, encrypted: bool) -> ReadBack:
     """Every block of the snapshot against the image: same data, checksums right; blocks
     absent are zeros in the image (and, unencrypted, every all-zero block is absent)."""
     listed: dict[int, str] = {}
@@ -115,14 +125,17 @@ def read_back(ebs: Any, snapshot_id: str, image: Path, encrypted: bool) -> dict[
     size = image.stat().st_size
     total = (size + BLOCK - 1) // BLOCK
     zero = bytes(BLOCK)
-    counts = {"present": 0, "absent": 0, "zero_present": 0}
+    counts = ReadBack()
+    digests = hashlib.sha256()
     with image.open("rb") as handle:
         for index in range(total):
             handle.seek(index * BLOCK)
             expected = handle.read(BLOCK).ljust(BLOCK, b"\0")
+            if expected != zero:
+                digests.update(hashlib.sha256(expected).digest())
             if index not in listed:
                 assert expected == zero, f"block {index} holds data but is not in the snapshot"
-                counts["absent"] += 1
+                counts.absent += 1
                 continue
             answer = ebs.get_snapshot_block(
                 SnapshotId=snapshot_id, BlockIndex=index, BlockToken=listed[index]
@@ -131,10 +144,11 @@ def read_back(ebs: Any, snapshot_id: str, image: Path, encrypted: bool) -> dict[
             assert data == expected, f"block {index} differs from the image"
             digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
             assert answer["Checksum"] == digest, f"block {index}: checksum {answer['Checksum']}"
-            counts["present"] += 1
+            counts.present += 1
             if data == zero:
-                counts["zero_present"] += 1
+                counts.zero_present += 1
     assert not (set(listed) - set(range(total))), "blocks past the end of the image"
     if not encrypted:
-        assert counts["zero_present"] == 0, "an all-zero block was uploaded unencrypted"
+        assert counts.zero_present == 0, "an all-zero block was uploaded unencrypted"
+    counts.linear = base64.b64encode(digests.digest()).decode()
     return counts
