@@ -39,6 +39,7 @@ TAG_ROLE = "builder:role"
 TAG_DIGEST = "builder:input-digest"
 TAG_UPLOAD = "builder:upload"
 TAG_SNAPSHOT = "builder:snapshot"
+TAG_ENCRYPTED = "builder:encrypted"
 PUBLISH_MANIFEST = "publish.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9()\[\] ./'@_-]{3,128}$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
@@ -220,8 +221,11 @@ class Publisher:
     def snapshot(self, region: str, result: PublishResult) -> str:
         """A completed snapshot of the image: one left by an earlier run, or a new upload."""
         complete = None
+        encrypted = self.options.encrypted or self.options.kms_key is not None
         for snapshot in self.snapshots_of_image(region):
             tags = _tags_of(snapshot)
+            if tags.get(TAG_ENCRYPTED, "false") != str(encrypted).lower():
+                continue  # an upload of this image with the other encryption: not ours
             if tags.get(TAG_UPLOAD) == "complete" and snapshot.get("State") != "error":
                 complete = complete or snapshot
             else:
@@ -239,11 +243,11 @@ class Publisher:
             result.blocks = int(tags.get("builder:blocks", "0"))
             log.info("%s: reusing the completed snapshot %s", region, complete["SnapshotId"])
             return str(complete["SnapshotId"])
-        encrypted = self.options.encrypted or self.options.kms_key is not None
         done = upload(
             self.aws, region, self.image.path,
             tags={TAG_ROLE: self.options.role, TAG_DIGEST: self.image.digest,
-                  TAG_UPLOAD: "started", "Name": self.name},
+                  TAG_UPLOAD: "started", TAG_ENCRYPTED: str(encrypted).lower(),
+                  "Name": self.name},
             description=f"{self.name} ({self.image.path.name})", encrypted=encrypted,
             kms_key=self.options.kms_key, workers=self.options.workers, retrier=self.retrier,
         )  # fmt: skip
