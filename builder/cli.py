@@ -352,3 +352,73 @@ def doctor(kernel: Path | None) -> None:
         click.echo(line)
     if any(check.required and not check.ok for check in checks):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("role")
+@click.option(
+    "--image",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A raw disk image (default: the latest build's, OUT/ROLE/manifest.json).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), default=Path("output"),
+    show_default=True, help="Where `builder build` wrote its images.",
+)  # fmt: skip
+@click.option("--region", help="The region to upload to (default: the AWS profile's).")
+@click.option("--copy-to", default="", help="Comma-separated regions to copy the AMI to.")
+@click.option("--share", default="", help="Comma-separated account ids to share with.")
+@click.option("--public", is_flag=True, help="Make the AMIs public (never by default).")
+@click.option("--ssm-prefix", default="/mesos-appliance", show_default=True)
+@click.option("--name", help="The AMI name (default: mesos-ROLE-DIGEST16).")
+@click.option("--kms-key", help="Encrypt the snapshot with this KMS key ARN.")
+@click.option("--encrypted", is_flag=True, help="Encrypt the snapshot (the default EBS key).")
+@click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
+              help="Blocks in flight at once.")  # fmt: skip
+@click.option("--profile", help="The AWS profile (default: the standard boto3 chain).")
+@click.option("--endpoint-url", help="Send every AWS call here (an emulator, a proxy).")
+@click.option("--prune", is_flag=True, help="Deregister all but the newest --keep AMIs.")
+@click.option("--keep", type=int, default=3, show_default=True)
+@click.option("--dry-run", is_flag=True, help="With --prune: list what would go.")
+@click.pass_context
+def publish(
+    ctx: click.Context, role: str, image: Path | None, out: Path, region: str | None,
+    copy_to: str, share: str, public: bool, ssm_prefix: str, name: str | None,
+    kms_key: str | None, encrypted: bool, workers: int, profile: str | None,
+    endpoint_url: str | None, prune: bool, keep: int, dry_run: bool,
+) -> None:  # fmt: skip
+    """Upload ROLE's raw image as an EBS snapshot, register AMIs, copy, share, announce."""
+    from builder import publish as publishing
+    from builder.aws import Aws, AwsSettings
+    from builder.roles import compose, parse_role_names
+
+    if dry_run and not prune:
+        raise UserError("--dry-run goes with --prune (a publish always runs)")
+    logging.getLogger("builder.publish").setLevel(logging.INFO)
+    loaded = _load(ctx)
+    roles = compose(loaded, parse_role_names(role, loaded))
+    aws = Aws(AwsSettings(profile=profile, region=region, endpoint_url=endpoint_url))
+    targets = [r.strip() for r in copy_to.split(",") if r.strip()]
+    for target in targets:
+        aws.check_region(target)
+    if prune:
+        doomed = publishing.prune(aws, roles.label, [aws.region, *targets], keep, dry_run)
+        for item in doomed:
+            verb = "would deregister" if dry_run else "deregistered"
+            click.echo(f"{item.region}: {verb} {item.image_id} {item.name} ({item.created}); "
+                       f"snapshots {' '.join(item.snapshots) or '-'}")  # fmt: skip
+        if not doomed:
+            click.echo(f"nothing to prune: at most {keep} AMIs of {roles.label} per region")
+        return
+    options = publishing.PublishOptions(
+        role=roles.label, slug=roles.slug, region=aws.region, copy_to=tuple(targets),
+        share=tuple(a.strip() for a in share.split(",") if a.strip()), public=public,
+        ssm_prefix=ssm_prefix, name=name, kms_key=kms_key, encrypted=encrypted,
+        workers=workers,
+    )  # fmt: skip
+    publishing.check_options(options)
+    found = publishing.find_image(out, roles.slug, image)
+    result = publishing.Publisher(aws, options, found).run()
+    for regional in result.regions.values():
+        click.echo(f"{regional.region}: {regional.image_id} {result.name} ({regional.action})")
+    click.echo(f"publish manifest: {result.manifest}")

@@ -149,3 +149,102 @@ class ConsoleProgress:
         if self.live:
             self.live.update(self._render())
             self.live.stop()
+
+
+def _mib(count: float) -> str:
+    return f"{count / 1024**2:.1f} MiB"
+
+
+class TransferProgress:
+    """Bytes moved and bytes per second: a rich bar on a terminal, else a plain line every
+    `interval` seconds (BUILDER_PROGRESS_INTERVAL); either way a notice when nothing has
+    moved for `stall` seconds."""
+
+    def __init__(
+        self, label: str, total: int, unit: str = "blocks", interval: float | None = None,
+        stall: float = 30.0,
+    ) -> None:  # fmt: skip
+        import os
+
+        from rich.console import Console
+
+        self.label = label
+        self.total = total
+        self.unit = unit
+        self.interval = interval or float(os.environ.get("BUILDER_PROGRESS_INTERVAL", "10"))
+        self.stall = stall
+        self.done = 0
+        self.items = 0
+        self.items_total = 0
+        self.started = time.monotonic()
+        self.last_moved = self.started
+        self.stalled = False
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.console = Console(stderr=True)
+        self.bar = None
+        if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), console=self.console, transient=False,
+            )  # fmt: skip
+            self.task = self.bar.add_task(label, total=total)
+            self.bar.start()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+        self.ticker.start()
+
+    def advance(self, count: int, items: int = 1) -> None:
+        with self.lock:
+            self.done += count
+            self.items += items
+            self.last_moved = time.monotonic()
+            if self.stalled:
+                self.stalled = False
+                self._say(f"{self.label}: moving again")
+        if self.bar:
+            self.bar.update(self.task, advance=count)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        share = 100 * self.done / self.total if self.total else 100.0
+        items = f", {self.items}/{self.items_total} {self.unit}" if self.items_total else ""
+        return (
+            f"{self.label}: {_mib(self.done)} of {_mib(self.total)} ({share:.0f}%), "
+            f"{_mib(self.done / elapsed)}/s{items}"
+        )
+
+    def _tick(self) -> None:
+        next_line = time.monotonic() + self.interval
+        while not self.stop.wait(min(1.0, self.interval)):
+            now = time.monotonic()
+            with self.lock:
+                if not self.stalled and now - self.last_moved >= self.stall:
+                    self.stalled = True
+                    idle = now - self.last_moved
+                    self._say(f"{self.label}: stalled: nothing moved for {idle:.0f} s")
+            if self.bar is None and now >= next_line:
+                self._say(self.line())
+                next_line = now + self.interval
+
+    def close(self) -> None:
+        self.stop.set()
+        self.ticker.join()
+        if self.bar:
+            self.bar.stop()
+        else:
+            self._say(self.line() + " done")
+
+    def _say(self, text: str) -> None:
+        if self.bar:
+            self.bar.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 
@@ -65,3 +66,25 @@ def test_json_progress_writes_one_object_per_line() -> None:
         {"build": "slave", "event": "step", "detail": "booting", "elapsed": 1.2},
         {"build": "slave", "event": "done", "detail": "output/slave", "elapsed": 90.0},
     ]
+
+
+def test_transfer_progress_plain_lines_and_stall(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a terminal: periodic plain lines in bytes and bytes/s, a stall notice when
+    nothing moves, and a notice when it moves again."""
+    from builder.progress import TransferProgress
+
+    progress = TransferProgress("upload snap-1", 4 * 1024**2, interval=0.05, stall=0.0)
+    progress.items_total = 8
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "stalled: nothing moved" not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen += capsys.readouterr().err
+    progress.advance(2 * 1024**2, items=4)
+    progress.close()
+    seen += capsys.readouterr().err
+    assert "upload snap-1: stalled: nothing moved for 0 s" in seen
+    assert "upload snap-1: moving again" in seen
+    assert "upload snap-1: 2.0 MiB of 4.0 MiB (50%), " in seen
+    assert seen.rstrip().endswith("4/8 blocks done")
+    assert "MiB/s" in seen
