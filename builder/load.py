@@ -131,8 +131,12 @@ def _read_yaml(path: Path, shown: str, problems: list[Problem]) -> SourceFile | 
             return None
         data = _plain(tree)
     if not isinstance(data, dict):
-        source = SourceFile(shown, text, data)
-        problems.append(Problem(shown, _start_line(source.tree), "", "expected a mapping of keys"))
+        # libyaml and the pure parser can disagree on such a file ("0\t"): ask the
+        # one that locates errors, and report its error when it has one.
+        problem_count = len(problems)
+        tree = _pure_parse(text, shown, problems)
+        if len(problems) == problem_count:
+            problems.append(Problem(shown, _start_line(tree), "", "expected a mapping of keys"))
         return None
     return SourceFile(shown, text, data)
 
