@@ -34,6 +34,7 @@ from typing import Any
 
 from builder import __version__, accel, media, packer_driver, tools
 from builder.errors import BuildFailed, UserError
+from builder.iso import installer_path
 from builder.load import LoadedConfig
 from builder.progress import Event, Progress, parse_line, step_of
 from builder.render import KICKSTART, PACKER_TEMPLATE, PACKER_VARS, PROVISION, render_role
@@ -272,6 +273,9 @@ def build_one(
         manifest = _finish(loaded, roles, options, work, digest, iso, checksum, accelerator,
                            packer_version, started_at, progress, started)  # fmt: skip
         if final.exists():
+            installer = installer_path(options.output, roles)  # made by --target iso: kept
+            if installer.exists():
+                os.replace(installer, work / installer.name)
             retired = Path(tempfile.mkdtemp(prefix=f".{roles.slug}.old-", dir=options.output))
             os.replace(final, retired / "old")
             shutil.rmtree(retired)

@@ -38,6 +38,10 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     checksum = f"sha256:{sha256_of(iso)}"
     args = ["--config", str(config), "build", "slave", "--iso", str(iso),
             "--iso-checksum", checksum, "--out", str(root / "output")]  # fmt: skip
+    earlier = root / "output" / "slave"  # an earlier build's leftover and an installer ISO
+    earlier.mkdir(parents=True)
+    (earlier / "old-image.qcow2").write_bytes(b"stale")
+    (earlier / "slave-installer.iso").write_bytes(b"made by --target iso")
     result = subprocess.run(
         [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
         cwd=root, timeout=3600, check=False, stdin=subprocess.DEVNULL,
@@ -73,6 +77,15 @@ def test_manifest_describes_the_artifacts(built: dict[str, object]) -> None:
     assert sha256_of(qcow2) == formats["qcow2"]["sha256"]
     assert (output / formats["raw"]["path"]).stat().st_size == 8 * 1024**3
     assert not list(output.parent.glob(".slave.build-*")), "no work directory is left"
+
+
+def test_a_build_replaces_the_old_image_and_keeps_the_installer_iso(
+    built: dict[str, object],
+) -> None:
+    output = built["output"]
+    assert isinstance(output, Path)
+    assert not (output / "old-image.qcow2").exists()
+    assert (output / "slave-installer.iso").read_bytes() == b"made by --target iso"
 
 
 def test_the_image_is_configured_and_sealed(built: dict[str, object], tmp_path: Path) -> None:
