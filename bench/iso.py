@@ -8,13 +8,13 @@ Then, in one run, alternating, --runs times each on the same disk:
 - `cat SRC > DST` (the baseline: one read, one write, no fsync), and the
   same followed by `sync DST` (for context: a written-through copy);
 - `builder build slave --target iso --iso SRC --iso-checksum ...`: the whole
-  command (Python start, layout read, xorriso writing to a pipe, the media MD5
-  computed on the way to the disk), twice: "builder-hashing" is the first
-  remaster of the source (its SHA-256 verified), "builder" the next one (the
-  verified source remembered by its identity, as on every later build);
-and, for context, the parts as separate passes: SHA-256 of the source,
-xorriso writing a file, implantisomd5 reading it again (which builder no
-longer runs). Prints medians and the ratio builder / cat (target: within 3x).
+  command (Python start, layout read, the xorriso remaster, implantisomd5),
+  twice: "builder-hashing" is the first remaster of a source (its SHA-256
+  verified), "builder" the next one (the verified source remembered by its
+  identity, as on every later build or remaster);
+and, for context, the parts alone: SHA-256 of the source, the xorriso
+remaster, implantisomd5. Prints medians and the ratio builder / cat (target:
+within 3x).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ PROGRAMS: tuple[tuple[str, tuple[str, ...] | None, str], ...] = (
     ("xorriso", ("-version",), "remasters installer ISOs"),
     ("mcopy", ("--version",), "edits the ISO's EFI boot image"),
     ("createrepo_c", ("--version",), "makes offline yum repos"),
+    ("implantisomd5", None, "implants the ISO media checksum"),
     ("cloud-init", ("--version",), "validates user-data"),
     ("ssh-keygen", None, "makes each build's SSH key"),
 )

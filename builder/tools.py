@@ -13,12 +13,9 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from builder.errors import UserError
 
@@ -151,35 +148,3 @@ def run(
     if check and proc.returncode != 0:
         raise ToolFailed(line, proc.returncode, redact(result.output))
     return result
-
-
-@contextmanager
-def output_stream(argv: Sequence[str]) -> Iterator[IO[bytes]]:
-    """Run a program whose standard output is data; yield that pipe.
-
-    On leaving, wait for the program and raise ToolFailed when it failed (also
-    when the reader stopped early because the data ended badly); a reader that
-    raises for its own reasons kills the program.
-    """
-    program = require(argv[0])
-    line = command_line(argv)
-    log.debug("running: %s", line)
-    with tempfile.TemporaryFile() as messages:
-        proc = subprocess.Popen(
-            [program, *argv[1:]], stdout=subprocess.PIPE, stderr=messages, env=minimal_env()
-        )
-        assert proc.stdout is not None
-        try:
-            yield proc.stdout
-        except BaseException:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.returncode <= 0:  # it was still running, or it succeeded: the reader's error
-                raise
-        finally:
-            proc.stdout.close()
-        if proc.wait() != 0:
-            messages.seek(0)
-            output = messages.read().decode(errors="replace")
-            raise ToolFailed(line, proc.returncode, redact(output))

@@ -138,6 +138,18 @@ def test_checkisomd5_catches_a_changed_byte(tmp_path: Path) -> None:
     assert subprocess.run(["checkisomd5", str(iso)], capture_output=True).returncode != 0
 
 
+def test_a_source_with_its_own_media_checksum(tmp_path: Path) -> None:
+    """CentOS' ISOs carry an implanted checksum; the remaster's is new and right."""
+    source = tiny_installer_iso(tmp_path, pad_mib=1)
+    subprocess.run(["implantisomd5", str(source)], check=True, capture_output=True)
+    assert subprocess.run(["checkisomd5", str(source)], capture_output=True).returncode == 0
+    iso = _remaster(source, "slave", tmp_path / "output")
+    check = subprocess.run(["checkisomd5", "--md5sumonly", str(iso)], capture_output=True)
+    theirs = subprocess.run(["checkisomd5", "--md5sumonly", str(source)], capture_output=True)
+    assert check.stdout != theirs.stdout
+    assert subprocess.run(["checkisomd5", str(iso)], capture_output=True).returncode == 0
+
+
 @pytest.mark.parametrize("role", ["slave", "master"])
 def test_kickstart_and_menus_on_the_media(isos: dict[str, Path], role: str, tmp_path: Path) -> None:
     iso = isos[role]

@@ -44,34 +44,3 @@ def test_logged_command_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
     tools.run(["echo", "password=hunter2", "AKIAABCDEFGHIJKLMNOP"])
     assert "running: echo password=<redacted> <redacted-key-id>" in caplog.text
     assert "hunter2" not in caplog.text
-
-
-def test_output_stream_yields_the_programs_output() -> None:
-    with tools.output_stream(["sh", "-c", "printf data; echo note >&2"]) as stream:
-        assert stream.read() == b"data"
-
-
-def test_output_stream_failure_is_a_tool_failure_with_its_messages() -> None:
-    with (
-        pytest.raises(tools.ToolFailed) as caught,
-        tools.output_stream(["sh", "-c", "printf partial; echo broken >&2; exit 4"]) as stream,
-    ):
-        stream.read()
-    assert caught.value.returncode == 4
-    assert "broken" in caught.value.output
-
-
-def _read_then_complain(argv: list[str], amount: int) -> None:
-    with tools.output_stream(argv) as stream:
-        stream.read(amount)
-        raise ValueError("reader gave up")
-
-
-def test_output_stream_program_failure_wins_over_the_readers_complaint() -> None:
-    with pytest.raises(tools.ToolFailed):
-        _read_then_complain(["sh", "-c", "printf short; exit 1"], -1)
-
-
-def test_output_stream_reader_error_stops_the_program() -> None:
-    with pytest.raises(ValueError, match="reader gave up"):
-        _read_then_complain(["sh", "-c", "while :; do echo y; done"], 10)
