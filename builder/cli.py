@@ -194,6 +194,9 @@ def _verdict(problems: list[Problem]) -> str:
 @click.option("--headful", is_flag=True, help="Show the VM's console (VNC on loopback).")
 @click.option("--require-kvm", is_flag=True, help="Stop rather than build with TCG.")
 @click.option("--packer-version", help=PACKER_VERSION_HELP)
+@click.option(
+    "--verify", is_flag=True, help="Run the image specs inside the build; a failure keeps nothing."
+)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -209,6 +212,7 @@ def build(
     headful: bool,
     require_kvm: bool,
     packer_version: str | None,
+    verify: bool,
 ) -> None:
     """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
     from builder.build import BuildOptions, Target, build_all
@@ -222,6 +226,7 @@ def build(
     options = BuildOptions(
         target=Target(target), iso=iso, iso_checksum=iso_checksum, output=out, force=force,
         dry_run=dry_run, on_error=on_error, headful=headful, require_kvm=require_kvm,
+        verify=verify,
     )  # fmt: skip
     version = _packer_version(packer_version)
     progress: Progress = (
@@ -335,3 +340,66 @@ def doctor(kernel: Path | None) -> None:
         click.echo(line)
     if any(check.required and not check.ok for check in checks):
         sys.exit(1)
+
+
+@main.command()
+@click.argument("role", required=False)
+@click.option(
+    "--host", "host_spec", help="A testinfra host spec: ssh://USER@HOST[:PORT], local://."
+)
+@click.option("--ssh-identity", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="An ssh_config file for the connection (ssh -F).")  # fmt: skip
+@click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--layer", type=click.Choice(["image", "node"]), default="node", show_default=True,
+              help="image: true right after the build; node: true after first boot.")  # fmt: skip
+@click.option("--node", "node_name", help="The node of cluster.yaml this host is (node layer; "
+              "default: the one whose name or IP the host spec names).")  # fmt: skip
+@click.option("--cluster", is_flag=True, help="Every node of cluster.yaml, node layer, one table.")
+@click.option("--ssh-user", help="With --cluster: the SSH user (default: os.yaml's admin).")
+@click.option("--control-path", type=click.Path(path_type=Path), hidden=True)
+@click.option("--connect-only", is_flag=True, hidden=True)
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    role: str | None,
+    host_spec: str | None,
+    ssh_identity: Path | None,
+    ssh_config: Path | None,
+    junit_xml: Path | None,
+    layer: str,
+    node_name: str | None,
+    cluster: bool,
+    ssh_user: str | None,
+    control_path: Path | None,
+    connect_only: bool,
+) -> None:
+    """Run ROLE's image specs against a live host (exit 0: all pass; 1: a spec failed).
+
+    ROLE is master, slave or master,slave; --cluster checks every node instead.
+    """
+    from builder import verify as checks
+    from builder.contract import Layer
+
+    loaded = _load(ctx)
+    if cluster:
+        if role or host_spec:
+            raise UserError("--cluster takes no ROLE and no --host: it checks every node")
+        rows = checks.verify_cluster(
+            loaded, ssh_user or loaded.config.os.admin.name, ssh_identity, ssh_config, junit_xml
+        )
+        for line in checks.cluster_lines(rows):
+            click.echo(line)
+        sys.exit(0 if checks.cluster_ok(rows) else 1)
+    if not role or not host_spec:
+        raise UserError("name a ROLE and a --host (or use --cluster)")
+    connection = checks.Connection(
+        checks.check_host_spec(host_spec), ssh_identity, ssh_config, control_path
+    )
+    if connect_only:
+        checks.open_build_connection(connection)
+        return
+    report = checks.verify_host(loaded, role, connection, [Layer(layer)], node_name, junit_xml)
+    for line in checks.report_lines(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,80 @@
+"""The node layer, master role: ZooKeeper, Mesos, Marathon and Chronos as first boot set them up.
+
+The HTTP checks run on the node (curl, else python3) against the real
+endpoints: Mesos `/master/state` on 5050, Marathon `/v2/info` on 8080 and
+Chronos' UI on 4400 (the ports of builder.config.SERVICE_PORTS).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from builder.config import SERVICE_PORTS
+from builder.contract import MasterApi, NodeContract
+from builder.specs.plugin import Check, http_get
+
+
+def _master(contract: NodeContract) -> MasterApi:
+    assert contract.master is not None, "a master spec on a node without the master role"
+    return contract.master
+
+
+def _json(node: Any, url: str) -> dict[str, Any] | None:
+    body = http_get(node, url)
+    if body is None:
+        return None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def test_mesos_master_state(node: Any, contract: NodeContract, check: Check) -> None:
+    master = _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
+    state = _json(node, url)
+    flags = state.get("flags", {}) if state else {}
+    check(f"{url} flags zk, quorum",
+          (master.zk_url, str(master.quorum)),
+          (flags.get("zk"), flags.get("quorum")) if state else "no answer")  # fmt: skip
+
+
+def test_mesos_agents_registered(node: Any, contract: NodeContract, check: Check) -> None:
+    """Every registered agent is a slave of the inventory; with --cluster, every slave is."""
+    master = _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
+    state = _json(node, url)
+    if state is None:
+        check(f"{url} agents", "an answer", "no answer", False)
+        return
+    agents = sorted(str(agent.get("hostname")) for agent in state.get("slaves", []))
+    expected = sorted(master.agents)
+    if master.every_agent:
+        check(f"{url} registered agents", expected, agents)
+    else:
+        strangers = [agent for agent in agents if agent not in expected]
+        check(f"{url} registered agents (of {', '.join(expected)})",
+              "only inventory slaves", agents, not strangers)  # fmt: skip
+
+
+def test_marathon_info(node: Any, contract: NodeContract, check: Check) -> None:
+    master = _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['marathon']}/v2/info"
+    info = _json(node, url)
+    found: object = "no answer"
+    if info is not None:
+        found = (info.get("marathon_config", {}).get("master"),
+                 info.get("zookeeper_config", {}).get("zk"))  # fmt: skip
+    check(f"{url} master, zk", (master.zk_url, master.marathon_zk), found)
+
+
+def test_chronos_ui(node: Any, contract: NodeContract, check: Check) -> None:
+    _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['chronos']}/"
+    page = http_get(node, url)
+    found = "no answer" if page is None else (
+        "the Chronos UI" if "<title>Chronos</title>" in page else page[:60]
+    )  # fmt: skip
+    check(f"{url}", "the Chronos UI", found)
