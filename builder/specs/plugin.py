@@ -141,3 +141,9 @@ def http_get(node: Any, url: str, attempts: int = 30) -> str | None:
     """The body at `url` as seen from the node itself, or None when it never answered."""
     result = node.run(_FETCH, str(attempts), url, url)
     return str(result.stdout) if result.rc == 0 else None
+
+
+def read_file(node: Any, path: str) -> str | None:
+    """A file's content in one command (None when it cannot be read)."""
+    result = node.run("cat -- %s", path)
+    return str(result.stdout) if result.rc == 0 else None

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
     iso = standin / ISO_NAME
     checksum = f"sha256:{sha256_of(iso)}"
-    args = ["--config", str(config), "build", "slave", "--iso", str(iso),
+    args = ["--config", str(config), "build", "slave", "--verify", "--iso", str(iso),
             "--iso-checksum", checksum, "--out", str(root / "output")]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
@@ -98,6 +99,58 @@ def test_the_image_is_configured_and_sealed(built: dict[str, object], tmp_path: 
         assert "instance" not in reader.debugfs("ls /var/lib/cloud")
     finally:
         reader.close()
+
+
+def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> None:
+    """--verify: the image layer ran over Packer's SSH connection, after seal, before export."""
+    output = built["output"]
+    assert isinstance(output, Path)
+    assert json.loads((output / "manifest.json").read_text())["verified"] is True
+    suite = ET.parse(output / "verify.xml").getroot().find("testsuite")  # noqa: S314 - ours
+    assert suite is not None
+    assert int(suite.get("tests", "0")) >= 20
+    assert (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("0", "0", "0")
+    checks = [p.get("value") for p in suite.iter("property") if p.get("name") == "check"]
+    for check in (
+        "slave: package mesos",
+        "/etc/mesos-slave/containerizers content",
+        "unit marathon at boot",
+        "firewall port 5051/tcp",
+        "SELinux mode",
+        "files holding the build key (builder-build-key)",
+        "SSH host keys in /etc/ssh",
+    ):
+        assert check in checks  # fmt: skip
+    log = (output / "build.log").read_text()
+    connect, seal = log.index("--connect-only"), log.index("builder-provision: seal")
+    summary = log.index(f"{len(checks)} checks: {len(checks)} passed%!(PACKER_COMMA) 0 failed")
+    assert connect < seal < summary < log.index("Gracefully halting")
+
+
+def test_a_failing_spec_fails_the_build_and_keeps_nothing(
+    built: dict[str, object], builder_cli: CliRun, tmp_path: Path
+) -> None:
+    """An image that does not meet its contract (a package the installer never installed)."""
+    config, args = built["config"], built["args"]
+    assert isinstance(config, Path)
+    assert isinstance(args, list)
+    broken = tmp_path / "roles-config"
+    shutil.copytree(config, broken)
+    slave = broken / "roles" / "slave.yaml"
+    slave.write_text(slave.read_text().replace("packages: [mesos, docker]",
+                                               "packages: [mesos, docker, mesos-dns]"))  # fmt: skip
+    out = tmp_path / "output"
+    result = builder_cli("--config", str(broken), *args[2:-2], "--out", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [
+        "error: slave: the image failed 1 of its specs; nothing was kept"
+    ], result.stderr
+    assert "  | FAIL slave: package mesos-dns: expected 'installed', found 'not installed'" in lines
+    assert not (out / "slave").exists()
+    assert not list(out.glob(".slave.build-*"))
+    kept = sorted(path.name for path in (out / "slave.failed").iterdir())
+    assert kept == ["build.log", "packer-debug.log", "serial.log", "verify.xml"]
 
 
 def test_second_build_is_the_cached_image(built: dict[str, object], builder_cli: CliRun) -> None:
