@@ -10,7 +10,9 @@ port is a check of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +58,7 @@ class SpecPlugin:
         self.image = image
         self.node_contract = node
         self.outcomes: list[Outcome] = []
+        self.probe = Probe(host)
         self._observations: dict[str, list[Observation]] = {}
 
     # -- fixtures --------------------------------------------------------
@@ -74,6 +77,11 @@ class SpecPlugin:
         if self.node_contract is None:
             pytest.skip("no node contract in this run")
         return self.node_contract
+
+    @pytest.fixture(name="probe")
+    def probe_fixture(self) -> Probe:
+        """What several specs ask the node, asked once per run."""
+        return self.probe
 
     @pytest.fixture(name="check")
     def check_fixture(self, request: pytest.FixtureRequest) -> Check:
@@ -137,10 +145,49 @@ _FETCH = (
 )
 
 
-def http_get(node: Any, url: str, attempts: int = 30) -> str | None:
-    """The body at `url` as seen from the node itself, or None when it never answered."""
-    result = node.run(_FETCH, str(attempts), url, url)
-    return str(result.stdout) if result.rc == 0 else None
+# Each readable file as "= PATH BASE64" on one line (paths have no spaces: the model says so).
+_READ_FILES = (
+    'for f in PATHS; do [ -r "$f" ] && [ -f "$f" ] && printf "= %s %s\\n" "$f" '
+    '"$(base64 -w0 < "$f")"; done; true'
+)
+
+
+class Probe:
+    """Answers the node gives once per run: HTTP bodies and its listening sockets."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self._bodies: dict[str, str | None] = {}
+        self._sockets: list[str] | None = None
+        self._files: dict[str, str | None] = {}
+
+    def http(self, url: str, attempts: int = 30) -> str | None:
+        """The body at `url` as seen from the node itself, or None when it never answered."""
+        if url not in self._bodies:
+            result = self.node.run(_FETCH, str(attempts), url, url)
+            self._bodies[url] = str(result.stdout) if result.rc == 0 else None
+        return self._bodies[url]
+
+    def files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Several files' contents in one command (None for a file that cannot be read)."""
+        missing = [path for path in paths if path not in self._files]
+        if missing:
+            command = _READ_FILES.replace("PATHS", " ".join(map(shlex.quote, missing)))
+            listing = self.node.run(command)
+            for line in listing.stdout.splitlines():
+                mark, _, rest = line.partition(" ")
+                path, _, encoded = rest.partition(" ")
+                if mark == "=" and path in missing:
+                    self._files[path] = base64.b64decode(encoded).decode("utf-8", "replace")
+            for path in missing:
+                self._files.setdefault(path, None)
+        return {path: self._files[path] for path in paths}
+
+    def listening(self) -> list[str]:
+        """Listening sockets as testinfra writes them: tcp://0.0.0.0:5050, ..."""
+        if self._sockets is None:
+            self._sockets = list(self.node.socket.get_listening_sockets())
+        return self._sockets
 
 
 def read_file(node: Any, path: str) -> str | None:

@@ -10,16 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from builder.contract import NodeContract
-from builder.specs.plugin import Check, read_file
+from builder.specs.plugin import Check, Probe
 
 
 def test_hostname(node: Any, contract: NodeContract, check: Check) -> None:
     check("hostname", contract.hostname, node.run("hostname").stdout.strip())
 
 
-def test_first_boot_file(node: Any, first_boot_file: tuple[str, str], check: Check) -> None:
+def test_first_boot_file(
+    probe: Probe, contract: NodeContract, first_boot_file: tuple[str, str], check: Check
+) -> None:
     path, content = first_boot_file
-    check(f"{path} content", content, read_file(node, path))
+    found = probe.files([each for each, _ in contract.files])[path]
+    check(f"{path} content", content, found)
 
 
 def test_service_enabled_and_running(node: Any, service: str, check: Check) -> None:
@@ -34,10 +37,10 @@ def test_other_stack_unit_never_started(node: Any, idle_unit: str, check: Check)
     check(f"unit {idle_unit} (not this node's)", "inactive", state or "unknown")
 
 
-def test_listening(node: Any, listening: tuple[str, int], check: Check) -> None:
+def test_listening(probe: Probe, listening: tuple[str, int], check: Check) -> None:
     service, port = listening
     found = sorted(
-        address for address in node.socket.get_listening_sockets()
+        address for address in probe.listening()
         if address.startswith("tcp://") and address.rsplit(":", 1)[1] == str(port)
     )  # fmt: skip
     check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))

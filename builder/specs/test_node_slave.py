@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from builder.config import SERVICE_PORTS
 from builder.contract import NodeContract
-from builder.specs.plugin import Check, http_get
+from builder.specs.plugin import Check, Probe
 
 
-def test_mesos_agent_state(node: Any, contract: NodeContract, check: Check) -> None:
+def test_mesos_agent_state(probe: Probe, contract: NodeContract, check: Check) -> None:
     assert contract.slave_zk_url is not None, "a slave spec on a node without the slave role"
     url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-slave']}/state"
-    body = http_get(node, url)
+    body = probe.http(url)
     found: object = "no answer"
     if body is not None:
         try:

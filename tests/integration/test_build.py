@@ -122,7 +122,8 @@ def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> No
     ):
         assert check in checks  # fmt: skip
     log = (output / "build.log").read_text()
-    connect, seal = log.index("--connect-only"), log.index("builder-provision: seal")
+    # shell-local opens the connection before seal; the specs run over it after seal.
+    connect, seal = log.index("Running local shell script"), log.index("builder-provision: seal")
     summary = log.index(f"{len(checks)} checks: {len(checks)} passed%!(PACKER_COMMA) 0 failed")
     assert connect < seal < summary < log.index("Gracefully halting")
 
