@@ -1,6 +1,6 @@
 """`builder verify` over SSH: one shared connection (the product) against one per command.
 
-    .venv/bin/python bench/verify.py [--runs 3]
+    .venv/bin/python -m bench.verify [--runs 3]     (from the repository root)
 
 Boots the node stand-in (tests/fixtures/standin, cached; configured for
 test167 and booted with its seed under QEMU TCG, as the first-boot tests do),
