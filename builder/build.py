@@ -22,7 +22,9 @@ import datetime
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +44,17 @@ from builder.roles import RoleSet
 from builder.sshkey import generate_build_key
 
 MANIFEST = "manifest.json"
+VERIFY_REPORT = "verify.xml"  # the image specs' JUnit report (build --verify)
+VERIFY_SOCKET = "verify.sock"
+# The in-build SSH connection: no host key to trust (a fresh VM), this key only.
+VERIFY_SSH_CONFIG = """\
+Host *
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  IdentitiesOnly yes
+  LogLevel ERROR
+  ServerAliveInterval 15
+"""
 TCG_TIMEOUT_FACTOR = 4
 MIN_FREE_BYTES = 4 * 1024**3
 
@@ -65,6 +78,7 @@ class BuildOptions:
     on_error: str = "cleanup"
     headful: bool = False
     require_kvm: bool = False
+    verify: bool = False
 
 
 @dataclass
@@ -183,6 +197,52 @@ def _packer_variables(
     return variables
 
 
+def verify_command(
+    loaded: LoadedConfig, roles: RoleSet, work: Path, key: Path, packer_tmp: Path
+) -> str:
+    """`builder verify` for the image layer, as Packer's shell-local runs it (it adds --host).
+
+    The control socket lives in Packer's short TMPDIR: a unix socket path is
+    limited to 108 bytes."""
+    ssh_config = packer_tmp / "ssh_config"
+    ssh_config.write_text(VERIFY_SSH_CONFIG)
+    return shlex.join([
+        sys.executable, "-m", "builder", "--config", str(loaded.directory), "verify",
+        roles.label, "--layer", "image", "--ssh-identity", str(key),
+        "--ssh-config", str(ssh_config), "--control-path", str(packer_tmp / VERIFY_SOCKET),
+        "--junit-xml", str(work / VERIFY_REPORT),
+    ])  # fmt: skip
+
+
+def close_verify_master(packer_tmp: Path) -> None:
+    """A master left by a build that failed between opening it and verifying."""
+    socket = packer_tmp / VERIFY_SOCKET
+    if socket.exists():
+        tools.run(["ssh", "-S", str(socket), "-O", "exit", "builder-build"], check=False,
+                  timeout=30)  # fmt: skip
+
+
+def spec_failures(report: Path) -> list[str]:
+    """The failed checks of a JUnit report from builder verify, one line each."""
+    if not report.exists():
+        return []
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(report).getroot()  # noqa: S314 - our own verify run wrote it
+    except ET.ParseError:
+        return []
+    lines = []
+    for case in root.iter("testcase"):
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            message = problem.get("message", "").removeprefix("Failed: ")
+            lines.append(f"FAIL {message.splitlines()[0] if message else case.get('name')}")
+    return lines
+
+
 def ssh_timeout_seconds(loaded: LoadedConfig) -> int:
     text = loaded.config.os.packer.ssh_timeout
     return int(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
@@ -201,7 +261,8 @@ def build_one(
     digest = input_digest(loaded, roles, packer_version, checksum, options.target)
     final = options.output / roles.slug
     started = time.monotonic()
-    if not options.force and (manifest := cached_result(final, digest)):
+    manifest = None if options.force else cached_result(final, digest)
+    if manifest and (manifest.get("verified") or not options.verify):
         progress.emit(Event(roles.label, "cached", str(final), 0.0))
         return BuildResult(roles, final, True, digest, manifest)
 
@@ -236,12 +297,17 @@ def build_one(
     try:
         key = generate_build_key(work / "key")
         rendered = render_role(
-            loaded, roles, packer_version=packer_version, build_key=key.public_line
-        )
+            loaded, roles, packer_version=packer_version, build_key=key.public_line,
+            verify=options.verify,
+        )  # fmt: skip
         rendered.write(work / "render")
         variables = _packer_variables(
             loaded, work, key.private_key, iso, checksum, accelerator, options
         )
+        if options.verify:
+            variables["verify_command"] = verify_command(
+                loaded, roles, work, key.private_key, packer_tmp
+            )
         log = _Log(work / "build.log", roles.label, progress, started)
         log.path.touch()
         command = packer_driver.build_command(
@@ -262,6 +328,7 @@ def build_one(
         result = command()
         if int(result.exit_code) != 0:
             message = f"packer build failed with exit code {result.exit_code}"
+            failed_specs = spec_failures(work / VERIFY_REPORT)
             if any("Timeout waiting for SSH" in line for line in log.lines):
                 waited = variables.get("ssh_timeout", os_config.packer.ssh_timeout)
                 message = (
@@ -269,6 +336,9 @@ def build_one(
                     f"{waited}: the serial console log shows what it did"
                 )
             tail = [line for entry in log.lines for line in entry.splitlines() if line.strip()]
+            if failed_specs:
+                message = f"the image failed {len(failed_specs)} of its specs; nothing was kept"
+                tail = failed_specs
             raise BuildFailed(roles.label, message, tail[-12:], [])
         manifest = _finish(loaded, roles, options, work, digest, iso, checksum, accelerator,
                            packer_version, started_at, progress, started)  # fmt: skip
@@ -292,6 +362,8 @@ def build_one(
             raise UserError(f"{options.output}: disk full during the build") from exc
         raise
     finally:
+        if options.verify:
+            close_verify_master(packer_tmp)
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(packer_tmp, ignore_errors=True)
 
@@ -302,7 +374,7 @@ def _keep_logs(work: Path, failed: Path) -> list[Path]:
     shutil.rmtree(failed, ignore_errors=True)
     failed.mkdir(parents=True)
     kept = []
-    for name in ("build.log", "serial.log", "packer-debug.log"):
+    for name in ("build.log", "serial.log", "packer-debug.log", VERIFY_REPORT):
         if (work / name).exists():
             shutil.move(str(work / name), failed / name)
             kept.append(failed / name)
@@ -355,6 +427,7 @@ def _finish(
         "tools": {"builder": __version__, "qemu": qemu[0] if qemu else None},
         "started": started_at,
         "finished": _now(),
+        "verified": options.verify,
     }
     for name in (KICKSTART, PROVISION):
         shutil.copy(work / "render" / name, work / name)

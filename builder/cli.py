@@ -200,6 +200,9 @@ def _verdict(problems: list[Problem]) -> str:
     type=click.Path(path_type=Path),
     help="--target iso: a directory of RPMs to put on the ISO as an offline repository.",
 )
+@click.option(
+    "--verify", is_flag=True, help="Run the image specs inside the build; a failure keeps nothing."
+)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -216,6 +219,7 @@ def build(
     require_kvm: bool,
     packer_version: str | None,
     repo_dir: Path | None,
+    verify: bool,
 ) -> None:
     """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
     from builder.build import BuildOptions, Target, build_all
@@ -229,6 +233,12 @@ def build(
     if target == "iso":
         from builder.iso import IsoOptions, build_installer_iso
 
+        if verify:
+            raise UserError(
+                "--verify runs inside a Packer build; for an installer ISO, verify the "
+                "installed node: builder verify ROLE --host ssh://USER@HOST --layer node"
+            )
+
         iso_options = IsoOptions(iso=iso, iso_checksum=iso_checksum, output=out, repo_dir=repo_dir)
         for role_set in role_sets:
             written = build_installer_iso(loaded, role_set, iso_options)
@@ -239,6 +249,7 @@ def build(
     options = BuildOptions(
         target=Target(target), iso=iso, iso_checksum=iso_checksum, output=out, force=force,
         dry_run=dry_run, on_error=on_error, headful=headful, require_kvm=require_kvm,
+        verify=verify,
     )  # fmt: skip
     version = _packer_version(packer_version)
     progress: Progress = (
@@ -422,3 +433,66 @@ def publish(
     for regional in result.regions.values():
         click.echo(f"{regional.region}: {regional.image_id} {result.name} ({regional.action})")
     click.echo(f"publish manifest: {result.manifest}")
+
+
+@main.command()
+@click.argument("role", required=False)
+@click.option(
+    "--host", "host_spec", help="A testinfra host spec: ssh://USER@HOST[:PORT], local://."
+)
+@click.option("--ssh-identity", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="An ssh_config file for the connection (ssh -F).")  # fmt: skip
+@click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--layer", type=click.Choice(["image", "node"]), default="node", show_default=True,
+              help="image: true right after the build; node: true after first boot.")  # fmt: skip
+@click.option("--node", "node_name", help="The node of cluster.yaml this host is (node layer; "
+              "default: the one whose name or IP the host spec names).")  # fmt: skip
+@click.option("--cluster", is_flag=True, help="Every node of cluster.yaml, node layer, one table.")
+@click.option("--ssh-user", help="With --cluster: the SSH user (default: os.yaml's admin).")
+@click.option("--control-path", type=click.Path(path_type=Path), hidden=True)
+@click.option("--connect-only", is_flag=True, hidden=True)
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    role: str | None,
+    host_spec: str | None,
+    ssh_identity: Path | None,
+    ssh_config: Path | None,
+    junit_xml: Path | None,
+    layer: str,
+    node_name: str | None,
+    cluster: bool,
+    ssh_user: str | None,
+    control_path: Path | None,
+    connect_only: bool,
+) -> None:
+    """Run ROLE's image specs against a live host (exit 0: all pass; 1: a spec failed).
+
+    ROLE is master, slave or master,slave; --cluster checks every node instead.
+    """
+    from builder import verify as checks
+    from builder.contract import Layer
+
+    loaded = _load(ctx)
+    if cluster:
+        if role or host_spec:
+            raise UserError("--cluster takes no ROLE and no --host: it checks every node")
+        rows = checks.verify_cluster(
+            loaded, ssh_user or loaded.config.os.admin.name, ssh_identity, ssh_config, junit_xml
+        )
+        for line in checks.cluster_lines(rows):
+            click.echo(line)
+        sys.exit(0 if checks.cluster_ok(rows) else 1)
+    if not role or not host_spec:
+        raise UserError("name a ROLE and a --host (or use --cluster)")
+    connection = checks.Connection(
+        checks.check_host_spec(host_spec), ssh_identity, ssh_config, control_path
+    )
+    if connect_only:
+        checks.open_build_connection(connection)
+        return
+    report = checks.verify_host(loaded, role, connection, [Layer(layer)], node_name, junit_xml)
+    for line in checks.report_lines(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)

@@ -27,6 +27,15 @@ from pydantic import (
 MASTER_ROLE = "master"
 SLAVE_ROLE = "slave"
 ZK_CLIENT_PORT = 2181
+# Where each Mesos-stack service answers once started (Chronos: its package's
+# http_port flag file); `builder verify` checks them on a booted node.
+SERVICE_PORTS = {
+    "zookeeper": ZK_CLIENT_PORT,
+    "mesos-master": 5050,
+    "marathon": 8080,
+    "chronos": 4400,
+    "mesos-slave": 5051,
+}
 
 
 def _pattern(regex: str) -> StringConstraints:

@@ -217,19 +217,21 @@ def render_role(
     packer_version: tuple[int, int, int],
     build_key: str | None = None,
     offline_repo: str | None = None,
+    verify: bool = False,
 ) -> RenderedRole:
     """Everything a role set needs, as file name -> text.
 
     `offline_repo` (a baseurl, for the installer ISO): the kickstart installs
     from the installer's media (`cdrom`) and that one repository instead of
-    the configured network repos.
+    the configured network repos. `verify`: the image specs run inside the
+    build, after seal; `verify_command` is then a build-time variable.
     """
     env = template_environment()
     if build_key is not None:
         check_build_key(build_key)
     provision = provision_script(loaded, roles, env)
     template = env.get_template("build.pkr.hcl.j2").render(
-        modern_packer=modern_packer(packer_version)
+        modern_packer=modern_packer(packer_version), verify=verify
     )
     variables = json.dumps(packer_variables(loaded, roles), indent=2, sort_keys=True) + "\n"
     return RenderedRole(

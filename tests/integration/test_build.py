@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -36,20 +37,41 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
     iso = standin / ISO_NAME
     checksum = f"sha256:{sha256_of(iso)}"
-    args = ["--config", str(config), "build", "slave", "--iso", str(iso),
+    args = ["--config", str(config), "build", "slave", "--verify", "--iso", str(iso),
             "--iso-checksum", checksum, "--out", str(root / "output")]  # fmt: skip
     earlier = root / "output" / "slave"  # an earlier build's leftover and an installer ISO
     earlier.mkdir(parents=True)
     (earlier / "old-image.qcow2").write_bytes(b"stale")
     (earlier / "slave-installer.iso").write_bytes(b"made by --target iso")
-    result = subprocess.run(
-        [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
-        cwd=root, timeout=3600, check=False, stdin=subprocess.DEVNULL,
+    # Beside it, at the same time (one build's wall time for two): a --verify build
+    # of an image that does not meet its contract, a package the installer never
+    # installed (the stand-in installer ignores %packages).
+    broken = root / "broken-config"
+    shutil.copytree(config, broken)
+    slave = broken / "roles" / "slave.yaml"
+    slave.write_text(slave.read_text().replace("packages: [mesos, docker]",
+                                               "packages: [mesos, docker, mesos-dns]"))  # fmt: skip
+    failing = subprocess.Popen(
+        [sys.executable, "-m", "builder", "--config", str(broken), *args[2:-2],
+         "--out", str(root / "broken-output")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
+            cwd=root, timeout=3600, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        failed_out, failed_err = failing.communicate(timeout=3600)
+    finally:
+        if failing.poll() is None:
+            failing.kill()
+            failing.wait()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    failed = (failing.returncode, failed_out + failed_err, root / "broken-output")
     return {"root": root, "config": config, "args": args, "events": events,
-            "output": root / "output" / "slave"}  # fmt: skip
+            "output": root / "output" / "slave", "failing": failed}  # fmt: skip
 
 
 def test_progress_went_through_every_step(built: dict[str, object]) -> None:
@@ -111,6 +133,50 @@ def test_the_image_is_configured_and_sealed(built: dict[str, object], tmp_path: 
         assert "instance" not in reader.debugfs("ls /var/lib/cloud")
     finally:
         reader.close()
+
+
+def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> None:
+    """--verify: the image layer ran over Packer's SSH connection, after seal, before export."""
+    output = built["output"]
+    assert isinstance(output, Path)
+    assert json.loads((output / "manifest.json").read_text())["verified"] is True
+    suite = ET.parse(output / "verify.xml").getroot().find("testsuite")  # noqa: S314 - ours
+    assert suite is not None
+    assert int(suite.get("tests", "0")) >= 20
+    assert (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("0", "0", "0")
+    checks = [p.get("value") for p in suite.iter("property") if p.get("name") == "check"]
+    for check in (
+        "slave: package mesos",
+        "/etc/mesos-slave/containerizers content",
+        "unit marathon at boot",
+        "firewall port 5051/tcp",
+        "SELinux mode",
+        "files holding the build key (builder-build-key)",
+        "SSH host keys in /etc/ssh",
+    ):
+        assert check in checks  # fmt: skip
+    log = (output / "build.log").read_text()
+    # shell-local opens the connection before seal; the specs run over it after seal.
+    connect, seal = log.index("Running local shell script"), log.index("builder-provision: seal")
+    summary = log.index(f"{len(checks)} checks: {len(checks)} passed%!(PACKER_COMMA) 0 failed")
+    assert connect < seal < summary < log.index("Gracefully halting")
+
+
+def test_a_failing_spec_fails_the_build_and_keeps_nothing(built: dict[str, object]) -> None:
+    """An image that does not meet its contract (a package the installer never installed)."""
+    failing = built["failing"]
+    assert isinstance(failing, tuple)
+    returncode, output, out = failing
+    assert returncode == 1, output
+    lines = output.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == [
+        "error: slave: the image failed 1 of its specs; nothing was kept"
+    ], output
+    assert "  | FAIL slave: package mesos-dns: expected 'installed', found 'not installed'" in lines
+    assert not (out / "slave").exists()
+    assert not list(out.glob(".slave.build-*"))
+    kept = sorted(path.name for path in (out / "slave.failed").iterdir())
+    assert kept == ["build.log", "packer-debug.log", "serial.log", "verify.xml"]
 
 
 def test_second_build_is_the_cached_image(built: dict[str, object], builder_cli: CliRun) -> None:

@@ -13,6 +13,8 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,13 @@ from pathlib import Path
 import pytest
 
 from builder.config import MASTER_ROLE, SLAVE_ROLE, Node
+from builder.contract import node_roles
 from builder.load import LoadedConfig, embedded_config_dir, load_config
 from builder.render import PROVISION, render_role
 from builder.roles import compose
 from builder.seed import ClusterFacts, SeedFormat, node_files, write_seeds
 from tests.conftest import REPO
-from tests.integration.standin import DiskReader, Vm, boot, configured_image
+from tests.integration.standin import DiskReader, Vm, boot, configured_image, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
@@ -138,6 +141,64 @@ def check_running_node(vm: Vm, booted: Booted) -> None:
         assert slave["executor_registration_timeout"] == "5mins"
 
 
+@dataclass(frozen=True)
+class Verified:
+    """`builder verify` run as a user runs it: exit code, output, and each check from JUnit."""
+
+    returncode: int
+    output: str
+    checks: dict[str, tuple[str, str, bool]]  # what -> expected, found, passed
+
+    @property
+    def failed(self) -> dict[str, tuple[str, str]]:
+        return {what: (exp, found) for what, (exp, found, ok) in self.checks.items() if not ok}
+
+
+def builder_verify(booted: Booted, vm: Vm, *args: str, host: bool = True) -> Verified:
+    ssh_config = booted.work / "ssh_config"
+    if not ssh_config.exists():
+        ssh_config.write_text(
+            "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+            "  LogLevel ERROR\n  IdentitiesOnly yes\n"
+        )
+    junit = booted.work / f"verify-{len(list(booted.work.glob('verify-*.xml')))}.xml"
+    target = ["--host", f"ssh://{DEFAULT_USER}@127.0.0.1:{vm.port}"] if host else []
+    result = subprocess.run(
+        [sys.executable, "-m", "builder", "--config", str(booted.loaded.directory), "verify",
+         *args, *target, "--ssh-identity", str(booted.key), "--ssh-config", str(ssh_config),
+         "--junit-xml", str(junit)],
+        capture_output=True, text=True, timeout=600, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    checks: dict[str, tuple[str, str, bool]] = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our own report
+            properties = dict(
+                (p.get("name", ""), p.get("value", "")) for p in case.iter("property")
+            )
+            if "check" in properties:
+                passed = case.find("failure") is None and case.find("error") is None
+                checks[properties["check"]] = (properties["expected"], properties["found"], passed)
+    return Verified(result.returncode, result.stdout + result.stderr, checks)
+
+
+def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
+    """Both the node layer's common and role specs pass over SSH, checked one by one."""
+    roles = node_roles(booted.loaded, booted.node).label
+    verified = builder_verify(booted, vm, roles, "--layer", "node", "--node", booted.node.hostname)
+    assert verified.returncode == 0, verified.output
+    assert verified.checks, verified.output
+    assert not verified.failed
+    assert "/etc/mesos/zk content" in verified.checks
+    assert f"{len(verified.checks)} checks: {len(verified.checks)} passed, 0 failed" in (
+        verified.output.splitlines()
+    )
+    if MASTER_ROLE in booted.node.roles:
+        for port in (2181, 5050, 8080, 4400):
+            assert any(f"listening on TCP {port}" in what for what in verified.checks)
+        assert "http://127.0.0.1:8080/v2/info master, zk" in verified.checks
+    return verified
+
+
 def check_disk(reader: DiskReader, booted: Booted) -> None:
     node = booted.node
     for path, content in node_files(ClusterFacts.of(booted.loaded), node).items():
@@ -158,6 +219,9 @@ def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
     booted = first_boot((embedded_config_dir() / "cluster.yaml").read_text(), hostname)
     with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
         check_running_node(vm, booted)
+        verify_node_layer(booted, vm)
+        if hostname == "test166":
+            node_specs_fail_for_the_right_reason(booted, vm)
     reader = DiskReader(booted.disk, booted.work)
     try:
         check_disk(reader, booted)
@@ -170,6 +234,7 @@ def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
     # The same node again: cloud-init redoes nothing, the units come up by themselves.
     with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
         check_running_node(vm, booted)
+        image_specs_fail_for_the_right_reason(booted, vm)
     reader = DiskReader(booted.disk, booted.work)
     try:
         check_disk(reader, booted)
@@ -184,6 +249,7 @@ def test_three_master_cluster(first_boot: Prepare, hostname: str) -> None:
     booted = first_boot(THREE_MASTERS.read_text(), hostname)
     with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
         check_running_node(vm, booted)
+        verify_node_layer(booted, vm)
     reader = DiskReader(booted.disk, booted.work)
     try:
         check_disk(reader, booted)
@@ -194,3 +260,85 @@ def test_three_master_cluster(first_boot: Prepare, hostname: str) -> None:
             assert reader.read("/etc/mesos-slave/attributes/rack") == "r1\n"
     finally:
         reader.close()
+
+
+def _sudo_write(vm: Vm, path: str, content: str) -> None:
+    vm.ssh(f"printf %s {shlex.quote(content)} | sudo tee {shlex.quote(path)} >/dev/null")
+
+
+def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
+    """Faults put on the running master,slave fail exactly the checks they should."""
+    facts = ClusterFacts.of(booted.loaded)
+    # An agent that is no node of the inventory registers with the master; then
+    # (the running services keep what they read) a wrong ZooKeeper URL.
+    _sudo_write(vm, "/etc/mesos-slave/hostname", "rogue\n")
+    vm.ssh("sudo systemctl restart mesos-slave")
+    _sudo_write(vm, "/etc/mesos/zk", "zk://wrong:2181/mesos\n")
+    faulty = builder_verify(booted, vm, "master,slave", "--layer", "node", "--node", "test166")
+    _sudo_write(vm, "/etc/mesos/zk", facts.zk_url + "\n")
+    _sudo_write(vm, "/etc/mesos-slave/hostname", "test166\n")
+    vm.ssh("sudo systemctl restart mesos-slave")
+    assert faulty.returncode == 1, faulty.output
+    [agents] = [what for what in faulty.checks if "registered agents" in what]
+    assert faulty.failed == {
+        "/etc/mesos/zk content": (repr(facts.zk_url + "\n"), repr("zk://wrong:2181/mesos\n")),
+        "/etc/mesos-slave/hostname content": ("'test166\\n'", "'rogue\\n'"),
+        agents: ("'only inventory slaves'", "['rogue']"),
+    }
+    assert "FAIL  /etc/mesos/zk content" in faulty.output.splitlines()
+    # The whole cluster: test166 answers (test167 is not registered), test167 is not up.
+    cluster_ssh = booted.work / "cluster_ssh_config"
+    cluster_ssh.write_text(
+        f"Host 10.86.255.166\n  HostName 127.0.0.1\n  Port {vm.port}\n"
+        f"Host 10.86.255.167\n  HostName 127.0.0.1\n  Port {free_port()}\n"
+        "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
+        "  LogLevel ERROR\n  IdentitiesOnly yes\n  ConnectTimeout 10\n"
+    )
+    table = subprocess.run(
+        [sys.executable, "-m", "builder", "--config", str(booted.loaded.directory), "verify",
+         "--cluster", "--ssh-user", DEFAULT_USER, "--ssh-identity", str(booted.key),
+         "--ssh-config", str(cluster_ssh)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert table.returncode == 1, table.stdout + table.stderr
+    header, first, second = table.stdout.splitlines()
+    assert header.split()[:3] == ["NODE", "ROLES", "PASSED"]
+    name, roles, passed, *failure = first.split()
+    assert (name, roles) == ("test166", "master,slave")
+    done, total = map(int, passed.split("/"))
+    assert done == total - 1, first
+    assert "registered agents" in " ".join(failure)
+    assert "expected ['test166', 'test167'], found ['test166']" in first
+    assert second.split()[:4] == ["test167", "slave", "-", "unreachable:"]
+
+
+def image_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
+    """The image layer on a booted slave with two faults: exactly what first boot changed
+    fails, and each fault, each with what was found."""
+    # A wrong containerizers file and a unit enabled at bake time (the RPMs' trap).
+    _sudo_write(vm, "/etc/mesos-slave/containerizers", "mesos\n")
+    vm.ssh("sudo systemctl unmask marathon && sudo systemctl enable marathon")
+    faulty = builder_verify(booted, vm, "slave", "--layer", "image")
+    _sudo_write(vm, "/etc/mesos-slave/containerizers", "docker,mesos\n")
+    vm.ssh("sudo systemctl disable marathon && sudo systemctl mask marathon")
+    assert faulty.returncode == 1, faulty.output
+    failed = dict(faulty.failed)
+    assert failed.pop("/etc/mesos-slave/containerizers content") == (
+        "'docker,mesos\\n'",
+        "'mesos\\n'",
+    )
+    assert failed.pop("unit marathon at boot") == ("'masked'", "'enabled'")
+    # What first boot changed: a booted node is no image.
+    assert failed.pop("unit docker at boot") == ("'disabled'", "'enabled'")
+    assert failed.pop("unit mesos-slave at boot") == ("'disabled'", "'enabled'")
+    assert failed.pop("SSH host keys in /etc/ssh")[1].startswith("['ssh_host_")
+    assert failed.pop("/etc/machine-id")[1] != "''"
+    assert "instance" in failed.pop("cloud-init state in /var/lib/cloud")[1]
+    # Not from an installer: no anaconda wrote /etc/selinux/config or made the admin user.
+    assert failed.pop("SELinux mode") == (
+        "'enforcing'",
+        "'no SELINUX= line in /etc/selinux/config'",
+    )
+    assert failed.pop("password of centos")[1] == "'no such account'"
+    assert failed == {}
+    assert faulty.checks["/etc/mesos-slave/executor_registration_timeout content"][2]
