@@ -55,7 +55,8 @@ case ${1:-} in
     test)
         install_system_packages
         install_python
-        "$VENV/bin/python" -m pytest "${@:2}"
+        # Two workers, each taking whole modules (a module's VM or build fixture runs once).
+        "$VENV/bin/python" -m pytest -n 2 --dist loadscope --durations=15 "${@:2}"
         ;;
     *)
         echo "usage: ./run.sh build|test [pytest args]" >&2
