@@ -238,6 +238,8 @@ def build(
                 "--verify runs inside a Packer build; for an installer ISO, verify the "
                 "installed node: builder verify ROLE --host ssh://USER@HOST --layer node"
             )
+        if dry_run:
+            raise UserError("--dry-run is for Packer builds; an installer ISO takes seconds")
 
         iso_options = IsoOptions(iso=iso, iso_checksum=iso_checksum, output=out, repo_dir=repo_dir)
         for role_set in role_sets:

@@ -342,6 +342,25 @@ def test_repo_dir_is_only_for_the_installer_iso(builder_cli: CliRun, tmp_path: P
     assert result.stderr.splitlines() == ["error: --repo-dir is for --target iso"]
 
 
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [("--verify", "--verify runs inside a Packer build"), ("--dry-run", "--dry-run is for Packer")],
+)
+def test_packer_only_flags_with_the_installer_iso(
+    builder_cli: CliRun, tmp_path: Path, flag: str, words: str
+) -> None:
+    iso = tmp_path / "source.iso"
+    iso.write_bytes(b"never read")
+    result = builder_cli("build", "slave", "--target", "iso", "--iso", str(iso),
+                         "--iso-checksum", "sha256:" + "0" * 64, flag,
+                         "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 2
+    errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {words}"), result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> None:
     """A real small filesystem (tmpfs, 4 MiB) as --out: refused before writing, nothing left."""
     iso = tiny_installer_iso(tmp_path, pad_mib=8)
