@@ -85,6 +85,7 @@ def verify(path: Path, expected: str) -> None:
             hint="a different or damaged ISO; pass --iso-checksum sha256:HEX for another release",
         )
     if _identity(path) == identity:  # unchanged while it was hashed
+        memo = {name: entry for name, entry in memo.items() if Path(name).exists()}
         memo[key] = {"identity": identity, "sha256": actual}
         with contextlib.suppress(OSError):  # a read-only cache only costs the next hash
             atomic.write_file(_verified_memo(), json.dumps(memo, indent=1).encode())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import os
 import socket
 import threading
@@ -119,3 +120,17 @@ def test_a_verified_file_is_not_hashed_again_until_it_changes(
     with pytest.raises(UserError, match="does not match"):
         media.resolve_iso(str(iso), "sha256:" + "0" * 64)
     assert len(hashed) == 4
+
+
+def test_the_memo_forgets_files_that_are_gone(tmp_path: Path) -> None:
+    for name in ("a.iso", "b.iso"):
+        (tmp_path / name).write_bytes(name.encode())
+        media.resolve_iso(
+            str(tmp_path / name), f"sha256:{hashlib.sha256(name.encode()).hexdigest()}"
+        )
+    memo = tmp_path / "cache" / "builder" / "verified.json"
+    assert len(json.loads(memo.read_text())) == 2
+    (tmp_path / "a.iso").unlink()
+    (tmp_path / "c.iso").write_bytes(b"c.iso")
+    media.resolve_iso(str(tmp_path / "c.iso"), f"sha256:{hashlib.sha256(b'c.iso').hexdigest()}")
+    assert sorted(Path(name).name for name in json.loads(memo.read_text())) == ["b.iso", "c.iso"]
