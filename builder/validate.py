@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 from builder import packer_driver, tools
@@ -66,8 +67,11 @@ def packer_problems(output: str, shown: str) -> list[Problem]:
     return problems
 
 
-def validate_packer(render_dir: Path, shown: str | None = None) -> list[Problem]:
-    """`packer validate` with the variables a build passes, and a throwaway build key."""
+def validate_packer(
+    render_dir: Path, shown: str | None = None, variables: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """`packer validate` with the variables a build passes (and `variables`, such as
+    `verify_command` for a --verify template), and a throwaway build key."""
     shown = shown or str(render_dir / PACKER_TEMPLATE)
     with tempfile.TemporaryDirectory(prefix="builder-validate-") as scratch:
         key = generate_build_key(Path(scratch))
@@ -77,6 +81,7 @@ def validate_packer(render_dir: Path, shown: str | None = None) -> list[Problem]
                 "http_directory": str(render_dir),
                 "provision_script": str(render_dir / PROVISION),
                 "ssh_private_key_file": str(key.private_key),
+                **(variables or {}),
             },
             var_file=render_dir / PACKER_VARS,
         )

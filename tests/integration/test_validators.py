@@ -74,6 +74,20 @@ def test_packer_validate_reports_the_line(loaded: LoadedConfig, tmp_path: Path) 
     assert 'An argument named "disk_interfase" is not expected here' in problem.message
 
 
+def test_packer_validates_the_verify_form(loaded: LoadedConfig, tmp_path: Path) -> None:
+    """build --verify's template (shell-local steps around seal) as Packer 1.6 reads it."""
+    rendered = render_role(
+        loaded, compose(loaded, ("slave",)), packer_version=(1, 6, 6), verify=True
+    )
+    out = tmp_path / "slave"
+    rendered.write(out)
+    assert "verify_command" in (out / "build.pkr.hcl").read_text()
+    command = "builder verify slave --layer image"
+    assert validate_packer(out, variables={"verify_command": command}) == []
+    [problem] = validate_packer(out)  # a --verify build must say what to run
+    assert "verify_command" in problem.message
+
+
 def test_packer_1_6_rejects_the_current_form(loaded: LoadedConfig, tmp_path: Path) -> None:
     """Why the template follows the installed version: 1.6.6 refuses required_plugins."""
     rendered = render_role(loaded, compose(loaded, ("slave",)), packer_version=LATEST_KNOWN_PACKER)
