@@ -245,14 +245,8 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _existing(directory: Path) -> Path:
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
-    return directory
-
-
 def _check_space(directory: Path, needed: int) -> None:
-    free = shutil.disk_usage(_existing(directory)).free
+    free = media.free_bytes(directory)
     if free < needed:
         raise UserError(
             f"{directory}: not enough free space: {free // 1024**2} MiB free, "
@@ -335,7 +329,7 @@ def _remaster(
 
 def _write_atomically(source: Path, files: dict[str, Path], final: Path) -> None:
     """Run the remaster into a temporary sibling of `final`, implant the md5, rename."""
-    created = _existing(final.parent)
+    created = media.nearest_existing(final.parent)
     target: Path | None = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ def _verified_memo() -> Path:
     return cache_dir() / "verified.json"
 
 
-def _remembered(path: Path) -> dict[str, object]:
+def _remembered() -> dict[str, object]:
     try:
         memo = json.loads(_verified_memo().read_text())
     except (OSError, ValueError):
@@ -74,10 +74,10 @@ def _remembered(path: Path) -> dict[str, object]:
 
 def verify(path: Path, expected: str) -> None:
     key = str(path.resolve())
-    memo = _remembered(path)
-    if memo.get(key) == {"identity": _identity(path), "sha256": expected}:
-        return
+    memo = _remembered()
     identity = _identity(path)
+    if memo.get(key) == {"identity": identity, "sha256": expected}:
+        return
     actual = sha256_of(path)
     if actual != expected:
         raise UserError(
@@ -132,6 +132,13 @@ def resolve_iso(source: str, checksum: str) -> Path:
     return path.resolve()
 
 
+def nearest_existing(directory: Path) -> Path:
+    """`directory`, or its closest ancestor that exists."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return directory
+
+
 def free_bytes(directory: Path) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(directory).free
+    """Free space where `directory` is or would be created (nothing is created)."""
+    return shutil.disk_usage(nearest_existing(directory)).free

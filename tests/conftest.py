@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -79,3 +80,11 @@ def generated_cluster_yaml(nodes: int) -> str:
         address = f"10.{1 + index // 62500}.{(index // 250) % 250}.{index % 250 + 1}"
         lines += [f"  - hostname: node{index:05d}", f"    ip: {address}", f"    roles: [{role}]"]
     return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (a VM's forward, an emulator)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

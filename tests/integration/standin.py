@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import REPO, require_tool
+from tests.conftest import REPO, free_port, require_tool
 
 STANDIN_SCRIPTS = REPO / "tests" / "fixtures" / "standin"
 CACHE = Path(os.environ.get("BUILDER_TEST_CACHE", "/var/tmp/builder-test-cache"))
@@ -82,13 +81,6 @@ def configured_image(standin: Path, provision: str, label: str) -> Path:
     os.replace(image, target)
     shutil.rmtree(scratch)
     return target
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

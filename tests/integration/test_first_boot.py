@@ -27,8 +27,8 @@ from builder.load import LoadedConfig, embedded_config_dir, load_config
 from builder.render import PROVISION, render_role
 from builder.roles import compose
 from builder.seed import ClusterFacts, SeedFormat, node_files, write_seeds
-from tests.conftest import REPO
-from tests.integration.standin import DiskReader, Vm, boot, configured_image, free_port
+from tests.conftest import REPO, free_port
+from tests.integration.standin import DiskReader, Vm, boot, configured_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
