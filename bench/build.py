@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.load import embedded_config_dir
+from builder.config.load import embedded_config_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@
                                       [--scale 1,2,4]
 
 For a sparse raw image that is `--fraction` data (scattered in 16 regions):
-- `builder.ebs_upload.upload` (what `builder publish` runs): only the blocks
+- `builder.publish.ebs_upload.upload` (what `builder publish` runs): only the blocks
   holding data, 16 in flight, each with its SHA-256;
 - boto3's `upload_file` of the whole file to S3 (multipart, 10 threads: the
   first step of VM Import, which needs the image in S3);
@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.aws import Aws, AwsSettings
-from builder.ebs_upload import upload
+from builder.publish.aws import Aws, AwsSettings
+from builder.publish.ebs_upload import upload
 from tests.integration.awsemu import (
     CREDENTIALS,
     MotoServer,

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.load import embedded_config_dir
+from builder.config.load import embedded_config_dir
 
 
 def inventory(directory: Path, nodes: int) -> Path:

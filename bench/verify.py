@@ -24,11 +24,11 @@ from pathlib import Path
 
 import testinfra
 
-from builder.contract import Layer, node_contract, node_roles
-from builder.load import embedded_config_dir, load_config
-from builder.render import PROVISION, render_role
-from builder.seed import ClusterFacts, SeedFormat, write_seeds
-from builder.verify import Connection, connected, run_specs, spec_files
+from builder.config.load import embedded_config_dir, load_config
+from builder.firstboot.seed import ClusterFacts, SeedFormat, write_seeds
+from builder.render.role import PROVISION, render_role
+from builder.verify.contract import Layer, node_contract, node_roles
+from builder.verify.runner import Connection, connected, run_specs, spec_files
 from tests.integration.standin import boot, build_standin, configured_image
 
 SSH_CONFIG = (

@@ -18,7 +18,7 @@ from builder import __version__
 from builder.errors import BuildFailed, Problem, UserError, ValidationFailed
 
 if TYPE_CHECKING:
-    from builder.load import LoadedConfig
+    from builder.config.load import LoadedConfig
 
 
 class BuilderGroup(click.Group):
@@ -78,7 +78,7 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool, debug: boo
 
 
 def _load(ctx: click.Context) -> LoadedConfig:
-    from builder.load import config_dir, load_config
+    from builder.config.load import config_dir, load_config
 
     loaded = load_config(config_dir(ctx.obj))
     for warning in loaded.warnings:
@@ -87,11 +87,12 @@ def _load(ctx: click.Context) -> LoadedConfig:
 
 
 def _packer_version(forced: str | None) -> tuple[int, int, int]:
-    from builder import packer_driver, render
+    from builder.image import packer
+    from builder.render import role as render
 
     if forced is not None:
-        return packer_driver.parse_version(forced)
-    return packer_driver.installed_version() or render.LATEST_KNOWN_PACKER
+        return packer.parse_version(forced)
+    return packer.installed_version() or render.LATEST_KNOWN_PACKER
 
 
 PACKER_VERSION_HELP = "Render for this Packer version (default: the installed one)."
@@ -109,8 +110,8 @@ def render(ctx: click.Context, role: str, out: Path | None, packer_version: str 
 
     ROLE is master, slave or a comma-joined set such as master,slave.
     """
-    from builder.render import render_role
-    from builder.roles import compose, parse_role_names
+    from builder.config.roles import compose, parse_role_names
+    from builder.render.role import render_role
 
     loaded = _load(ctx)
     roles = compose(loaded, parse_role_names(role, loaded))
@@ -133,8 +134,8 @@ def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | N
     With no ROLES: every role, every role set a node of the cluster has, and
     every node's first-boot user-data (cloud-init schema).
     """
-    from builder.roles import compose, parse_role_names
-    from builder.validate import validate_role, validate_seed
+    from builder.config.roles import compose, parse_role_names
+    from builder.image.validate import validate_role, validate_seed
 
     loaded = _load(ctx)
     version = _packer_version(packer_version)
@@ -222,16 +223,16 @@ def build(
     verify: bool,
 ) -> None:
     """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
-    from builder.build import BuildOptions, Target, build_all
+    from builder.config.roles import compose, parse_role_names
+    from builder.image.build import BuildOptions, Target, build_all
     from builder.progress import ConsoleProgress, JsonProgress, Progress
-    from builder.roles import compose, parse_role_names
 
     loaded = _load(ctx)
     if iso and not iso_checksum:
         raise UserError("--iso needs --iso-checksum sha256:HEX")
     role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
     if target == "iso":
-        from builder.iso import IsoOptions, build_installer_iso
+        from builder.installer.remaster import IsoOptions, build_installer_iso
 
         if verify:
             raise UserError(
@@ -299,7 +300,7 @@ def build(
 @click.pass_context
 def seed(ctx: click.Context, nodes: tuple[str, ...], every: bool, out: Path, fmt: str) -> None:
     """Write first-boot cloud-init seeds for NODES (or --all) of cluster.yaml."""
-    from builder.seed import SeedFormat, select_nodes, write_seeds
+    from builder.firstboot.seed import SeedFormat, select_nodes, write_seeds
 
     loaded = _load(ctx)
     selected = select_nodes(loaded, nodes, every)
@@ -317,7 +318,7 @@ def init(directory: Path) -> None:
     """Write an editable copy of the embedded default config into DIRECTORY."""
     import shutil
 
-    from builder.load import embedded_config_dir
+    from builder.config.load import embedded_config_dir
 
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"{directory}: exists and is not empty", hint="choose a new directory")
@@ -340,7 +341,7 @@ def init(directory: Path) -> None:
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of the config (os.yaml, roles/*.yaml, cluster.yaml)."""
-    from builder.config import Config
+    from builder.config.model import Config
 
     click.echo(json.dumps(Config.model_json_schema(), indent=2, sort_keys=True))
 
@@ -401,9 +402,9 @@ def publish(
     endpoint_url: str | None, prune: bool, keep: int, dry_run: bool,
 ) -> None:  # fmt: skip
     """Upload ROLE's raw image as an EBS snapshot, register AMIs, copy, share, announce."""
-    from builder import publish as publishing
-    from builder.aws import Aws, AwsSettings
-    from builder.roles import compose, parse_role_names
+    from builder.config.roles import compose, parse_role_names
+    from builder.publish import publisher as publishing
+    from builder.publish.aws import Aws, AwsSettings
 
     if dry_run and not prune:
         raise UserError("--dry-run goes with --prune (a publish always runs)")
@@ -473,8 +474,8 @@ def verify(
 
     ROLE is master, slave or master,slave; --cluster checks every node instead.
     """
-    from builder import verify as checks
-    from builder.contract import Layer
+    from builder.verify import runner as checks
+    from builder.verify.contract import Layer
 
     loaded = _load(ctx)
     if cluster:

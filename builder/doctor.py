@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import accel, tools
+from builder import proc
+from builder.image import accel
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,15 @@ PROGRAMS: tuple[tuple[str, tuple[str, ...] | None, str], ...] = (
 
 def tool_checks() -> Iterator[Check]:
     for program, version_args, purpose in PROGRAMS:
-        package = tools.PACKAGES.get(program, program)
+        package = proc.PACKAGES.get(program, program)
         try:
-            path = tools.require(program)
-        except tools.ToolMissing:
+            path = proc.require(program)
+        except proc.ToolMissing:
             yield Check(program, False, f"missing ({purpose})", f"apt-get install {package}")
             continue
         version = ""
         if version_args is not None:
-            result = tools.run([program, *version_args], check=False, timeout=30)
+            result = proc.run([program, *version_args], check=False, timeout=30)
             lines = result.output.strip().splitlines()
             version = lines[0].strip() if lines else ""
         yield Check(program, True, f"{path} {version}".strip())
@@ -62,7 +63,7 @@ def kvm_check(kernel: Path | None) -> Check:
         )
     try:
         result = accel.accelerator_works("kvm", kernel)
-    except tools.ToolMissing as missing:
+    except proc.ToolMissing as missing:
         return Check("kvm", False, f"not probed: {missing.message}", required=False)
     how = "a tiny guest" if kernel is None else f"a tiny guest and {kernel}"
     if result.works and kernel is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.load import LoadedConfig, embedded_config_dir, load_config
+from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder import accel
+from builder.image import accel
 from tests.conftest import require_tool
 
 pytestmark = pytest.mark.integration

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from builder.config import MASTER_ROLE, SLAVE_ROLE, Node
-from builder.contract import node_roles
-from builder.load import LoadedConfig, embedded_config_dir, load_config
-from builder.render import PROVISION, render_role
-from builder.roles import compose
-from builder.seed import ClusterFacts, SeedFormat, node_files, write_seeds
+from builder.config.load import LoadedConfig, embedded_config_dir, load_config
+from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
+from builder.config.roles import compose
+from builder.firstboot.seed import ClusterFacts, SeedFormat, node_files, write_seeds
+from builder.render.role import PROVISION, render_role
+from builder.verify.contract import node_roles
 from tests.conftest import REPO, free_port
 from tests.integration.standin import DiskReader, Vm, boot, configured_image
 

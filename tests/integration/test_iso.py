@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.iso import MEDIA_MOUNT, REPO_ON_MEDIA
-from builder.load import embedded_config_dir, load_config
-from builder.render import KICKSTART, LATEST_KNOWN_PACKER, render_role
-from builder.roles import compose
+from builder.config.load import embedded_config_dir, load_config
+from builder.config.roles import compose
+from builder.installer.remaster import MEDIA_MOUNT, REPO_ON_MEDIA
+from builder.render.role import KICKSTART, LATEST_KNOWN_PACKER, render_role
 from tests.conftest import IN_CI, require_tool
 from tests.installer_media import build_rpm, checksum_option, tiny_installer_iso
 from tests.integration.standin import BOOT_DEADLINE, DiskReader

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from builder.load import LoadedConfig
-from builder.render import LATEST_KNOWN_PACKER, render_role
-from builder.roles import compose
-from builder.validate import validate_kickstart, validate_packer, validate_role, validate_user_data
+from builder.config.load import LoadedConfig
+from builder.config.roles import compose
+from builder.image.validate import (
+    validate_kickstart,
+    validate_packer,
+    validate_role,
+    validate_user_data,
+)
+from builder.render.role import LATEST_KNOWN_PACKER, render_role
 from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
 
 pytestmark = pytest.mark.integration
@@ -152,8 +157,8 @@ def test_large_cluster_user_data_passes_cloud_init_schema(
     config_copy: Path, tmp_path: Path
 ) -> None:
     """3,500 nodes: /etc/hosts travels gz+b64 encoded; cloud-init's schema accepts it."""
-    from builder.load import load_config
-    from builder.seed import node_seed
+    from builder.config.load import load_config
+    from builder.firstboot.seed import node_seed
 
     (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(3500))
     big = load_config(config_copy)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from builder.config import ManagedFile, OsConfig, Repo, Role
-from builder.load import load_config
-from builder.render import KICKSTART, PROVISION, kickstart_quote, render_role, shell_quote
-from builder.roles import compose
-from builder.validate import validate_kickstart
+from builder.config.load import load_config
+from builder.config.model import ManagedFile, OsConfig, Repo, Role
+from builder.config.roles import compose
+from builder.image.validate import validate_kickstart
+from builder.render.role import KICKSTART, PROVISION, kickstart_quote, render_role, shell_quote
 
 BAD_APPLES = [
     "x\n%post\nrm -rf /\n%end",

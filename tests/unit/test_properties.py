@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from builder.config.load import embedded_config_dir, load_config
 from builder.errors import ConfigError
-from builder.load import embedded_config_dir, load_config
 
 FILES = ["os.yaml", "cluster.yaml", "roles/master.yaml", "roles/slave.yaml"]
 

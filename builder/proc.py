@@ -1,0 +1,150 @@
+"""The one helper that runs external programs.
+
+Argument lists only (never a shell), a minimal environment with LANG=C, the
+exact command logged ready to copy (secrets redacted), and a missing binary
+turned into a user error that names the Debian package to install.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import UserError
+
+log = logging.getLogger("builder.proc")
+
+# Debian 12 package for each program we run.
+PACKAGES: Mapping[str, str] = {
+    "packer": "packer",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "xorriso": "xorriso",
+    "mcopy": "mtools",
+    "mdir": "mtools",
+    "createrepo_c": "createrepo-c",
+    "implantisomd5": "isomd5sum",
+    "checkisomd5": "isomd5sum",
+    "cloud-init": "cloud-init",
+    "cloud-localds": "cloud-image-utils",
+    "ssh-keygen": "openssh-client",
+    "debugfs": "e2fsprogs",
+}
+
+_PASSED_THROUGH = ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "USER", "LOGNAME")
+_SECRET_WORDS = re.compile(
+    r"(?i)(aws_secret_access_key|aws_session_token|password|passwd|secret)(=|\s+)(\S+)"
+)
+_AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+
+
+class ToolMissing(UserError):
+    def __init__(self, program: str) -> None:
+        package = PACKAGES.get(program, program)
+        super().__init__(
+            f"{program} is not installed",
+            hint=f"install it with: apt-get install {package}",
+        )
+        self.program = program
+        self.package = package
+
+
+class ToolFailed(UserError):
+    """A program exited non-zero: says what ran and the end of what it printed."""
+
+    def __init__(self, command: str, returncode: int, output: str) -> None:
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        super().__init__(f"command failed with exit code {returncode}: {command}")
+        self.command = command
+        self.returncode = returncode
+        self.output = output
+        self.tail = tail
+
+
+class ToolTimedOut(UserError):
+    def __init__(self, command: str, seconds: float) -> None:
+        super().__init__(f"command timed out after {seconds:g} s: {command}")
+        self.command = command
+        self.seconds = seconds
+
+
+def redact(text: str) -> str:
+    """Hide passwords and AWS credentials in a string meant for a log."""
+    text = _SECRET_WORDS.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
+    return _AWS_KEY_ID.sub("<redacted-key-id>", text)
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as a person would type it, secrets redacted."""
+    return redact(shlex.join(argv))
+
+
+def minimal_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env["LANG"] = "C"
+    env["LC_ALL"] = "C"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def require(program: str) -> str:
+    """The full path of a program, or a ToolMissing error naming its package."""
+    path = shutil.which(program, path=minimal_env()["PATH"])
+    if path is None:
+        raise ToolMissing(program)
+    return path
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    input_text: str | None = None,
+) -> Result:
+    """Run a program and capture its output; raise ToolFailed when check and it fails."""
+    if not argv:
+        raise ValueError("empty command")
+    program = require(argv[0])
+    line = command_line(argv)
+    log.debug("running: %s", line)
+    try:
+        proc = subprocess.run(
+            [program, *argv[1:]],
+            env=minimal_env(env),
+            cwd=cwd,
+            timeout=timeout,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ToolTimedOut(line, timeout or 0) from exc
+    result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise ToolFailed(line, proc.returncode, redact(result.output))
+    return result

@@ -1,0 +1,196 @@
+"""The pytest plugin behind `builder verify`: fixtures, parameters, and the results.
+
+`node` is the testinfra Host of the machine under test; `image`/`node_contract`
+are the contracts computed from the config (builder/contract.py); every spec
+reports through `check(what, expected, found)`, which keeps the three for the
+summary and the JUnit report (as properties) and fails the spec when they
+differ. Parameters come from the contract, so each file, package, unit and
+port is a check of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from builder.verify.contract import ImageContract, NodeContract
+
+Check = Callable[..., None]
+
+
+@dataclass
+class Observation:
+    what: str
+    expected: object
+    found: object
+    passed: bool
+
+
+@dataclass
+class Outcome:
+    """One spec's result: its checks, or the error that stopped it."""
+
+    nodeid: str
+    passed: bool
+    observations: list[Observation] = field(default_factory=list)
+    error: str = ""
+
+
+def _id(value: object) -> str:
+    for attribute in ("path", "name", "unit"):
+        if hasattr(value, attribute):
+            return str(getattr(value, attribute))
+    if isinstance(value, tuple):
+        return str(value[0])
+    return str(value)
+
+
+class SpecPlugin:
+    """Registered by builder.verify for one run against one host."""
+
+    def __init__(self, host: Any, image: ImageContract | None, node: NodeContract | None) -> None:
+        self.host = host
+        self.image = image
+        self.node_contract = node
+        self.outcomes: list[Outcome] = []
+        self.probe = Probe(host)
+        self._observations: dict[str, list[Observation]] = {}
+
+    # -- fixtures --------------------------------------------------------
+    @pytest.fixture(name="node")
+    def node_fixture(self) -> Any:
+        return self.host
+
+    @pytest.fixture(name="image")
+    def image_fixture(self) -> ImageContract:
+        if self.image is None:
+            pytest.skip("no image contract in this run")
+        return self.image
+
+    @pytest.fixture(name="contract")
+    def contract_fixture(self) -> NodeContract:
+        if self.node_contract is None:
+            pytest.skip("no node contract in this run")
+        return self.node_contract
+
+    @pytest.fixture(name="probe")
+    def probe_fixture(self) -> Probe:
+        """What several specs ask the node, asked once per run."""
+        return self.probe
+
+    @pytest.fixture(name="check")
+    def check_fixture(self, request: pytest.FixtureRequest) -> Check:
+        observations = self._observations.setdefault(request.node.nodeid, [])
+
+        def check(what: str, expected: object, found: object, passed: bool | None = None) -> None:
+            ok = found == expected if passed is None else passed
+            observations.append(Observation(what, expected, found, ok))
+            request.node.user_properties += [
+                ("check", what), ("expected", repr(expected)), ("found", repr(found))
+            ]  # fmt: skip
+            if not ok:
+                pytest.fail(f"{what}: expected {expected!r}, found {found!r}", pytrace=False)
+
+        return check
+
+    # -- parameters from the contract ------------------------------------
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        values: dict[str, tuple[Any, ...]] = {}
+        if self.image is not None:
+            values |= {
+                "package": self.image.packages,
+                "managed_file": self.image.files,
+                "unit_state": self.image.units,
+                "firewall_port": self.image.ports,
+                "account": self.image.users,
+            }
+        if self.node_contract is not None:
+            contract = self.node_contract
+            values |= {
+                "first_boot_file": contract.files,
+                "service": contract.services,
+                "idle_unit": contract.idle_units,
+                "listening": contract.listening,
+            }
+        for name, params in values.items():
+            if name in metafunc.fixturenames:
+                metafunc.parametrize(name, params, ids=[_id(value) for value in params])
+
+    # -- results ---------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            if report.skipped:
+                return
+            lines = [line for line in report.longreprtext.splitlines() if line.strip()]
+            error = lines[-1].strip() if report.failed and lines else ""
+            self.outcomes.append(
+                Outcome(report.nodeid, report.passed,
+                        self._observations.get(report.nodeid, []), error)
+            )  # fmt: skip
+
+
+# A fetch that works on CentOS 7 (curl) and on a minimal Debian (python3), and
+# retries for a while: a service started by first boot may still be coming up.
+_FETCH = (
+    "for i in $(seq %s); do "
+    "curl -fsS --max-time 5 %s 2>/dev/null && exit 0; "
+    "python3 -c 'import sys, urllib.request; "
+    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "
+    "%s 2>/dev/null && exit 0; sleep 1; done; exit 1"
+)
+
+
+# Each readable file as "= PATH BASE64" on one line (paths have no spaces: the model says so).
+_READ_FILES = (
+    'for f in PATHS; do [ -r "$f" ] && [ -f "$f" ] && printf "= %s %s\\n" "$f" '
+    '"$(base64 -w0 < "$f")"; done; true'
+)
+
+
+class Probe:
+    """Answers the node gives once per run: HTTP bodies and its listening sockets."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self._bodies: dict[str, str | None] = {}
+        self._sockets: list[str] | None = None
+        self._files: dict[str, str | None] = {}
+
+    def http(self, url: str, attempts: int = 30) -> str | None:
+        """The body at `url` as seen from the node itself, or None when it never answered."""
+        if url not in self._bodies:
+            result = self.node.run(_FETCH, str(attempts), url, url)
+            self._bodies[url] = str(result.stdout) if result.rc == 0 else None
+        return self._bodies[url]
+
+    def files(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Several files' contents in one command (None for a file that cannot be read)."""
+        missing = [path for path in paths if path not in self._files]
+        if missing:
+            command = _READ_FILES.replace("PATHS", " ".join(map(shlex.quote, missing)))
+            listing = self.node.run(command)
+            for line in listing.stdout.splitlines():
+                mark, _, rest = line.partition(" ")
+                path, _, encoded = rest.partition(" ")
+                if mark == "=" and path in missing:
+                    self._files[path] = base64.b64decode(encoded).decode("utf-8", "replace")
+            for path in missing:
+                self._files.setdefault(path, None)
+        return {path: self._files[path] for path in paths}
+
+    def listening(self) -> list[str]:
+        """Listening sockets as testinfra writes them: tcp://0.0.0.0:5050, ..."""
+        if self._sockets is None:
+            self._sockets = list(self.node.socket.get_listening_sockets())
+        return self._sockets
+
+
+def read_file(node: Any, path: str) -> str | None:
+    """A file's content in one command (None when it cannot be read)."""
+    result = node.run("cat -- %s", path)
+    return str(result.stdout) if result.rc == 0 else None

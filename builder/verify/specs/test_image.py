@@ -1,0 +1,132 @@
+"""The image layer: what a freshly built image of the role set must be.
+
+Every Mesos-stack unit is present and disabled (the units the image never
+runs are masked), so nothing starts before first boot writes the node's
+configuration; the role's packages, files, firewall ports and SELinux mode
+are as configured; and nothing a template must not carry is left.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from builder.config.model import ManagedFile
+from builder.verify.contract import ImageContract, RolePackage, UnitState
+from builder.verify.specs.plugin import Check, read_file
+
+SELINUX_CONFIG = "/etc/selinux/config"
+FIREWALLD_CONF = "/etc/firewalld/firewalld.conf"
+# Where a kickstart and the build's key could have left a copy of themselves.
+# firewalld's zone XML, read without an XML parser (the host is what is under test).
+_PORT_ELEMENT = re.compile(r"<port\b([^>]*)>")
+_ATTRIBUTE = re.compile(r'(\w+)="([^"]*)"')
+KEY_FILES_GLOB = "/root/.ssh/authorized_keys /home/*/.ssh/authorized_keys /root/*ks.cfg"
+
+
+def test_package_installed(node: Any, package: RolePackage, check: Check) -> None:
+    handle = node.package(package.name)
+    installed = handle.is_installed
+    found = f"installed ({handle.version})" if installed else "not installed"
+    check(f"{package.role}: package {package.name}", "installed", found, installed)
+
+
+def test_unit_present_and_not_enabled(node: Any, unit_state: UnitState, check: Check) -> None:
+    result = node.run("systemctl is-enabled %s", f"{unit_state.unit}.service")
+    found = result.stdout.strip() or "no such unit"
+    check(f"unit {unit_state.unit} at boot", unit_state.state, found)
+
+
+def test_file_content(node: Any, managed_file: ManagedFile, check: Check) -> None:
+    check(f"{managed_file.path} content", managed_file.content, read_file(node, managed_file.path))
+
+
+def test_file_mode_and_owner(node: Any, managed_file: ManagedFile, check: Check) -> None:
+    result = node.run("stat -c '%%04a %%U' -- %s", managed_file.path)
+    found = result.stdout.strip() if result.rc == 0 else "missing"
+    check(f"{managed_file.path} mode, owner", f"{managed_file.mode} {managed_file.owner}", found)
+
+
+def _default_zone(node: Any) -> str:
+    text = read_file(node, FIREWALLD_CONF) or ""
+    match = re.search(r"^DefaultZone=(\S+)", text, re.MULTILINE)
+    return match.group(1) if match else "public"
+
+
+def test_firewall_port_open(node: Any, firewall_port: str, check: Check) -> None:
+    """Permanent firewalld config, as firewall-offline-cmd and the kickstart write it."""
+    zone = _default_zone(node)
+    text = read_file(node, f"/etc/firewalld/zones/{zone}.xml")
+    opened = [
+        f"{attributes.get('port')}/{attributes.get('protocol')}"
+        for element in _PORT_ELEMENT.findall(text or "")
+        for attributes in [dict(_ATTRIBUTE.findall(element))]
+    ]
+    found = "open" if firewall_port in opened else f"not in zone {zone} ({' '.join(opened)})"
+    check(f"firewall port {firewall_port}", "open", found)
+
+
+def test_selinux_mode(node: Any, image: ImageContract, check: Check) -> None:
+    """The mode the image boots with: SELINUX= in /etc/selinux/config, as anaconda writes it."""
+    text = read_file(node, SELINUX_CONFIG)
+    match = re.search(r"^SELINUX=(\S+)", text or "", re.MULTILINE)
+    found = match.group(1) if match else f"no SELINUX= line in {SELINUX_CONFIG}"
+    check("SELinux mode", image.selinux, found)
+
+
+def test_no_ssh_host_keys(node: Any, check: Check) -> None:
+    keys = node.run("ls -1 /etc/ssh/ | grep '^ssh_host_' || true").stdout.split()
+    check("SSH host keys in /etc/ssh", [], keys)
+
+
+def test_machine_id_empty(node: Any, check: Check) -> None:
+    check("/etc/machine-id", "", read_file(node, "/etc/machine-id"))
+
+
+def test_no_cloud_init_instance_state(node: Any, check: Check) -> None:
+    listing = node.run(
+        "for name in instance instances data sem; do "
+        "[ -e /var/lib/cloud/$name ] && echo $name; done; true"
+    )
+    found = listing.stdout.split()
+    check("cloud-init state in /var/lib/cloud", [], found)
+
+
+def test_no_build_key(node: Any, image: ImageContract, check: Check) -> None:
+    result = node.run(f"grep -l -s -e %s {KEY_FILES_GLOB} || true", image.build_key_comment)
+    check(f"files holding the build key ({image.build_key_comment})", [], result.stdout.split())
+
+
+def test_password_locked_or_hashed(node: Any, account: str, check: Check) -> None:
+    """No plaintext or empty password: locked (! or *) or a SHA-512 crypt hash."""
+    line = node.run("getent shadow %s", account).stdout.strip()
+    field = line.split(":")[1] if line.count(":") >= 2 else None
+    if field is None:
+        found = "no such account"
+    elif field.startswith(("!", "*")):
+        found = "locked"
+    elif field.startswith("$6$"):
+        found = "SHA-512 hash"
+    else:
+        found = "empty password" if field == "" else "not a SHA-512 hash"
+    check(f"password of {account}", "locked or SHA-512 hash", found,
+          found in ("locked", "SHA-512 hash"))  # fmt: skip
+
+
+def _plaintext_password(line: str) -> bool:
+    """A kickstart rootpw/user line that carries a password not given as a crypt hash."""
+    words = line.split()
+    if "--iscrypted" in words:
+        return False
+    if words[0] == "user":
+        return any(word.startswith("--password=") for word in words)
+    return any(not word.startswith("--") for word in words[1:])
+
+
+def test_no_plaintext_password_in_kickstarts(node: Any, check: Check) -> None:
+    listing = node.run("grep -H -s -E '^(rootpw|user) ' /root/*ks.cfg || true").stdout
+    found = sorted(
+        {entry.split(":", 1)[0] for entry in listing.splitlines()
+         if ":" in entry and _plaintext_password(entry.split(":", 1)[1])}
+    )  # fmt: skip
+    check("kickstart copies with a plaintext password", [], found)

@@ -1,0 +1,82 @@
+"""The node layer, master role: ZooKeeper, Mesos, Marathon and Chronos as first boot set them up.
+
+The HTTP checks run on the node (curl, else python3) against the real
+endpoints: Mesos `/master/state` on 5050, Marathon `/v2/info` on 8080 and
+Chronos' UI on 4400 (the ports of builder.config.SERVICE_PORTS).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from builder.config.model import SERVICE_PORTS
+from builder.verify.contract import MasterApi, NodeContract
+from builder.verify.specs.plugin import Check, Probe
+
+
+def _master(contract: NodeContract) -> MasterApi:
+    assert contract.master is not None, "a master spec on a node without the master role"
+    return contract.master
+
+
+def _json(probe: Probe, url: str) -> dict[str, Any] | None:
+    body = probe.http(url)
+    if body is None:
+        return None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def test_mesos_master_state(probe: Probe, contract: NodeContract, check: Check) -> None:
+    master = _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
+    state = _json(probe, url)
+    flags = state.get("flags", {}) if state else {}
+    check(f"{url} flags zk, quorum",
+          (master.zk_url, str(master.quorum)),
+          (flags.get("zk"), flags.get("quorum")) if state else "no answer")  # fmt: skip
+
+
+def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """Every registered agent is a slave of the inventory; with --cluster, every slave is."""
+    master = _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
+    state = _json(probe, url)
+    if state is None:
+        check(f"{url} agents", "an answer", "no answer", False)
+        return
+    agents = sorted(str(agent.get("hostname")) for agent in state.get("slaves", []))
+    expected = sorted(master.agents)
+    if master.every_agent:
+        check(f"{url} registered agents", expected, agents)
+    else:
+        strangers = [agent for agent in agents if agent not in expected]
+        check(f"{url} registered agents (of {', '.join(expected)})",
+              "only inventory slaves", agents, not strangers)  # fmt: skip
+
+
+def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> None:
+    master = _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['marathon']}/v2/info"
+    info = _json(probe, url)
+    found: object = "no answer"
+    if info is not None:
+        found = (info.get("marathon_config", {}).get("master"),
+                 info.get("zookeeper_config", {}).get("zk"))  # fmt: skip
+    check(f"{url} master, zk", (master.zk_url, master.marathon_zk), found)
+
+
+def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """Chronos 2.x serves its UI page (`<title>Chronos</title>`) at /; 3.x a React page with
+    no title: the check is an HTML page on Chronos' port."""
+    _master(contract)
+    url = f"http://127.0.0.1:{SERVICE_PORTS['chronos']}/"
+    page = probe.http(url)
+    found = "no answer" if page is None else (
+        "an HTML page" if "<html" in page.lower() else page[:60]
+    )  # fmt: skip
+    check(f"{url} (Chronos UI)", "an HTML page", found)

@@ -1,0 +1,261 @@
+"""First-boot seeds: what each node gets, golden files, the ISO read back, inventory errors.
+
+Regenerate the golden seeds with:
+    ./run.sh test tests/unit/test_seed.py --regen-golden
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from builder.config.load import LoadedConfig, load_config
+from builder.firstboot.seed import (
+    META_DATA,
+    NETWORK_CONFIG,
+    USER_DATA,
+    ClusterFacts,
+    SeedFormat,
+    node_files,
+    node_seed,
+    write_seeds,
+)
+from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
+
+GOLDEN = REPO / "tests" / "golden" / "seeds"
+THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
+
+
+@pytest.fixture
+def ha(config_copy: Path) -> LoadedConfig:
+    shutil.copy(THREE_MASTERS, config_copy / "cluster.yaml")
+    return load_config(config_copy)
+
+
+def _files(loaded: LoadedConfig, hostname: str) -> dict[str, str]:
+    node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
+    return node_files(ClusterFacts.of(loaded), node)
+
+
+def test_default_cluster_first_boot_files(loaded: LoadedConfig) -> None:
+    test166 = _files(loaded, "test166")
+    assert test166["/etc/mesos/zk"] == "zk://test166:2181/mesos\n"
+    assert test166["/etc/hosts"].endswith("10.86.255.166 test166\n10.86.255.167 test167\n")
+    assert test166["/etc/mesos-master/quorum"] == "1\n"
+    assert test166["/var/lib/zookeeper/myid"] == "1\n"
+    assert test166["/etc/zookeeper/conf/zoo.cfg"].endswith("server.1=test166:2888:3888\n")
+    assert test166["/etc/default/marathon"].startswith(
+        "MARATHON_MASTER=zk://test166:2181/mesos\nMARATHON_ZK=zk://test166:2181/marathon\n"
+    )
+    assert test166["/etc/mesos-slave/ip"] == "10.86.255.166\n"
+    test167 = _files(loaded, "test167")
+    assert "/etc/mesos-master/quorum" not in test167
+    assert test167["/etc/mesos-slave/hostname"] == "test167\n"
+
+
+def test_three_masters_form_an_ensemble(ha: LoadedConfig) -> None:
+    zk = "zk://m1:2181,m2:2181,m3:2181/mesos"
+    for number, name in enumerate(["m1", "m2", "m3"], start=1):
+        files = _files(ha, name)
+        assert files["/etc/mesos/zk"] == zk + "\n"
+        assert files["/etc/mesos-master/quorum"] == "2\n"
+        assert files["/var/lib/zookeeper/myid"] == f"{number}\n"
+        assert files["/etc/zookeeper/conf/zoo.cfg"].endswith(
+            "server.1=m1:2888:3888\nserver.2=m2:2888:3888\nserver.3=m3:2888:3888\n"
+        )
+        assert (
+            "MARATHON_ZK=zk://m1:2181,m2:2181,m3:2181/marathon\n" in files["/etc/default/marathon"]
+        )
+        assert files["/etc/chronos/conf/zk_hosts"] == "m1:2181,m2:2181,m3:2181\n"
+        assert files["/etc/mesos-master/hostname"] == f"{name}.mesos.example\n"
+    s1 = _files(ha, "s1")
+    assert s1["/etc/mesos-slave/attributes/rack"] == "r1\n"
+    assert s1["/etc/mesos-slave/resources/ports"] == "[31000-32000]\n"
+    assert s1["/etc/hosts"].endswith("192.168.50.22 s2.mesos.example s2\n")
+
+
+def test_units_start_in_order(loaded: LoadedConfig) -> None:
+    yaml = YAML(typ="safe")
+    test166 = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[0]).user_data)
+    starts = [cmd[2] for cmd in test166["runcmd"] if cmd[1] == "start"]
+    assert starts == [
+        "zookeeper.service",
+        "mesos-master.service",
+        "marathon.service",
+        "chronos.service",
+        "docker.service",
+        "mesos-slave.service",
+    ]
+    test167 = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).user_data)
+    assert test167["runcmd"][0] == ["systemctl", "enable", "docker.service", "mesos-slave.service"]
+    assert test167["hostname"] == "test167"
+
+
+def test_static_network_config(ha: LoadedConfig) -> None:
+    s2 = node_seed(ha, ha.config.cluster.nodes[4])
+    assert YAML(typ="safe").load(s2.files[NETWORK_CONFIG]) == {
+        "version": 1,
+        "config": [
+            {
+                "type": "physical",
+                "name": "eth0",
+                "mac_address": "52:54:00:00:50:22",
+                "subnets": [
+                    {
+                        "type": "static",
+                        "address": "192.168.50.22/24",
+                        "gateway": "192.168.50.1",
+                        "dns_nameservers": ["192.168.50.1"],
+                        "dns_search": ["mesos.example"],
+                    }
+                ],
+            }
+        ],
+    }
+    assert NETWORK_CONFIG not in node_seed(ha, ha.config.cluster.nodes[3]).files
+
+
+def test_instance_id_follows_the_content(loaded: LoadedConfig, ha: LoadedConfig) -> None:
+    yaml = YAML(typ="safe")
+    first = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).files[META_DATA])
+    again = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).files[META_DATA])
+    assert first == again
+    assert first["local-hostname"] == "test167"
+    assert first["instance-id"].startswith("test167-")
+
+
+@pytest.mark.parametrize("cluster", ["default", "three-masters"])
+def test_seeds_match_golden(
+    cluster: str, loaded: LoadedConfig, ha: LoadedConfig, request: pytest.FixtureRequest
+) -> None:
+    config = loaded if cluster == "default" else ha
+    for node in config.config.cluster.nodes:
+        seed = node_seed(config, node)
+        golden = GOLDEN / cluster / node.hostname
+        if request.config.getoption("--regen-golden"):
+            shutil.rmtree(golden, ignore_errors=True)
+            golden.mkdir(parents=True)
+            for name, text in seed.files.items():
+                (golden / name).write_text(text)
+        assert sorted(p.name for p in golden.iterdir()) == sorted(seed.files)
+        for name, text in seed.files.items():
+            assert (golden / name).read_text() == text
+
+
+def test_iso_reads_back_identical_to_dir(ha: LoadedConfig, tmp_path: Path) -> None:
+    xorriso = require_tool("xorriso")
+    blkid = require_tool("blkid")
+    nodes = list(ha.config.cluster.nodes)
+    write_seeds(ha, nodes, tmp_path / "iso", SeedFormat.ISO)
+    write_seeds(ha, nodes, tmp_path / "dir", SeedFormat.DIR)
+    for node in nodes:
+        iso = tmp_path / "iso" / f"{node.hostname}-cidata.iso"
+        label = subprocess.run(
+            [blkid, "-o", "value", "-s", "LABEL", str(iso)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert label.stdout.strip() == "cidata"
+        extracted = tmp_path / "extracted" / node.hostname
+        subprocess.run(
+            [xorriso, "-osirrox", "on", "-indev", str(iso), "-extract", "/", str(extracted)],
+            capture_output=True,
+            check=True,
+        )
+        expected = tmp_path / "dir" / node.hostname
+        names = sorted(p.name for p in expected.iterdir())
+        assert sorted(p.name for p in extracted.iterdir()) == names
+        assert USER_DATA in names
+        for name in names:
+            assert (extracted / name).read_bytes() == (expected / name).read_bytes()
+
+
+def test_seed_cli_formats(builder_cli: CliRun, tmp_path: Path) -> None:
+    result = builder_cli("seed", "--all", "--out", "s")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["s/test166-cidata.iso", "s/test167-cidata.iso"]
+    result = builder_cli("seed", "test167", "--format", "ec2", "--out", "e")
+    assert result.returncode == 0
+    assert (tmp_path / "e" / "test167.user-data").read_text().startswith("#cloud-config\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "error: NODE: no node 'nope' in the cluster (test166, test167)"),
+        ([], "error: name the nodes to seed, or --all, not both and not neither"),
+        (["test166", "--all"], "error: name the nodes to seed, or --all, not both and not neither"),
+    ],
+)
+def test_seed_cli_errors(
+    builder_cli: CliRun, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = builder_cli("seed", *args, "--out", "s")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [message]
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        (
+            "    roles: [slave]\n    attributes",
+            "    roles: [master]\n    attributes",
+            "only a node with the 'slave' role has attributes",
+        ),
+        ("ip: 192.168.50.22", "ip: 192.168.51.22", "outside the cluster's network"),
+        ("prefix: 24", "prefix: 33", "less than or equal to 32"),
+        ("mac: 52:54:00:00:50:22", "mac: 52:54:00:00:50", "not a MAC address"),
+        ("rack: r1", "rack: r1; reboot", "not a value like r1"),
+    ],
+)
+def test_inventory_errors(
+    config_copy: Path, builder_cli: CliRun, tmp_path: Path, old: str, new: str, words: str
+) -> None:
+    text = THREE_MASTERS.read_text()
+    assert old in text
+    (config_copy / "cluster.yaml").write_text(text.replace(old, new, 1))
+    result = builder_cli("--config", str(config_copy), "seed", "--all", "--out", "s")
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert "cluster.yaml:" in line
+    assert words in line
+    assert not (tmp_path / "s").exists()
+
+
+def _big_cluster(config_copy: Path, nodes: int) -> LoadedConfig:
+    (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(nodes))
+    return load_config(config_copy)
+
+
+def test_large_hosts_file_travels_compressed(config_copy: Path) -> None:
+    import base64
+    import gzip
+
+    big = _big_cluster(config_copy, 3500)
+    node = big.config.cluster.nodes[5]
+    document = YAML(typ="safe").load(node_seed(big, node).user_data)
+    [hosts] = [entry for entry in document["write_files"] if entry["path"] == "/etc/hosts"]
+    assert hosts["encoding"] == "gz+b64"
+    decoded = gzip.decompress(base64.b64decode(hosts["content"])).decode()
+    assert decoded == ClusterFacts.of(big).hosts
+    assert decoded.endswith("10.1.13.250 node03499\n")
+
+
+def test_ec2_user_data_is_gzipped_over_16k(config_copy: Path, tmp_path: Path) -> None:
+    import gzip
+
+    big = _big_cluster(config_copy, 1000)
+    [path] = write_seeds(big, [big.config.cluster.nodes[7]], tmp_path / "e", SeedFormat.EC2)
+    data = path.read_bytes()
+    assert len(data) <= 16384
+    assert gzip.decompress(data).decode().startswith("#cloud-config\n")
+    small = write_seeds(big, [], tmp_path / "none", SeedFormat.EC2)
+    assert small == []

@@ -1,0 +1,46 @@
+"""The one helper that runs programs: exact commands, minimal env, clear errors."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from builder import proc
+
+
+def test_missing_program_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(proc.ToolMissing) as caught:
+        proc.run(["packer", "version"])
+    assert caught.value.message == "packer is not installed"
+    assert caught.value.hint == "install it with: apt-get install packer"
+
+
+def test_failure_carries_the_command_and_output() -> None:
+    with pytest.raises(proc.ToolFailed) as caught:
+        proc.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert caught.value.returncode == 3
+    assert caught.value.command == "sh -c 'echo out; echo err >&2; exit 3'"
+    assert "out" in caught.value.output
+    assert "err" in caught.value.output
+
+
+def test_timeout_is_its_own_error() -> None:
+    with pytest.raises(proc.ToolTimedOut):
+        proc.run(["sleep", "5"], timeout=0.2)
+
+
+def test_child_gets_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    env = proc.run(["env"]).stdout.splitlines()
+    assert "LANG=C" in env
+    assert not any(line.startswith("AWS_SECRET_ACCESS_KEY") for line in env)
+
+
+def test_logged_command_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="builder.proc")
+    proc.run(["echo", "password=hunter2", "AKIAABCDEFGHIJKLMNOP"])
+    assert "running: echo password=<redacted> <redacted-key-id>" in caplog.text
+    assert "hunter2" not in caplog.text
