@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ of this checkout
-from builder.installer.source_iso import sha256_of
+from builder.fsutil import sha256_of
 from tests.integration.standin import build_standin
 
 STANDIN_ISO = "CentOS-7-x86_64-Minimal-standin.iso"

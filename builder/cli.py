@@ -15,24 +15,20 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from builder import __version__
-from builder.errors import BuildFailed, Problem, UserError, ValidationFailed
+from builder.errors import BuilderError, Problem, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     from builder.config.load import LoadedConfig
 
 
 class BuilderGroup(click.Group):
-    """Turns user errors into one line each and exit 2; failed validation into exit 1."""
+    """Prints a BuilderError as its lines and exits with its code (2 bad input, 1 failed)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except UserError as exc:
+        except BuilderError as exc:
             _fail(exc.lines(), exc.hint, exc.exit_code)
-        except ValidationFailed as exc:
-            _fail([f"invalid: {problem}" for problem in exc.problems], None, exc.exit_code)
-        except BuildFailed as exc:
-            _fail(exc.lines(), None, exc.exit_code)
         except KeyboardInterrupt:
             _fail(["error: interrupted"], None, 130)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -318,6 +314,7 @@ def init(directory: Path) -> None:
     """Write an editable copy of the embedded default config into DIRECTORY."""
     import shutil
 
+    from builder import fsutil
     from builder.config.load import embedded_config_dir
 
     if directory.exists() and any(directory.iterdir()):
@@ -329,9 +326,7 @@ def init(directory: Path) -> None:
         shutil.copytree(
             source, staging, ignore=shutil.ignore_patterns("__pycache__", "__init__.py")
         )
-        if directory.exists():
-            directory.rmdir()
-        staging.rename(directory)
+        fsutil.swap_dir(staging, directory)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise UserError(f"{directory}: cannot write: {exc.strerror or exc}") from exc

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import UserError
+from builder.errors import BuilderError, UserError
 
 log = logging.getLogger("builder.proc")
 
@@ -56,23 +56,43 @@ class ToolMissing(UserError):
         self.package = package
 
 
-class ToolFailed(UserError):
-    """A program exited non-zero: says what ran and the end of what it printed."""
+class ToolFailed(BuilderError):
+    """A program exited non-zero: exit 1, ending with the program's own last error line."""
 
     def __init__(self, command: str, returncode: int, output: str) -> None:
-        tail = "\n".join(output.strip().splitlines()[-15:])
-        super().__init__(f"command failed with exit code {returncode}: {command}")
+        program = shlex.split(command)[0] if command else "command"
+        reason = last_error_line(output)
+        message = f"{Path(program).name} failed with exit code {returncode}"
+        super().__init__(f"{message}: {reason}" if reason else message)
         self.command = command
         self.returncode = returncode
         self.output = output
-        self.tail = tail
+
+    def lines(self) -> list[str]:
+        return [f"error: {self.message}", f"  command: {self.command}"]
 
 
-class ToolTimedOut(UserError):
+class ToolTimedOut(BuilderError):
     def __init__(self, command: str, seconds: float) -> None:
         super().__init__(f"command timed out after {seconds:g} s: {command}")
         self.command = command
         self.seconds = seconds
+
+
+# A line that says what went wrong (not xorriso's closing "aborting" line).
+_ERROR_WORDS = re.compile(
+    r"(?i)\b(error|failure|failed|fatal|cannot|can't|unable|no such|denied)\b"
+)
+
+
+def last_error_line(output: str) -> str:
+    """The program's own last error line: the last line that says what went wrong,
+    else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_WORDS.search(line) and "aborting" not in line:
+            return line
+    return lines[-1] if lines else ""
 
 
 def redact(text: str) -> str:
@@ -146,5 +166,6 @@ def run(
         raise ToolTimedOut(line, timeout or 0) from exc
     result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        raise ToolFailed(line, proc.returncode, redact(result.output))
+        # stderr first: a tool's own error line is there, stdout may be data.
+        raise ToolFailed(line, proc.returncode, redact(proc.stdout + proc.stderr))
     return result

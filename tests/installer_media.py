@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from builder.installer.source_iso import sha256_of
+from builder.fsutil import sha256_of
 from tests.conftest import REPO, require_tool
 
 STANDIN_FILES = REPO / "tests" / "fixtures" / "standin" / "files"

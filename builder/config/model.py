@@ -76,9 +76,8 @@ Url = Annotated[
         "an http(s)://, ftp:// or file:// URL without spaces, quotes, $ or backslashes",
     ),
 ]
-Sha256 = Annotated[
-    str, _named(r"^sha256:[0-9a-f]{64}$", "sha256: followed by 64 lower-case hex digits")
-]
+SHA256_CHECKSUM = r"^sha256:[0-9a-f]{64}$"
+Sha256 = Annotated[str, _named(SHA256_CHECKSUM, "sha256: followed by 64 lower-case hex digits")]
 AbsolutePath = Annotated[
     str,
     _named(
@@ -146,7 +145,8 @@ OneLine = Annotated[
     _named(r"^[^\x00-\x1f\x7f\"'`$\\]*$", "one line of text without quotes, $, ` or backslashes"),
 ]
 AwsRegion = Annotated[str, _named(r"^[a-z]{2}(-[a-z]+)+-[0-9]$", "an AWS region like us-east-1")]
-AwsAccount = Annotated[str, _named(r"^[0-9]{12}$", "a 12-digit AWS account id")]
+AWS_ACCOUNT_ID = r"^[0-9]{12}$"
+AwsAccount = Annotated[str, _named(AWS_ACCOUNT_ID, "a 12-digit AWS account id")]
 InstanceType = Annotated[str, _named(r"^[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$", "an instance type")]
 AmiNameFilter = Annotated[
     str, _named(r"^[A-Za-z0-9 ._*?()/-]{1,128}$", "an AMI name filter (letters, digits, * ?)")

@@ -18,7 +18,6 @@ unchanged, the build returns at once.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from builder import __version__, proc
+from builder import __version__, clock, fsutil, proc
 from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.errors import BuildFailed, UserError
@@ -134,10 +133,6 @@ def cached_result(directory: Path, digest: str) -> dict[str, Any] | None:
         if not path.is_file() or _fingerprint(path) != artifact["fingerprint"]:
             return None
     return manifest
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -290,7 +285,7 @@ def build_one(
                       f"KVM does not work here ({choice.detail}): building with TCG, much slower; "
                       f"timeouts raised {TCG_TIMEOUT_FACTOR}x", 0.0)
             )  # fmt: skip
-        if source_iso.free_bytes(options.output) < MIN_FREE_BYTES:
+        if fsutil.free_bytes(options.output) < MIN_FREE_BYTES:
             raise UserError(f"{options.output}: less than 4 GiB free: not enough for a build")
 
     options.output.mkdir(parents=True, exist_ok=True)
@@ -328,7 +323,7 @@ def build_one(
         if options.dry_run:
             return BuildResult(roles, final, False, digest, {}, argv, variables)
         progress.emit(Event(roles.label, "start", str(work / "build.log"), 0.0))
-        started_at = _now()
+        started_at = clock.utc_now()
         result = command()
         if int(result.exit_code) != 0:
             message = f"packer build failed with exit code {result.exit_code}"
@@ -346,15 +341,10 @@ def build_one(
             raise BuildFailed(roles.label, message, tail[-12:], [])
         manifest = _finish(loaded, roles, options, work, digest, iso, checksum, accelerator,
                            packer_version, started_at, progress, started)  # fmt: skip
-        if final.exists():
-            installer = installer_path(options.output, roles)  # made by --target iso: kept
-            if installer.exists():
-                os.replace(installer, work / installer.name)
-            retired = Path(tempfile.mkdtemp(prefix=f".{roles.slug}.old-", dir=options.output))
-            os.replace(final, retired / "old")
-            shutil.rmtree(retired)
-        work.chmod(0o755)
-        os.replace(work, final)
+        installer = installer_path(options.output, roles)  # made by --target iso: kept
+        if installer.exists():
+            os.replace(installer, work / installer.name)
+        fsutil.swap_dir(work, final)
         shutil.rmtree(options.output / f"{roles.slug}.failed", ignore_errors=True)
         progress.emit(Event(roles.label, "done", str(final), time.monotonic() - started))
         return BuildResult(roles, final, False, digest, manifest, argv, variables)
@@ -411,7 +401,7 @@ def _finish(
         progress.emit(Event(roles.label, "step", "checksumming", time.monotonic() - started))
         for path, fmt in ((qcow2, "qcow2"), (raw, "raw")):
             artifacts.append({
-                "path": path.name, "format": fmt, "sha256": source_iso.sha256_of(path),
+                "path": path.name, "format": fmt, "sha256": fsutil.sha256_of(path),
                 "fingerprint": _fingerprint(path),
             })  # fmt: skip
         shutil.rmtree(work / "packer", ignore_errors=True)
@@ -433,7 +423,7 @@ def _finish(
         },
         "tools": {"builder": __version__, "qemu": qemu[0] if qemu else None},
         "started": started_at,
-        "finished": _now(),
+        "finished": clock.utc_now(),
         "verified": options.verify,
     }
     for name in (KICKSTART, PROVISION):

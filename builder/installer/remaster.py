@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import proc
+from builder import fsutil, proc
 from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.errors import UserError
@@ -247,7 +247,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _check_space(directory: Path, needed: int) -> None:
-    free = source_iso.free_bytes(directory)
+    free = fsutil.free_bytes(directory)
     if free < needed:
         raise UserError(
             f"{directory}: not enough free space: {free // 1024**2} MiB free, "
@@ -330,7 +330,7 @@ def _remaster(
 
 def _write_atomically(source: Path, files: dict[str, Path], final: Path) -> None:
     """Run the remaster into a temporary sibling of `final`, implant the md5, rename."""
-    created = source_iso.nearest_existing(final.parent)
+    created = fsutil.nearest_existing(final.parent)
     target: Path | None = None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,17 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import re
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from builder import fsutil
+from builder.config.model import SHA256_CHECKSUM
 from builder.errors import UserError
 
-CHUNK = 1024 * 1024
+CHUNK = fsutil.CHUNK
 
 
 def cache_dir() -> Path:
@@ -35,24 +36,10 @@ def cache_dir() -> Path:
 
 
 def parse_checksum(text: str) -> str:
-    """sha256:HEX -> HEX (lower case)."""
-    algorithm, _, digest = text.partition(":")
-    digest = digest.lower()
-    if (
-        algorithm != "sha256"
-        or len(digest) != 64
-        or any(c not in "0123456789abcdef" for c in digest)
-    ):
+    """sha256:HEX -> HEX (lower case); the model's own pattern decides what is valid."""
+    if not re.fullmatch(SHA256_CHECKSUM, text.lower()):
         raise UserError(f"--iso-checksum must be sha256: and 64 hex digits, not {text!r}")
-    return digest
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return text.lower().removeprefix("sha256:")
 
 
 def _identity(path: Path) -> list[int]:
@@ -78,7 +65,7 @@ def verify(path: Path, expected: str) -> None:
     identity = _identity(path)
     if memo.get(key) == {"identity": identity, "sha256": expected}:
         return
-    actual = sha256_of(path)
+    actual = fsutil.sha256_of(path)
     if actual != expected:
         raise UserError(
             f"{path}: sha256 {actual} does not match the expected {expected}",
@@ -130,15 +117,3 @@ def resolve_iso(source: str, checksum: str) -> Path:
         raise UserError(f"{path}: no such ISO file")
     verify(path, expected)
     return path.resolve()
-
-
-def nearest_existing(directory: Path) -> Path:
-    """`directory`, or its closest ancestor that exists."""
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
-    return directory
-
-
-def free_bytes(directory: Path) -> int:
-    """Free space where `directory` is or would be created (nothing is created)."""
-    return shutil.disk_usage(nearest_existing(directory)).free

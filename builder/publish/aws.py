@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from builder.errors import UserError
+from builder.errors import BAD_INPUT, BuilderError, UserError
 
 log = logging.getLogger("builder.publish")
 T = TypeVar("T")
@@ -46,13 +46,24 @@ USER_CODES = frozenset({
 })  # fmt: skip
 
 
-class AwsError(UserError):
-    """A call AWS refused: one line naming the call, region and AWS's own code."""
+class AwsError(BuilderError):
+    """A call AWS failed: one line naming the call, region and AWS's own code; exit 1."""
 
     def __init__(self, message: str, code: str, hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.code = code
-        self.exit_code = 2 if code in USER_CODES or code.startswith("NoCredentials") else 1
+
+
+class AwsRefused(AwsError):
+    """A call AWS refused for a reason the user can fix (access, input, credentials): exit 2."""
+
+    exit_code: ClassVar[int] = BAD_INPUT
+
+
+def aws_error(message: str, code: str, hint: str | None = None) -> AwsError:
+    """The error for AWS's `code`: refused (the user's to fix) or failed."""
+    refused = code in USER_CODES or code.startswith("NoCredentials")
+    return (AwsRefused if refused else AwsError)(message, code, hint)
 
 
 def error_code(exc: BaseException) -> str:
@@ -164,7 +175,7 @@ class Retrier:
                 ):
                     raise as_user_error(what, exc) from None
                 if attempt == self.attempts - 1:
-                    raise AwsError(
+                    raise aws_error(
                         f"{what}: still failing after {self.attempts} attempts: {describe(exc)}",
                         code or type(exc).__name__,
                     ) from None
@@ -198,7 +209,7 @@ def as_user_error(what: str, exc: BaseException) -> AwsError:
     hint = None
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
         hint = "README.md lists the IAM permissions `builder publish` needs"
-    return AwsError(f"{what}: {describe(exc)}", code, hint)
+    return aws_error(f"{what}: {describe(exc)}", code, hint)
 
 
 @dataclass(frozen=True)
@@ -229,7 +240,7 @@ class Aws:
             raise UserError("no AWS region: give --region or set AWS_REGION / a profile's region")
         self.check_region(self.region)
         if self.session.get_credentials() is None:
-            raise AwsError(
+            raise aws_error(
                 "no AWS credentials found (environment, ~/.aws/credentials, --profile, "
                 "instance role)",
                 "NoCredentials",

@@ -16,7 +16,6 @@ what is missing and never registers a duplicate):
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
@@ -28,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder import __version__, fsutil
+from builder import __version__, clock, fsutil
+from builder.config.model import AWS_ACCOUNT_ID
 from builder.errors import UserError
-from builder.installer import source_iso
 from builder.publish.aws import Aws, AwsError, Concurrency, Retrier
 from builder.publish.ebs_upload import upload
 
@@ -43,7 +42,6 @@ TAG_SNAPSHOT = "builder:snapshot"
 TAG_ENCRYPTED = "builder:encrypted"
 PUBLISH_MANIFEST = "publish.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9()\[\] ./'@_-]{3,128}$")
-ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
 SSM_PREFIX_PATTERN = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 WAIT_SECONDS = 3600.0
 
@@ -120,7 +118,7 @@ def find_image(output: Path, slug: str, image: Path | None) -> Image:
             str((manifest.get("source_iso") or {}).get("sha256") or "unknown"),
             str(manifest.get("finished", "unknown")), directory / PUBLISH_MANIFEST,
         )  # fmt: skip
-    digest = source_iso.sha256_of(image)
+    digest = fsutil.sha256_of(image)
     return Image(
         image, digest, digest, "unknown", "unknown",
         image.with_name(image.name + "." + PUBLISH_MANIFEST),
@@ -133,7 +131,7 @@ def check_options(options: PublishOptions) -> None:
             f"--name {options.name!r}: 3-128 letters, digits, spaces and ( ) [ ] . / ' @ _ -"
         )
     for account in options.share:
-        if not ACCOUNT_PATTERN.match(account):
+        if not re.fullmatch(AWS_ACCOUNT_ID, account):
             raise UserError(f"--share {account!r}: an AWS account id is 12 digits")
     if not SSM_PREFIX_PATTERN.match(options.ssm_prefix):
         raise UserError(f"--ssm-prefix {options.ssm_prefix!r}: a path such as /mesos-appliance")
@@ -157,10 +155,6 @@ def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 
 def _tags_of(resource: dict[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class Publisher:
@@ -482,7 +476,7 @@ class Publisher:
                         for r in result.regions.values()},
             "shared_with": list(self.options.share), "public": self.options.public,
             "ssm_parameter": f"{self.options.ssm_prefix}/{self.options.slug}/latest",
-            "tool_version": __version__, "published": _now(),
+            "tool_version": __version__, "published": clock.utc_now(),
         }  # fmt: skip
         path = self.image.publish_manifest
         fsutil.write_file(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder.config.load import embedded_config_dir
-from builder.installer.source_iso import sha256_of
+from builder.fsutil import sha256_of
 from tests.conftest import CliRun
 from tests.integration.standin import DiskReader
 

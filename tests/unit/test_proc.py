@@ -24,11 +24,29 @@ def test_failure_carries_the_command_and_output() -> None:
     assert caught.value.command == "sh -c 'echo out; echo err >&2; exit 3'"
     assert "out" in caught.value.output
     assert "err" in caught.value.output
+    assert caught.value.exit_code == 1
+    assert caught.value.message == "sh failed with exit code 3: err"
+
+
+def test_failure_ends_with_the_tools_own_error_line() -> None:
+    xorriso = (
+        "xorriso 1.5.4 : RockRidge filesystem manipulator\n"
+        "xorriso : FAILURE : Cannot determine attributes of source file '/nope' : "
+        "No such file or directory\n"
+        "xorriso : aborting : -abort_on 'FAILURE' encountered 'FAILURE'\n"
+    )
+    assert proc.last_error_line(xorriso) == (
+        "xorriso : FAILURE : Cannot determine attributes of source file '/nope' : "
+        "No such file or directory"
+    )
+    assert proc.last_error_line("working\nstill working\n") == "still working"
+    assert proc.last_error_line("") == ""
 
 
 def test_timeout_is_its_own_error() -> None:
-    with pytest.raises(proc.ToolTimedOut):
+    with pytest.raises(proc.ToolTimedOut) as caught:
         proc.run(["sleep", "5"], timeout=0.2)
+    assert caught.value.exit_code == 1
 
 
 def test_child_gets_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:

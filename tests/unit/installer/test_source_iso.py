@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import fsutil
 from builder.errors import UserError
 from builder.installer import source_iso
 
@@ -97,13 +98,13 @@ def test_a_verified_file_is_not_hashed_again_until_it_changes(
     iso.write_bytes(b"first content")
     digest = hashlib.sha256(b"first content").hexdigest()
     hashed: list[Path] = []
-    real_sha256_of = source_iso.sha256_of
+    real_sha256_of = fsutil.sha256_of
 
     def counting(path: Path) -> str:
         hashed.append(path)
         return real_sha256_of(path)
 
-    monkeypatch.setattr(source_iso, "sha256_of", counting)
+    monkeypatch.setattr(fsutil, "sha256_of", counting)
     source_iso.resolve_iso(str(iso), f"sha256:{digest}")
     source_iso.resolve_iso(str(iso), f"sha256:{digest}")
     assert len(hashed) == 1
