@@ -58,9 +58,21 @@ def main() -> None:
         os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
 
         def build(out: str, *roles: str) -> list[str]:
-            return [sys.executable, "-m", "builder", "--config", str(config), "build", *roles,
-                    "--iso", str(iso), "--iso-checksum", checksum,
-                    "--out", str(work / out)]  # fmt: skip
+            return [
+                sys.executable,
+                "-m",
+                "builder",
+                "--config",
+                str(config),
+                "build",
+                *roles,
+                "--iso",
+                str(iso),
+                "--iso-checksum",
+                checksum,
+                "--out",
+                str(work / out),
+            ]
 
         cold = timed(build("noop", "slave"))
         noop = statistics.median(timed(build("noop", "slave")) for _ in range(args.noop_runs))

@@ -47,10 +47,22 @@ def padded_source(work: Path, size_mib: int) -> Path:
             missing -= chunk
     source = work / "source.iso"
     subprocess.run(
-        ["xorriso", "-indev", str(standin), "-outdev", str(source), "-boot_image", "any",
-         "replay", "-map", str(pad), "/padding.bin"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "xorriso",
+            "-indev",
+            str(standin),
+            "-outdev",
+            str(source),
+            "-boot_image",
+            "any",
+            "replay",
+            "-map",
+            str(pad),
+            "/padding.bin",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pad.unlink()
     return source
 

@@ -36,7 +36,7 @@ from tests.integration.awsemu import (
     client,
     scattered,
     sparse_image,
-)  # fmt: skip
+)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -56,8 +56,9 @@ def s3_once(moto: MotoServer, image: Path) -> tuple[float, int]:
     moto.reset()
     s3 = client("s3", "us-east-1", moto.url)
     s3.create_bucket(Bucket="bench")
-    config = TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB,
-                            max_concurrency=10)  # fmt: skip
+    config = TransferConfig(
+        multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB, max_concurrency=10
+    )
     started = time.perf_counter()
     s3.upload_file(str(image), "bench", "image.raw", Config=config)
     elapsed = time.perf_counter() - started
@@ -92,10 +93,14 @@ def main() -> None:
             s3 = [s3_once(moto, image) for _ in range(args.runs)]
             ebs_median = statistics.median(t for t, _ in ebs)
             s3_median = statistics.median(t for t, _ in s3)
-            print(f"ebs direct  sent {ebs[0][1] / MIB:8.1f} MiB  median {ebs_median:6.2f} s  "
-                  f"runs {' '.join(f'{t:.2f}' for t, _ in ebs)}")  # fmt: skip
-            print(f"s3 upload   sent {s3[0][1] / MIB:8.1f} MiB  median {s3_median:6.2f} s  "
-                  f"runs {' '.join(f'{t:.2f}' for t, _ in s3)}")  # fmt: skip
+            print(
+                f"ebs direct  sent {ebs[0][1] / MIB:8.1f} MiB  median {ebs_median:6.2f} s  "
+                f"runs {' '.join(f'{t:.2f}' for t, _ in ebs)}"
+            )
+            print(
+                f"s3 upload   sent {s3[0][1] / MIB:8.1f} MiB  median {s3_median:6.2f} s  "
+                f"runs {' '.join(f'{t:.2f}' for t, _ in s3)}"
+            )
             print(f"ratio (s3 / ebs direct wall time): {s3_median / ebs_median:.2f}x")
             image.unlink()
             print("scaling of the ebs direct upload, same data fraction:")
@@ -104,8 +109,10 @@ def main() -> None:
                 times = [ebs_once(moto, scaled)[0] for _ in range(args.runs)]
                 median = statistics.median(times)
                 data = size * args.fraction * 1024
-                print(f"  {size:g} GiB ({data:.0f} MiB data): median {median:6.2f} s, "
-                      f"{data / median:6.1f} MiB/s")  # fmt: skip
+                print(
+                    f"  {size:g} GiB ({data:.0f} MiB data): median {median:6.2f} s, "
+                    f"{data / median:6.1f} MiB/s"
+                )
                 scaled.unlink()
         finally:
             moto.stop()

@@ -41,10 +41,22 @@ def builder_seed(config: Path, out: Path, fmt: str) -> float:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "builder", "--config", str(config), "seed", "--all",
-         "--format", fmt, "--out", str(out)],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(config),
+            "seed",
+            "--all",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -55,10 +67,14 @@ def cloud_localds(seed_dirs: Path, out: Path) -> float:
     start = time.perf_counter()
     for node in nodes:
         subprocess.run(
-            ["cloud-localds", str(out / f"{node.name}-cidata.iso"),
-             str(node / "user-data"), str(node / "meta-data")],
+            [
+                "cloud-localds",
+                str(out / f"{node.name}-cidata.iso"),
+                str(node / "user-data"),
+                str(node / "meta-data"),
+            ],
             check=True,
-        )  # fmt: skip
+        )
     return time.perf_counter() - start
 
 

@@ -59,8 +59,10 @@ def main() -> None:
         provision = render_role(loaded, roles, packer_version=(1, 6, 6)).files[PROVISION]
         image = configured_image(build_standin(), provision, roles.slug)
         disk = work / "disk.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "raw",
-                        str(disk)], check=True)  # fmt: skip
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "raw", str(disk)],
+            check=True,
+        )
         [seed] = write_seeds(loaded, [node], work / "seed", SeedFormat.ISO)
         ssh_config = work / "ssh_config"
         ssh_config.write_text(SSH_CONFIG)
@@ -78,8 +80,9 @@ def main() -> None:
                 checks = len(outcomes)
                 assert all(outcome.passed for outcome in outcomes), outcomes
                 start = time.perf_counter()
-                host = testinfra.get_host(spec, ssh_identity_file=str(key),
-                                          ssh_config=str(ssh_config), sudo=True)  # fmt: skip
+                host = testinfra.get_host(
+                    spec, ssh_identity_file=str(key), ssh_config=str(ssh_config), sudo=True
+                )
                 outcomes = run_specs(host, plugin_args, files, None)
                 separate.append(time.perf_counter() - start)
                 assert all(outcome.passed for outcome in outcomes), outcomes

@@ -246,10 +246,17 @@ def build(
     if repo_dir is not None:
         raise UserError("--repo-dir is for --target iso")
     options = BuildOptions(
-        target=Target(target), iso=iso, iso_checksum=iso_checksum, output=out, force=force,
-        dry_run=dry_run, on_error=on_error, headful=headful, require_kvm=require_kvm,
+        target=Target(target),
+        iso=iso,
+        iso_checksum=iso_checksum,
+        output=out,
+        force=force,
+        dry_run=dry_run,
+        on_error=on_error,
+        headful=headful,
+        require_kvm=require_kvm,
         verify=verify,
-    )  # fmt: skip
+    )
     version = _packer_version(packer_version)
     progress: Progress = (
         JsonProgress()
@@ -262,11 +269,15 @@ def build(
         progress.close()
     if dry_run:
         plans = [
-            {"role": result.roles.label, "up_to_date": result.cached,
-             "input_digest": result.digest, "command": list(result.command),
-             "variables": result.variables}
+            {
+                "role": result.roles.label,
+                "up_to_date": result.cached,
+                "input_digest": result.digest,
+                "command": list(result.command),
+                "variables": result.variables,
+            }
             for result in results
-        ]  # fmt: skip
+        ]
         click.echo(json.dumps(plans, indent=2))
         return
     for result in results:
@@ -371,9 +382,12 @@ def doctor(kernel: Path | None) -> None:
     help="A raw disk image (default: the latest build's, OUT/ROLE/manifest.json).",
 )
 @click.option(
-    "--out", type=click.Path(path_type=Path, file_okay=False), default=Path("output"),
-    show_default=True, help="Where `builder build` wrote its images.",
-)  # fmt: skip
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    show_default=True,
+    help="Where `builder build` wrote its images.",
+)
 @click.option("--region", help="The region to upload to (default: the AWS profile's).")
 @click.option("--copy-to", default="", help="Comma-separated regions to copy the AMI to.")
 @click.option("--share", default="", help="Comma-separated account ids to share with.")
@@ -382,8 +396,13 @@ def doctor(kernel: Path | None) -> None:
 @click.option("--name", help="The AMI name (default: mesos-ROLE-DIGEST16).")
 @click.option("--kms-key", help="Encrypt the snapshot with this KMS key ARN.")
 @click.option("--encrypted", is_flag=True, help="Encrypt the snapshot (the default EBS key).")
-@click.option("--workers", type=click.IntRange(1, 64), default=16, show_default=True,
-              help="Blocks in flight at once.")  # fmt: skip
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=16,
+    show_default=True,
+    help="Blocks in flight at once.",
+)
 @click.option("--profile", help="The AWS profile (default: the standard boto3 chain).")
 @click.option("--endpoint-url", help="Send every AWS call here (an emulator, a proxy).")
 @click.option("--prune", is_flag=True, help="Deregister all but the newest --keep AMIs.")
@@ -391,11 +410,25 @@ def doctor(kernel: Path | None) -> None:
 @click.option("--dry-run", is_flag=True, help="With --prune: list what would go.")
 @click.pass_context
 def publish(
-    ctx: click.Context, role: str, image: Path | None, out: Path, region: str | None,
-    copy_to: str, share: str, public: bool, ssm_prefix: str, name: str | None,
-    kms_key: str | None, encrypted: bool, workers: int, profile: str | None,
-    endpoint_url: str | None, prune: bool, keep: int, dry_run: bool,
-) -> None:  # fmt: skip
+    ctx: click.Context,
+    role: str,
+    image: Path | None,
+    out: Path,
+    region: str | None,
+    copy_to: str,
+    share: str,
+    public: bool,
+    ssm_prefix: str,
+    name: str | None,
+    kms_key: str | None,
+    encrypted: bool,
+    workers: int,
+    profile: str | None,
+    endpoint_url: str | None,
+    prune: bool,
+    keep: int,
+    dry_run: bool,
+) -> None:
     """Upload ROLE's raw image as an EBS snapshot, register AMIs, copy, share, announce."""
     from builder.config.roles import compose, parse_role_names
     from builder.publish import publisher as publishing
@@ -414,17 +447,26 @@ def publish(
         doomed = publishing.prune(aws, roles.label, [aws.region, *targets], keep, dry_run)
         for item in doomed:
             verb = "would deregister" if dry_run else "deregistered"
-            click.echo(f"{item.region}: {verb} {item.image_id} {item.name} ({item.created}); "
-                       f"snapshots {' '.join(item.snapshots) or '-'}")  # fmt: skip
+            click.echo(
+                f"{item.region}: {verb} {item.image_id} {item.name} ({item.created}); "
+                f"snapshots {' '.join(item.snapshots) or '-'}"
+            )
         if not doomed:
             click.echo(f"nothing to prune: at most {keep} AMIs of {roles.label} per region")
         return
     options = publishing.PublishOptions(
-        role=roles.label, slug=roles.slug, region=aws.region, copy_to=tuple(targets),
-        share=tuple(a.strip() for a in share.split(",") if a.strip()), public=public,
-        ssm_prefix=ssm_prefix, name=name, kms_key=kms_key, encrypted=encrypted,
+        role=roles.label,
+        slug=roles.slug,
+        region=aws.region,
+        copy_to=tuple(targets),
+        share=tuple(a.strip() for a in share.split(",") if a.strip()),
+        public=public,
+        ssm_prefix=ssm_prefix,
+        name=name,
+        kms_key=kms_key,
+        encrypted=encrypted,
         workers=workers,
-    )  # fmt: skip
+    )
     publishing.check_options(options)
     found = publishing.find_image(out, roles.slug, image)
     result = publishing.Publisher(aws, options, found).run()
@@ -439,13 +481,25 @@ def publish(
     "--host", "host_spec", help="A testinfra host spec: ssh://USER@HOST[:PORT], local://."
 )
 @click.option("--ssh-identity", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="An ssh_config file for the connection (ssh -F).")  # fmt: skip
+@click.option(
+    "--ssh-config",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="An ssh_config file for the connection (ssh -F).",
+)
 @click.option("--junit-xml", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--layer", type=click.Choice(["image", "node"]), default="node", show_default=True,
-              help="image: true right after the build; node: true after first boot.")  # fmt: skip
-@click.option("--node", "node_name", help="The node of cluster.yaml this host is (node layer; "
-              "default: the one whose name or IP the host spec names).")  # fmt: skip
+@click.option(
+    "--layer",
+    type=click.Choice(["image", "node"]),
+    default="node",
+    show_default=True,
+    help="image: true right after the build; node: true after first boot.",
+)
+@click.option(
+    "--node",
+    "node_name",
+    help="The node of cluster.yaml this host is (node layer; "
+    "default: the one whose name or IP the host spec names).",
+)
 @click.option("--cluster", is_flag=True, help="Every node of cluster.yaml, node layer, one table.")
 @click.option("--ssh-user", help="With --cluster: the SSH user (default: os.yaml's admin).")
 @click.option("--control-path", type=click.Path(path_type=Path), hidden=True)

@@ -74,10 +74,14 @@ class Event:
 
     def as_json(self) -> str:
         return json.dumps(
-            {"build": self.build, "event": self.event, "detail": self.detail,
-             "elapsed": round(self.elapsed, 1)},
+            {
+                "build": self.build,
+                "event": self.event,
+                "detail": self.detail,
+                "elapsed": round(self.elapsed, 1),
+            },
             sort_keys=True,
-        )  # fmt: skip
+        )
 
 
 class Progress(Protocol):
@@ -119,8 +123,11 @@ class ConsoleProgress:
             name: ("starting", time.monotonic()) for name in logs
         }
         self.lock = threading.Lock()
-        self.live = Live(self._render(), console=self.console, refresh_per_second=2,
-                         transient=False) if self.console.is_terminal else None  # fmt: skip
+        self.live = (
+            Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
+            if self.console.is_terminal
+            else None
+        )
         if self.live:
             self.live.start()
 
@@ -161,9 +168,13 @@ class TransferProgress:
     moved for `stall` seconds."""
 
     def __init__(
-        self, label: str, total: int, unit: str = "blocks", interval: float | None = None,
+        self,
+        label: str,
+        total: int,
+        unit: str = "blocks",
+        interval: float | None = None,
         stall: float = 30.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         import os
 
         from rich.console import Console
@@ -193,9 +204,13 @@ class TransferProgress:
             )
 
             self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), console=self.console, transient=False,
-            )  # fmt: skip
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=self.console,
+                transient=False,
+            )
             self.task = self.bar.add_task(label, total=total)
             self.bar.start()
         self.ticker = threading.Thread(target=self._tick, daemon=True)

@@ -47,14 +47,19 @@ def boot_sector(code: bytes) -> bytes:
 def probe_command(image: Path, accelerator: str) -> list[str]:
     return [
         "qemu-system-x86_64",
-        "-accel", accelerator,
-        "-m", "16",
-        "-display", "none",
+        "-accel",
+        accelerator,
+        "-m",
+        "16",
+        "-display",
+        "none",
         "-nodefaults",
         "-no-reboot",
-        "-device", f"isa-debug-exit,iobase={EXIT_PORT:#x},iosize=0x04",
-        "-drive", f"file={image},format=raw,if=ide",
-    ]  # fmt: skip
+        "-device",
+        f"isa-debug-exit,iobase={EXIT_PORT:#x},iosize=0x04",
+        "-drive",
+        f"file={image},format=raw,if=ide",
+    ]
 
 
 @dataclass(frozen=True)
@@ -86,15 +91,21 @@ KERNEL_STARTED = "Linux version"
 def kernel_probe_command(kernel: Path, accelerator: str, serial_log: Path) -> list[str]:
     return [
         "qemu-system-x86_64",
-        "-accel", accelerator,
-        "-m", "256",
-        "-display", "none",
+        "-accel",
+        accelerator,
+        "-m",
+        "256",
+        "-display",
+        "none",
         "-nodefaults",
         "-no-reboot",
-        "-serial", f"file:{serial_log}",
-        "-kernel", str(kernel),
-        "-append", "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1",
-    ]  # fmt: skip
+        "-serial",
+        f"file:{serial_log}",
+        "-kernel",
+        str(kernel),
+        "-append",
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1",
+    ]
 
 
 def probe_kernel(kernel: Path, accelerator: str, *, deadline: float = 60.0) -> ProbeResult:

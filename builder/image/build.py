@@ -203,20 +203,34 @@ def verify_command(
     limited to 108 bytes."""
     ssh_config = packer_tmp / "ssh_config"
     ssh_config.write_text(VERIFY_SSH_CONFIG)
-    return shlex.join([
-        sys.executable, "-m", "builder", "--config", str(loaded.directory), "verify",
-        roles.label, "--layer", "image", "--ssh-identity", str(key),
-        "--ssh-config", str(ssh_config), "--control-path", str(packer_tmp / VERIFY_SOCKET),
-        "--junit-xml", str(work / VERIFY_REPORT),
-    ])  # fmt: skip
+    return shlex.join(
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(loaded.directory),
+            "verify",
+            roles.label,
+            "--layer",
+            "image",
+            "--ssh-identity",
+            str(key),
+            "--ssh-config",
+            str(ssh_config),
+            "--control-path",
+            str(packer_tmp / VERIFY_SOCKET),
+            "--junit-xml",
+            str(work / VERIFY_REPORT),
+        ]
+    )
 
 
 def close_verify_master(packer_tmp: Path) -> None:
     """A master left by a build that failed between opening it and verifying."""
     socket = packer_tmp / VERIFY_SOCKET
     if socket.exists():
-        proc.run(["ssh", "-S", str(socket), "-O", "exit", "builder-build"], check=False,
-                  timeout=30)  # fmt: skip
+        proc.run(["ssh", "-S", str(socket), "-O", "exit", "builder-build"], check=False, timeout=30)
 
 
 def spec_failures(report: Path) -> list[str]:
@@ -281,10 +295,14 @@ def build_one(
                     f"KVM does not work here ({choice.detail}) and --require-kvm is set"
                 )
             progress.emit(
-                Event(roles.label, "warning",
-                      f"KVM does not work here ({choice.detail}): building with TCG, much slower; "
-                      f"timeouts raised {TCG_TIMEOUT_FACTOR}x", 0.0)
-            )  # fmt: skip
+                Event(
+                    roles.label,
+                    "warning",
+                    f"KVM does not work here ({choice.detail}): building with TCG, much slower; "
+                    f"timeouts raised {TCG_TIMEOUT_FACTOR}x",
+                    0.0,
+                )
+            )
         if fsutil.free_bytes(options.output) < MIN_FREE_BYTES:
             raise UserError(f"{options.output}: less than 4 GiB free: not enough for a build")
 
@@ -296,9 +314,12 @@ def build_one(
     try:
         key = generate_build_key(work / "key")
         rendered = render_role(
-            loaded, roles, packer_version=packer_version, build_key=key.public_line,
+            loaded,
+            roles,
+            packer_version=packer_version,
+            build_key=key.public_line,
             verify=options.verify,
-        )  # fmt: skip
+        )
         rendered.write(work / "render")
         variables = _packer_variables(
             loaded, work, key.private_key, iso, checksum, accelerator, options
@@ -315,10 +336,13 @@ def build_one(
             work / "render" / PACKER_VARS,
             only=PACKER_SOURCE[options.target],
             on_error=options.on_error,
-            env={"PACKER_LOG": "1", "PACKER_LOG_PATH": str(work / "packer-debug.log"),
-                 "TMPDIR": str(packer_tmp)},
+            env={
+                "PACKER_LOG": "1",
+                "PACKER_LOG_PATH": str(work / "packer-debug.log"),
+                "TMPDIR": str(packer_tmp),
+            },
             out=log,
-        )  # fmt: skip
+        )
         argv = packer.command_argv(command)
         if options.dry_run:
             return BuildResult(roles, final, False, digest, {}, argv, variables)
@@ -339,8 +363,20 @@ def build_one(
                 message = f"the image failed {len(failed_specs)} of its specs; nothing was kept"
                 tail = failed_specs
             raise BuildFailed(roles.label, message, tail[-12:], [])
-        manifest = _finish(loaded, roles, options, work, digest, iso, checksum, accelerator,
-                           packer_version, started_at, progress, started)  # fmt: skip
+        manifest = _finish(
+            loaded,
+            roles,
+            options,
+            work,
+            digest,
+            iso,
+            checksum,
+            accelerator,
+            packer_version,
+            started_at,
+            progress,
+            started,
+        )
         installer = installer_path(options.output, roles)  # made by --target iso: kept
         if installer.exists():
             os.replace(installer, work / installer.name)
@@ -400,10 +436,14 @@ def _finish(
         proc.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)])
         progress.emit(Event(roles.label, "step", "checksumming", time.monotonic() - started))
         for path, fmt in ((qcow2, "qcow2"), (raw, "raw")):
-            artifacts.append({
-                "path": path.name, "format": fmt, "sha256": fsutil.sha256_of(path),
-                "fingerprint": _fingerprint(path),
-            })  # fmt: skip
+            artifacts.append(
+                {
+                    "path": path.name,
+                    "format": fmt,
+                    "sha256": fsutil.sha256_of(path),
+                    "fingerprint": _fingerprint(path),
+                }
+            )
         shutil.rmtree(work / "packer", ignore_errors=True)
     qemu = proc.run(["qemu-system-x86_64", "--version"], check=False).stdout.splitlines()
     manifest: dict[str, Any] = {

@@ -71,9 +71,16 @@ def find_rpms(directory: Path) -> tuple[Path, ...]:
 
 def createrepo_argv(directory: Path, rpm_list: Path, output: Path) -> list[str]:
     return [
-        "createrepo_c", "--quiet", "--general-compress-type", "gz",
-        "--pkglist", str(rpm_list), "--outputdir", str(output), str(directory),
-    ]  # fmt: skip
+        "createrepo_c",
+        "--quiet",
+        "--general-compress-type",
+        "gz",
+        "--pkglist",
+        str(rpm_list),
+        "--outputdir",
+        str(output),
+        str(directory),
+    ]
 
 
 def metadata_provides(repodata: Path) -> frozenset[str]:

@@ -24,26 +24,62 @@ from builder.errors import BAD_INPUT, BuilderError, UserError
 log = logging.getLogger("builder.publish")
 T = TypeVar("T")
 
-THROTTLING = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "RequestLimitExceeded", "TooManyRequestsException", "SlowDown", "RequestThrottled",
-    "EC2ThrottledException", "BandwidthLimitExceeded",
-})  # fmt: skip
-TRANSIENT = frozenset({
-    "InternalError", "InternalFailure", "InternalServerError", "InternalServerException",
-    "ServiceUnavailable", "ServiceUnavailableException", "Unavailable", "RequestTimeout",
-    "RequestTimeoutException", "PriorRequestNotComplete", "IDPCommunicationError",
-})  # fmt: skip
+THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestThrottled",
+        "EC2ThrottledException",
+        "BandwidthLimitExceeded",
+    }
+)
+TRANSIENT = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServerException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "Unavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "IDPCommunicationError",
+    }
+)
 # A user can fix these: exit 2. Other client errors are failures of the publish: exit 1.
-USER_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthFailure",
-    "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "ExpiredToken", "ExpiredTokenException", "OptInRequired", "ValidationException",
-    "InvalidParameter", "InvalidParameterValue", "InvalidParameterCombination",
-    "MissingParameter", "InvalidAMIName.Malformed", "InvalidAMIName.Duplicate",
-    "InvalidUserID.Malformed", "InvalidKeyUsageException", "KMSInvalidStateException",
-    "NotFoundException", "DisabledException",
-})  # fmt: skip
+USER_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "AuthFailure",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "OptInRequired",
+        "ValidationException",
+        "InvalidParameter",
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "MissingParameter",
+        "InvalidAMIName.Malformed",
+        "InvalidAMIName.Duplicate",
+        "InvalidUserID.Malformed",
+        "InvalidKeyUsageException",
+        "KMSInvalidStateException",
+        "NotFoundException",
+        "DisabledException",
+    }
+)
 
 
 class AwsError(BuilderError):
@@ -185,9 +221,13 @@ class Retrier:
                 with self.lock:
                     self.retries += 1
                 log.warning(
-                    "retry %d/%d %s in %.2f s: %s", attempt + 1, self.attempts - 1, what, pause,
+                    "retry %d/%d %s in %.2f s: %s",
+                    attempt + 1,
+                    self.attempts - 1,
+                    what,
+                    pause,
                     describe(exc),
-                )  # fmt: skip
+                )
                 time.sleep(pause)
                 continue
             if self.concurrency:
@@ -269,7 +309,9 @@ class Aws:
                     user_agent_extra="builder-publish",
                 )
                 self.clients[key] = self.session.client(
-                    service, region_name=region, endpoint_url=self.settings.endpoint_url,
+                    service,
+                    region_name=region,
+                    endpoint_url=self.settings.endpoint_url,
                     config=config,
-                )  # fmt: skip
+                )
             return self.clients[key]

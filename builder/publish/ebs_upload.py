@@ -139,18 +139,21 @@ def upload(
             list(range(math.ceil(size / BLOCK))) if encrypted else blocks_of(data_extents(fd, size))
         )
         start: dict[str, Any] = {
-            "VolumeSize": gib, "Description": description, "ClientToken": str(uuid.uuid4()),
+            "VolumeSize": gib,
+            "Description": description,
+            "ClientToken": str(uuid.uuid4()),
             "Timeout": SNAPSHOT_TIMEOUT_MINUTES,
             "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
-        }  # fmt: skip
+        }
         if encrypted or kms_key:
             start["Encrypted"] = True
         if kms_key:
             start["KmsKeyArn"] = kms_key
         started = retrier.call(f"StartSnapshot in {region}", ebs.start_snapshot, **start)
         snapshot_id = str(started["SnapshotId"])
-        log.info("%s: uploading %s into %s (%d blocks to read)", region, image, snapshot_id,
-                    len(indices))  # fmt: skip
+        log.info(
+            "%s: uploading %s into %s (%d blocks to read)", region, image, snapshot_id, len(indices)
+        )
         state = _State(indices)
         progress = TransferProgress(f"upload {snapshot_id}", len(indices) * BLOCK)
         progress.items_total = len(indices)
@@ -182,10 +185,13 @@ def upload(
                     ebs.put_snapshot_block,
                     # A snapshot just started may not be visible yet: retried for a minute.
                     not_found_window=60.0,
-                    SnapshotId=snapshot_id, BlockIndex=index, BlockData=buffer,
-                    DataLength=BLOCK, Checksum=base64.b64encode(digest).decode(),
+                    SnapshotId=snapshot_id,
+                    BlockIndex=index,
+                    BlockData=buffer,
+                    DataLength=BLOCK,
+                    Checksum=base64.b64encode(digest).decode(),
                     ChecksumAlgorithm="SHA256",
-                )  # fmt: skip
+                )
             finally:
                 concurrency.release()
             with state.lock:
@@ -207,8 +213,12 @@ def upload(
         os.close(fd)
     checksum = linear_checksum([state.digests[index] for index in sorted(state.digests)])
     retrier.call(
-        f"CompleteSnapshot {snapshot_id}", ebs.complete_snapshot, SnapshotId=snapshot_id,
-        ChangedBlocksCount=len(state.digests), Checksum=checksum, ChecksumAlgorithm="SHA256",
+        f"CompleteSnapshot {snapshot_id}",
+        ebs.complete_snapshot,
+        SnapshotId=snapshot_id,
+        ChangedBlocksCount=len(state.digests),
+        Checksum=checksum,
+        ChecksumAlgorithm="SHA256",
         ChecksumAggregationMethod="LINEAR",
-    )  # fmt: skip
+    )
     return Upload(snapshot_id, len(state.digests), checksum, state.bytes_sent, gib)

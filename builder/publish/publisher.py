@@ -114,15 +114,22 @@ def find_image(output: Path, slug: str, image: Path | None) -> Image:
     listed = next((a for a in raws if a.get("path") == image.name), None)
     if listed is not None:
         return Image(
-            image, str(manifest["input_digest"]), str(listed["sha256"]),
+            image,
+            str(manifest["input_digest"]),
+            str(listed["sha256"]),
             str((manifest.get("source_iso") or {}).get("sha256") or "unknown"),
-            str(manifest.get("finished", "unknown")), directory / PUBLISH_MANIFEST,
-        )  # fmt: skip
+            str(manifest.get("finished", "unknown")),
+            directory / PUBLISH_MANIFEST,
+        )
     digest = fsutil.sha256_of(image)
     return Image(
-        image, digest, digest, "unknown", "unknown",
+        image,
+        digest,
+        digest,
+        "unknown",
+        "unknown",
         image.with_name(image.name + "." + PUBLISH_MANIFEST),
-    )  # fmt: skip
+    )
 
 
 def check_options(options: PublishOptions) -> None:
@@ -143,10 +150,14 @@ def ami_name(options: PublishOptions, image: Image) -> str:
 
 def ami_tags(options: PublishOptions, image: Image, name: str) -> dict[str, str]:
     return {
-        "Name": name, TAG_ROLE: options.role, TAG_DIGEST: image.digest,
-        "builder:source-iso-sha256": image.source_iso, "builder:version": __version__,
-        "builder:built": image.built, "builder:image-sha256": image.sha256,
-    }  # fmt: skip
+        "Name": name,
+        TAG_ROLE: options.role,
+        TAG_DIGEST: image.digest,
+        "builder:source-iso-sha256": image.source_iso,
+        "builder:version": __version__,
+        "builder:built": image.built,
+        "builder:image-sha256": image.sha256,
+    }
 
 
 def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -177,9 +188,11 @@ class Publisher:
     def find_ami(self, region: str) -> dict[str, Any] | None:
         """This image's AMI in region by name; a name taken by another image is an error."""
         found = self.call(
-            f"DescribeImages in {region}", self.ec2(region).describe_images, Owners=["self"],
+            f"DescribeImages in {region}",
+            self.ec2(region).describe_images,
+            Owners=["self"],
             Filters=[{"Name": "name", "Values": [self.name]}],
-        )["Images"]  # fmt: skip
+        )["Images"]
         live = [i for i in found if i.get("State") not in ("failed", "error", "deregistered")]
         for ami in live:
             digest = _tags_of(ami).get(TAG_DIGEST)
@@ -194,19 +207,23 @@ class Publisher:
     def snapshots_of_image(self, region: str) -> list[dict[str, Any]]:
         return list(
             self.call(
-                f"DescribeSnapshots in {region}", self.ec2(region).describe_snapshots,
+                f"DescribeSnapshots in {region}",
+                self.ec2(region).describe_snapshots,
                 OwnerIds=["self"],
-                Filters=[{"Name": f"tag:{TAG_DIGEST}", "Values": [self.image.digest]},
-                         {"Name": "tag-key", "Values": [TAG_UPLOAD]}],
+                Filters=[
+                    {"Name": f"tag:{TAG_DIGEST}", "Values": [self.image.digest]},
+                    {"Name": "tag-key", "Values": [TAG_UPLOAD]},
+                ],
             )["Snapshots"]
-        )  # fmt: skip
+        )
 
     def delete_snapshot(self, region: str, snapshot_id: str) -> None:
         try:
             self.call(
-                f"DeleteSnapshot {snapshot_id} in {region}", self.ec2(region).delete_snapshot,
+                f"DeleteSnapshot {snapshot_id} in {region}",
+                self.ec2(region).delete_snapshot,
                 SnapshotId=snapshot_id,
-            )  # fmt: skip
+            )
         except AwsError as exc:
             if "NotFound" not in exc.code:
                 raise
@@ -224,8 +241,11 @@ class Publisher:
             if tags.get(TAG_UPLOAD) == "complete" and snapshot.get("State") != "error":
                 complete = complete or snapshot
             else:
-                log.warning("%s: deleting %s, an upload of this image that did not finish",
-                            region, snapshot["SnapshotId"])  # fmt: skip
+                log.warning(
+                    "%s: deleting %s, an upload of this image that did not finish",
+                    region,
+                    snapshot["SnapshotId"],
+                )
                 try:
                     self.delete_snapshot(region, snapshot["SnapshotId"])
                 except AwsError as exc:
@@ -239,20 +259,35 @@ class Publisher:
             log.info("%s: reusing the completed snapshot %s", region, complete["SnapshotId"])
             return str(complete["SnapshotId"])
         done = upload(
-            self.aws, region, self.image.path,
-            tags={TAG_ROLE: self.options.role, TAG_DIGEST: self.image.digest,
-                  TAG_UPLOAD: "started", TAG_ENCRYPTED: str(encrypted).lower(),
-                  "Name": self.name},
-            description=f"{self.name} ({self.image.path.name})", encrypted=encrypted,
-            kms_key=self.options.kms_key, workers=self.options.workers, retrier=self.retrier,
-        )  # fmt: skip
+            self.aws,
+            region,
+            self.image.path,
+            tags={
+                TAG_ROLE: self.options.role,
+                TAG_DIGEST: self.image.digest,
+                TAG_UPLOAD: "started",
+                TAG_ENCRYPTED: str(encrypted).lower(),
+                "Name": self.name,
+            },
+            description=f"{self.name} ({self.image.path.name})",
+            encrypted=encrypted,
+            kms_key=self.options.kms_key,
+            workers=self.options.workers,
+            retrier=self.retrier,
+        )
         result.checksum, result.blocks = done.checksum, done.blocks
         self.call(
-            f"CreateTags {done.snapshot_id}", self.ec2(region).create_tags,
+            f"CreateTags {done.snapshot_id}",
+            self.ec2(region).create_tags,
             Resources=[done.snapshot_id],
-            Tags=_tag_list({TAG_UPLOAD: "complete", "builder:checksum": done.checksum,
-                            "builder:blocks": str(done.blocks)}),
-        )  # fmt: skip
+            Tags=_tag_list(
+                {
+                    TAG_UPLOAD: "complete",
+                    "builder:checksum": done.checksum,
+                    "builder:blocks": str(done.blocks),
+                }
+            ),
+        )
         return done.snapshot_id
 
     def wait(self, what: str, check: Callable[[], str], *, bad: tuple[str, ...]) -> None:
@@ -273,24 +308,29 @@ class Publisher:
 
     def snapshot_state(self, region: str, snapshot_id: str) -> str:
         snapshots = self.call(
-            f"DescribeSnapshots {snapshot_id}", self.ec2(region).describe_snapshots,
-            SnapshotIds=[snapshot_id], not_found_window=60.0,
-        )["Snapshots"]  # fmt: skip
+            f"DescribeSnapshots {snapshot_id}",
+            self.ec2(region).describe_snapshots,
+            SnapshotIds=[snapshot_id],
+            not_found_window=60.0,
+        )["Snapshots"]
         return str(snapshots[0]["State"])
 
     def image_state(self, region: str, image_id: str) -> str:
         images = self.call(
-            f"DescribeImages {image_id} in {region}", self.ec2(region).describe_images,
-            ImageIds=[image_id], not_found_window=60.0,
-        )["Images"]  # fmt: skip
+            f"DescribeImages {image_id} in {region}",
+            self.ec2(region).describe_images,
+            ImageIds=[image_id],
+            not_found_window=60.0,
+        )["Images"]
         return str(images[0]["State"]) if images else "pending"
 
     def register(self, region: str, snapshot_id: str) -> str:
         ec2 = self.ec2(region)
         self.wait(
-            f"snapshot {snapshot_id}", lambda: self.snapshot_state(region, snapshot_id),
+            f"snapshot {snapshot_id}",
+            lambda: self.snapshot_state(region, snapshot_id),
             bad=("error",),
-        )  # fmt: skip
+        )
 
         def probe() -> str | None:
             # The answer to a RegisterImage may be lost after AWS registered it.
@@ -299,16 +339,30 @@ class Publisher:
 
         try:
             registered = self.call(
-                f"RegisterImage {self.name} in {region}", ec2.register_image, probe=probe,
-                Name=self.name, Description=f"Mesos {self.options.role} node (builder)",
-                Architecture="x86_64", VirtualizationType="hvm", RootDeviceName="/dev/sda1",
-                BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {
-                    "SnapshotId": snapshot_id, "VolumeType": "gp3",
-                    "DeleteOnTermination": True}}],
-                EnaSupport=True, SriovNetSupport="simple", BootMode="legacy-bios",
+                f"RegisterImage {self.name} in {region}",
+                ec2.register_image,
+                probe=probe,
+                Name=self.name,
+                Description=f"Mesos {self.options.role} node (builder)",
+                Architecture="x86_64",
+                VirtualizationType="hvm",
+                RootDeviceName="/dev/sda1",
+                BlockDeviceMappings=[
+                    {
+                        "DeviceName": "/dev/sda1",
+                        "Ebs": {
+                            "SnapshotId": snapshot_id,
+                            "VolumeType": "gp3",
+                            "DeleteOnTermination": True,
+                        },
+                    }
+                ],
+                EnaSupport=True,
+                SriovNetSupport="simple",
+                BootMode="legacy-bios",
                 ImdsSupport="v2.0",
                 TagSpecifications=[{"ResourceType": "image", "Tags": _tag_list(self.tags)}],
-            )  # fmt: skip
+            )
         except AwsError:
             log.warning("%s: registration failed: deleting snapshot %s", region, snapshot_id)
             self.delete_snapshot(region, snapshot_id)
@@ -320,30 +374,36 @@ class Publisher:
     def finish_region(self, region: str, image_id: str, extra: list[str]) -> list[str]:
         """Wait for the AMI, tag it and its snapshots; their ids."""
         self.wait(
-            f"AMI {image_id} in {region}", lambda: self.image_state(region, image_id),
+            f"AMI {image_id} in {region}",
+            lambda: self.image_state(region, image_id),
             bad=("failed", "error", "invalid", "deregistered"),
-        )  # fmt: skip
+        )
         ami = self.call(
             f"DescribeImages {image_id}", self.ec2(region).describe_images, ImageIds=[image_id]
         )["Images"][0]
         snapshots = [
-            m["Ebs"]["SnapshotId"] for m in ami.get("BlockDeviceMappings", [])
+            m["Ebs"]["SnapshotId"]
+            for m in ami.get("BlockDeviceMappings", [])
             if m.get("Ebs", {}).get("SnapshotId")
-        ]  # fmt: skip
+        ]
         snapshots = list(dict.fromkeys(snapshots + extra))
         tags = dict(self.tags)
         if extra:
             tags[TAG_SNAPSHOT] = extra[0]
         if _tags_of(ami) != {**_tags_of(ami), **tags}:
             self.call(
-                f"CreateTags {image_id}", self.ec2(region).create_tags,
-                Resources=[image_id], Tags=_tag_list(tags),
-            )  # fmt: skip
+                f"CreateTags {image_id}",
+                self.ec2(region).create_tags,
+                Resources=[image_id],
+                Tags=_tag_list(tags),
+            )
         if snapshots:
             self.call(
-                f"CreateTags snapshots of {image_id}", self.ec2(region).create_tags,
-                Resources=snapshots, Tags=_tag_list(self.tags),
-            )  # fmt: skip
+                f"CreateTags snapshots of {image_id}",
+                self.ec2(region).create_tags,
+                Resources=snapshots,
+                Tags=_tag_list(self.tags),
+            )
         return snapshots
 
     def copy(self, source_region: str, source_id: str, region: str) -> RegionResult:
@@ -354,10 +414,12 @@ class Publisher:
         else:
             token = hashlib.sha256(f"{self.name}\0{source_id}\0{region}".encode()).hexdigest()
             copy: dict[str, Any] = {
-                "SourceImageId": source_id, "SourceRegion": source_region, "Name": self.name,
+                "SourceImageId": source_id,
+                "SourceRegion": source_region,
+                "Name": self.name,
                 "Description": f"Mesos {self.options.role} node (builder)",
                 "ClientToken": token[:64],
-            }  # fmt: skip
+            }
             if self.options.encrypted or self.options.kms_key:
                 copy["Encrypted"] = True
 
@@ -366,9 +428,11 @@ class Publisher:
                 return {"ImageId": again["ImageId"]} if again else None
 
             copied = self.call(
-                f"CopyImage {source_id} to {region}", self.ec2(region).copy_image, probe=probe,
+                f"CopyImage {source_id} to {region}",
+                self.ec2(region).copy_image,
+                probe=probe,
                 **copy,
-            )  # fmt: skip
+            )
             image_id, action = str(copied["ImageId"]), "copied"
         snapshots = self.finish_region(region, image_id, [])
         return RegionResult(region, image_id, snapshots, action)
@@ -376,9 +440,11 @@ class Publisher:
     def share(self, result: RegionResult) -> None:
         ec2, region, image_id = self.ec2(result.region), result.region, result.image_id
         current = self.call(
-            f"DescribeImageAttribute {image_id}", ec2.describe_image_attribute,
-            ImageId=image_id, Attribute="launchPermission",
-        ).get("LaunchPermissions", [])  # fmt: skip
+            f"DescribeImageAttribute {image_id}",
+            ec2.describe_image_attribute,
+            ImageId=image_id,
+            Attribute="launchPermission",
+        ).get("LaunchPermissions", [])
         users = {p["UserId"] for p in current if "UserId" in p}
         public = any(p.get("Group") == "all" for p in current)
         add: list[dict[str, str]] = [{"UserId": a} for a in self.options.share if a not in users]
@@ -390,24 +456,31 @@ class Publisher:
             log.warning("%s: %s was public: made private (no --public)", region, image_id)
         if add or remove:
             self.call(
-                f"ModifyImageAttribute {image_id} in {region}", ec2.modify_image_attribute,
-                ImageId=image_id, LaunchPermission={"Add": add, "Remove": remove},
-            )  # fmt: skip
+                f"ModifyImageAttribute {image_id} in {region}",
+                ec2.modify_image_attribute,
+                ImageId=image_id,
+                LaunchPermission={"Add": add, "Remove": remove},
+            )
         if not self.options.share:
             return
         for snapshot_id in result.snapshots:
             permitted = self.call(
-                f"DescribeSnapshotAttribute {snapshot_id}", ec2.describe_snapshot_attribute,
-                SnapshotId=snapshot_id, Attribute="createVolumePermission",
-            ).get("CreateVolumePermissions", [])  # fmt: skip
+                f"DescribeSnapshotAttribute {snapshot_id}",
+                ec2.describe_snapshot_attribute,
+                SnapshotId=snapshot_id,
+                Attribute="createVolumePermission",
+            ).get("CreateVolumePermissions", [])
             have = {p.get("UserId") for p in permitted}
             missing = [a for a in self.options.share if a not in have]
             if missing:
                 self.call(
                     f"ModifySnapshotAttribute {snapshot_id} in {region}",
-                    ec2.modify_snapshot_attribute, SnapshotId=snapshot_id,
-                    Attribute="createVolumePermission", OperationType="add", UserIds=missing,
-                )  # fmt: skip
+                    ec2.modify_snapshot_attribute,
+                    SnapshotId=snapshot_id,
+                    Attribute="createVolumePermission",
+                    OperationType="add",
+                    UserIds=missing,
+                )
 
     def announce(self, result: RegionResult) -> bool:
         """`<prefix>/<role>/latest` = the AMI id; written only when it changes."""
@@ -418,10 +491,15 @@ class Publisher:
         if values == [result.image_id]:
             return False
         self.call(
-            f"PutParameter {parameter} in {result.region}", ssm.put_parameter, Name=parameter,
-            Value=result.image_id, Type="String", DataType="aws:ec2:image", Overwrite=True,
+            f"PutParameter {parameter} in {result.region}",
+            ssm.put_parameter,
+            Name=parameter,
+            Value=result.image_id,
+            Type="String",
+            DataType="aws:ec2:image",
+            Overwrite=True,
             Description=f"The latest builder AMI of the {self.options.role} role",
-        )  # fmt: skip
+        )
         return True
 
     def run(self) -> PublishResult:
@@ -451,33 +529,49 @@ class Publisher:
         for regional in result.regions.values():
             self.share(regional)
             if self.announce(regional):
-                log.info("%s: SSM %s/%s/latest = %s", regional.region, options.ssm_prefix,
-                            options.slug, regional.image_id)  # fmt: skip
+                log.info(
+                    "%s: SSM %s/%s/latest = %s",
+                    regional.region,
+                    options.ssm_prefix,
+                    options.slug,
+                    regional.image_id,
+                )
         result.manifest = self.write_manifest(result)
         return result
 
     def _read_snapshot_tags(self, region: str, result: PublishResult) -> None:
         snapshots = self.call(
-            f"DescribeSnapshots {result.snapshot_id}", self.ec2(region).describe_snapshots,
+            f"DescribeSnapshots {result.snapshot_id}",
+            self.ec2(region).describe_snapshots,
             SnapshotIds=[result.snapshot_id],
-        )["Snapshots"]  # fmt: skip
+        )["Snapshots"]
         tags = _tags_of(snapshots[0]) if snapshots else {}
         result.checksum = tags.get("builder:checksum", "")
         result.blocks = int(tags.get("builder:blocks", "0"))
 
     def write_manifest(self, result: PublishResult) -> Path:
         document = {
-            "role": self.options.role, "name": self.name, "input_digest": self.image.digest,
+            "role": self.options.role,
+            "name": self.name,
+            "input_digest": self.image.digest,
             "image": {"path": str(self.image.path.resolve()), "sha256": self.image.sha256},
-            "snapshot": {"id": result.snapshot_id, "region": self.options.region,
-                         "blocks": result.blocks, "checksum_linear_sha256": result.checksum,
-                         "encrypted": self.options.encrypted or bool(self.options.kms_key)},
-            "regions": {r.region: {"image_id": r.image_id, "snapshots": r.snapshots}
-                        for r in result.regions.values()},
-            "shared_with": list(self.options.share), "public": self.options.public,
+            "snapshot": {
+                "id": result.snapshot_id,
+                "region": self.options.region,
+                "blocks": result.blocks,
+                "checksum_linear_sha256": result.checksum,
+                "encrypted": self.options.encrypted or bool(self.options.kms_key),
+            },
+            "regions": {
+                r.region: {"image_id": r.image_id, "snapshots": r.snapshots}
+                for r in result.regions.values()
+            },
+            "shared_with": list(self.options.share),
+            "public": self.options.public,
             "ssm_parameter": f"{self.options.ssm_prefix}/{self.options.slug}/latest",
-            "tool_version": __version__, "published": clock.utc_now(),
-        }  # fmt: skip
+            "tool_version": __version__,
+            "published": clock.utc_now(),
+        }
         path = self.image.publish_manifest
         fsutil.write_file(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
         return path
@@ -501,30 +595,41 @@ def prune(aws: Aws, role: str, regions: list[str], keep: int, dry_run: bool) -> 
     for region in dict.fromkeys(regions):
         ec2 = aws.client("ec2", region)
         images = retrier.call(
-            f"DescribeImages in {region}", ec2.describe_images, Owners=["self"],
+            f"DescribeImages in {region}",
+            ec2.describe_images,
+            Owners=["self"],
             Filters=[{"Name": f"tag:{TAG_ROLE}", "Values": [role]}],
-        )["Images"]  # fmt: skip
+        )["Images"]
         images.sort(key=lambda i: (str(i.get("CreationDate", "")), i["ImageId"]), reverse=True)
         for ami in images[keep:]:
             snapshots = [
-                m["Ebs"]["SnapshotId"] for m in ami.get("BlockDeviceMappings", [])
+                m["Ebs"]["SnapshotId"]
+                for m in ami.get("BlockDeviceMappings", [])
                 if m.get("Ebs", {}).get("SnapshotId")
-            ]  # fmt: skip
+            ]
             if own := _tags_of(ami).get(TAG_SNAPSHOT):
                 snapshots.append(own)
-            doomed.append(Doomed(region, ami["ImageId"], str(ami.get("Name", "")),
-                                 str(ami.get("CreationDate", "")),
-                                 tuple(dict.fromkeys(snapshots))))  # fmt: skip
+            doomed.append(
+                Doomed(
+                    region,
+                    ami["ImageId"],
+                    str(ami.get("Name", "")),
+                    str(ami.get("CreationDate", "")),
+                    tuple(dict.fromkeys(snapshots)),
+                )
+            )
     if dry_run:
         return doomed
     for item in doomed:
         ec2 = aws.client("ec2", item.region)
-        retrier.call(f"DeregisterImage {item.image_id}", ec2.deregister_image,
-                     ImageId=item.image_id)  # fmt: skip
+        retrier.call(
+            f"DeregisterImage {item.image_id}", ec2.deregister_image, ImageId=item.image_id
+        )
         for snapshot_id in item.snapshots:
             try:
-                retrier.call(f"DeleteSnapshot {snapshot_id}", ec2.delete_snapshot,
-                             SnapshotId=snapshot_id)  # fmt: skip
+                retrier.call(
+                    f"DeleteSnapshot {snapshot_id}", ec2.delete_snapshot, SnapshotId=snapshot_id
+                )
             except AwsError as exc:
                 if "NotFound" not in exc.code:
                     raise

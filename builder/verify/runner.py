@@ -162,9 +162,20 @@ def run_specs(
     import pytest
 
     plugin = SpecPlugin(host, **plugin_args)
-    args = [*map(str, files), "-c", str(SPECS / "pytest.ini"), "--rootdir", str(SPECS),
-            "--confcutdir", str(SPECS), "--import-mode=importlib", "-p", "no:terminal",
-            "-W", "ignore::pytest.PytestAssertRewriteWarning"]  # fmt: skip
+    args = [
+        *map(str, files),
+        "-c",
+        str(SPECS / "pytest.ini"),
+        "--rootdir",
+        str(SPECS),
+        "--confcutdir",
+        str(SPECS),
+        "--import-mode=importlib",
+        "-p",
+        "no:terminal",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    ]
     if junit is not None:
         args += ["--junit-xml", str(junit)]
     code = pytest.main(args, plugins=[plugin])
@@ -246,9 +257,11 @@ def verify_cluster(
         try:
             with connected(connection) as host:
                 report.outcomes = run_specs(
-                    host, {"image": None, "node": contract},
-                    spec_files((Layer.NODE,), roles.names), node_junit,
-                )  # fmt: skip
+                    host,
+                    {"image": None, "node": contract},
+                    spec_files((Layer.NODE,), roles.names),
+                    node_junit,
+                )
         except UserError as exc:
             rows.append((node, exc.message))
             continue
@@ -293,10 +306,13 @@ def cluster_lines(rows: list[tuple[Node, Report | str]]) -> list[str]:
         seen = [s for o in result.outcomes for s in o.observations]
         passed = sum(1 for s in seen if s.passed)
         first = next(
-            (f"{s.what}: expected {_shown(s.expected)}, found {_shown(s.found)}"
-             for s in seen if not s.passed),
+            (
+                f"{s.what}: expected {_shown(s.expected)}, found {_shown(s.found)}"
+                for s in seen
+                if not s.passed
+            ),
             next((o.error for o in result.failed if not o.observations), ""),
-        )  # fmt: skip
+        )
         table.append((node.hostname, ",".join(node.roles), f"{passed}/{len(seen)}", first))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     return [

@@ -34,8 +34,10 @@ class MotoServer:
         self.log = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -66,9 +68,12 @@ def client(service: str, region: str, endpoint: str) -> Any:
     import boto3
 
     return boto3.client(
-        service, region_name=region, endpoint_url=endpoint,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+        service,
+        region_name=region,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def sparse_image(path: Path, size: int, regions: list[tuple[int, int]], seed: int = 7) -> int:

@@ -132,9 +132,14 @@ class _Handler(BaseHTTPRequestHandler):
                 shared.bodies.append({key: values[0] for key, values in parsed.items()})
         if outcome == "denied":
             if json_api:
-                self._reply(403, b'{"__type":"AccessDeniedException","message":"denied by test"}',
-                            {"Content-Type": "application/json",
-                             "x-amzn-ErrorType": "AccessDeniedException"})  # fmt: skip
+                self._reply(
+                    403,
+                    b'{"__type":"AccessDeniedException","message":"denied by test"}',
+                    {
+                        "Content-Type": "application/json",
+                        "x-amzn-ErrorType": "AccessDeniedException",
+                    },
+                )
             else:
                 denied = EC2_THROTTLE.replace(b"RequestLimitExceeded", b"UnauthorizedOperation")
                 denied = denied.replace(b"Request limit exceeded.", b"You are not authorized.")
@@ -142,16 +147,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if outcome == "throttle":
             if json_api:
-                headers = {"Content-Type": "application/json",
-                           "x-amzn-ErrorType": "ThrottlingException"}  # fmt: skip
+                headers = {
+                    "Content-Type": "application/json",
+                    "x-amzn-ErrorType": "ThrottlingException",
+                }
                 self._reply(400, EBS_THROTTLE, headers)
             else:
                 self._reply(503, EC2_THROTTLE, {"Content-Type": "text/xml"})
             return
         if outcome == "error":
             if json_api:
-                self._reply(500, JSON_INTERNAL, {"Content-Type": "application/json",
-                                                "x-amzn-ErrorType": "InternalFailure"})  # fmt: skip
+                self._reply(
+                    500,
+                    JSON_INTERNAL,
+                    {"Content-Type": "application/json", "x-amzn-ErrorType": "InternalFailure"},
+                )
             else:
                 self._reply(500, EC2_INTERNAL, {"Content-Type": "text/xml"})
             return
@@ -165,10 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             answer = response.read()
             answer_headers = {
-                k: v for k, v in response.getheaders()
-                if k.lower() not in ("content-length", "connection", "transfer-encoding",
-                                     "server", "date")
-            }  # fmt: skip
+                k: v
+                for k, v in response.getheaders()
+                if k.lower()
+                not in ("content-length", "connection", "transfer-encoding", "server", "date")
+            }
         finally:
             upstream.close()
         if outcome == "drop":

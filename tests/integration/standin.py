@@ -38,8 +38,12 @@ def build_standin() -> Path:
         require_tool(tool)
     result = subprocess.run(
         ["bash", str(STANDIN_SCRIPTS / "build.sh"), str(CACHE / "standin")],
-        capture_output=True, text=True, timeout=3600, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"stand-in build failed:\n{result.stderr[-4000:]}")
     return Path(result.stdout.strip().splitlines()[-1])
@@ -71,9 +75,11 @@ def configured_image(standin: Path, provision: str, label: str) -> Path:
         script.chmod(0o700)
         subprocess.run(
             ["chroot", str(mount), "/root/builder-provision.sh", "configure", "seal"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )  # fmt: skip
+        )
         script.unlink()
     finally:
         for path in reversed(mounted):
@@ -95,11 +101,30 @@ class Vm:
 
     def ssh(self, command: str, check: bool = True) -> str:
         result = subprocess.run(
-            ["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-             "-o", "ConnectTimeout=10", f"{self.user}@127.0.0.1", command],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [
+                "ssh",
+                "-i",
+                str(self.key),
+                "-p",
+                str(self.port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                f"{self.user}@127.0.0.1",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"ssh {command!r} failed: {result.stderr}")
         return result.stdout
@@ -135,14 +160,30 @@ def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[V
     serial = work / f"serial-{len(list(work.glob('serial-*.log')))}.log"
     port = free_port()
     process = subprocess.Popen(
-        ["qemu-system-x86_64", "-machine", "accel=tcg", "-m", "1024", "-nographic",
-         "-monitor", "none", "-serial", f"file:{serial}",
-         "-drive", f"file={disk},if=virtio,format=qcow2",
-         "-drive", f"file={seed},media=cdrom,format=raw,readonly=on",
-         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-         "-device", "virtio-net-pci,netdev=n0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "qemu-system-x86_64",
+            "-machine",
+            "accel=tcg",
+            "-m",
+            "1024",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{serial}",
+            "-drive",
+            f"file={disk},if=virtio,format=qcow2",
+            "-drive",
+            f"file={seed},media=cdrom,format=raw,readonly=on",
+            "-netdev",
+            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     vm = Vm(process, serial, port, key, user)
     try:
         _wait_for(lambda: _cloud_init_finished(vm), "cloud-init final stage", BOOT_DEADLINE, vm)

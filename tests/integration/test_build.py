@@ -37,8 +37,19 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
     iso = standin / ISO_NAME
     checksum = f"sha256:{sha256_of(iso)}"
-    args = ["--config", str(config), "build", "slave", "--verify", "--iso", str(iso),
-            "--iso-checksum", checksum, "--out", str(root / "output")]  # fmt: skip
+    args = [
+        "--config",
+        str(config),
+        "build",
+        "slave",
+        "--verify",
+        "--iso",
+        str(iso),
+        "--iso-checksum",
+        checksum,
+        "--out",
+        str(root / "output"),
+    ]
     earlier = root / "output" / "slave"  # an earlier build's leftover and an installer ISO
     earlier.mkdir(parents=True)
     (earlier / "old-image.qcow2").write_bytes(b"stale")
@@ -49,19 +60,38 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     broken = root / "broken-config"
     shutil.copytree(config, broken)
     slave = broken / "roles" / "slave.yaml"
-    slave.write_text(slave.read_text().replace("packages: [mesos, docker]",
-                                               "packages: [mesos, docker, mesos-dns]"))  # fmt: skip
+    slave.write_text(
+        slave.read_text().replace(
+            "packages: [mesos, docker]", "packages: [mesos, docker, mesos-dns]"
+        )
+    )
     failing = subprocess.Popen(
-        [sys.executable, "-m", "builder", "--config", str(broken), *args[2:-2],
-         "--out", str(root / "broken-output")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(broken),
+            *args[2:-2],
+            "--out",
+            str(root / "broken-output"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "builder", *args, "--json"], capture_output=True, text=True,
-            cwd=root, timeout=3600, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [sys.executable, "-m", "builder", *args, "--json"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=3600,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         failed_out, failed_err = failing.communicate(timeout=3600)
     finally:
         if failing.poll() is None:
@@ -70,16 +100,30 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     failed = (failing.returncode, failed_out + failed_err, root / "broken-output")
-    return {"root": root, "config": config, "args": args, "events": events,
-            "output": root / "output" / "slave", "failing": failed}  # fmt: skip
+    return {
+        "root": root,
+        "config": config,
+        "args": args,
+        "events": events,
+        "output": root / "output" / "slave",
+        "failing": failed,
+    }
 
 
 def test_progress_went_through_every_step(built: dict[str, object]) -> None:
     events = built["events"]
     assert isinstance(events, list)
     steps = [e["detail"] for e in events if e["event"] == "step"]
-    wanted = ["booting", "typing boot command", "installing, waiting for SSH", "connected",
-              "provisioning", "shutting down", "exporting", "converting to raw"]  # fmt: skip
+    wanted = [
+        "booting",
+        "typing boot command",
+        "installing, waiting for SSH",
+        "connected",
+        "provisioning",
+        "shutting down",
+        "exporting",
+        "converting to raw",
+    ]
     assert [s for s in steps if s in wanted] == wanted
     assert events[-1]["event"] == "done"
 
@@ -154,7 +198,7 @@ def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> No
         "files holding the build key (builder-build-key)",
         "SSH host keys in /etc/ssh",
     ):
-        assert check in checks  # fmt: skip
+        assert check in checks
     log = (output / "build.log").read_text()
     # shell-local opens the connection before seal; the specs run over it after seal.
     connect, seal = log.index("Running local shell script"), log.index("builder-provision: seal")
@@ -266,8 +310,9 @@ def test_packer_failure_is_reported_with_its_log(
 def test_bad_iso_arguments(
     standin: Path, builder_cli: CliRun, tmp_path: Path, extra: list[str], message: str
 ) -> None:
-    result = builder_cli("build", "slave", "--iso", str(standin / ISO_NAME), *extra,
-                         "--out", str(tmp_path / "out"))  # fmt: skip
+    result = builder_cli(
+        "build", "slave", "--iso", str(standin / ISO_NAME), *extra, "--out", str(tmp_path / "out")
+    )
     assert result.returncode == 2
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert message in error
@@ -277,16 +322,30 @@ def test_bad_iso_arguments(
 def test_not_an_installer(builder_cli: CliRun, tmp_path: Path) -> None:
     assert builder_cli("seed", "test167", "--out", "s").returncode == 0
     seed = tmp_path / "s" / "test167-cidata.iso"
-    result = builder_cli("build", "slave", "--iso", str(seed), "--iso-checksum",
-                         f"sha256:{sha256_of(seed)}", "--out", "out")  # fmt: skip
+    result = builder_cli(
+        "build",
+        "slave",
+        "--iso",
+        str(seed),
+        "--iso-checksum",
+        f"sha256:{sha256_of(seed)}",
+        "--out",
+        "out",
+    )
     assert result.returncode == 2
     assert f"error: {seed}: not an installer ISO: no kernel at " in result.stderr
     assert not (tmp_path / "out" / "slave").exists()
 
 
 def test_missing_iso_file(builder_cli: CliRun, tmp_path: Path) -> None:
-    result = builder_cli("build", "slave", "--iso", str(tmp_path / "none.iso"),
-                         "--iso-checksum", "sha256:" + "0" * 64)  # fmt: skip
+    result = builder_cli(
+        "build",
+        "slave",
+        "--iso",
+        str(tmp_path / "none.iso"),
+        "--iso-checksum",
+        "sha256:" + "0" * 64,
+    )
     assert result.returncode == 2
     assert f"error: {tmp_path / 'none.iso'}: no such ISO file" in result.stderr.splitlines()
 
@@ -296,9 +355,13 @@ def test_missing_packer_names_the_package(tmp_path: Path) -> None:
     empty.mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "builder", "build", "slave", "--target", "ami"],
-        env={"PATH": str(empty), "HOME": str(tmp_path)}, capture_output=True, text=True,
-        cwd=tmp_path, check=False, timeout=120,
-    )  # fmt: skip
+        env={"PATH": str(empty), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: packer is not installed",
@@ -316,22 +379,40 @@ def test_require_kvm_stops_where_kvm_does_not_work(standin: Path, tmp_path: Path
     (cache / "accelerator.json").write_text(
         json.dumps({f"{boot_id}:{digest}": {"works": False, "detail": "vmlinuz did not start"}})
     )
-    args = ["build", "slave", "--iso", str(iso), "--iso-checksum", f"sha256:{digest}",
-            "--out", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "build",
+        "slave",
+        "--iso",
+        str(iso),
+        "--iso-checksum",
+        f"sha256:{digest}",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, "-m", "builder", *args, "--require-kvm"], env=env, capture_output=True,
-        text=True, cwd=tmp_path, check=False, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "builder", *args, "--require-kvm"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr
     expected = "error: KVM does not work here (vmlinuz did not start (remembered))"
     assert f"{expected} and --require-kvm is set" in result.stderr.splitlines()
     assert not (tmp_path / "out" / "slave").exists()
     if Path("/dev/kvm").exists():
         dry = subprocess.run(
-            [sys.executable, "-m", "builder", *args, "--dry-run"], env=env, capture_output=True,
-            text=True, cwd=tmp_path, check=True, timeout=300,
-        )  # fmt: skip
+            [sys.executable, "-m", "builder", *args, "--dry-run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=True,
+            timeout=300,
+        )
         [plan] = json.loads(dry.stdout)
         assert plan["variables"]["accelerator"] == "tcg"
         assert plan["variables"]["ssh_timeout"] == "14400s"  # 60m, 4x under TCG

@@ -164,11 +164,28 @@ def builder_verify(booted: Booted, vm: Vm, *args: str, host: bool = True) -> Ver
     junit = booted.work / f"verify-{len(list(booted.work.glob('verify-*.xml')))}.xml"
     target = ["--host", f"ssh://{DEFAULT_USER}@127.0.0.1:{vm.port}"] if host else []
     result = subprocess.run(
-        [sys.executable, "-m", "builder", "--config", str(booted.loaded.directory), "verify",
-         *args, *target, "--ssh-identity", str(booted.key), "--ssh-config", str(ssh_config),
-         "--junit-xml", str(junit)],
-        capture_output=True, text=True, timeout=600, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(booted.loaded.directory),
+            "verify",
+            *args,
+            *target,
+            "--ssh-identity",
+            str(booted.key),
+            "--ssh-config",
+            str(ssh_config),
+            "--junit-xml",
+            str(junit),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     checks: dict[str, tuple[str, str, bool]] = {}
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our own report
@@ -295,11 +312,26 @@ def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
         "  LogLevel ERROR\n  IdentitiesOnly yes\n  ConnectTimeout 10\n"
     )
     table = subprocess.run(
-        [sys.executable, "-m", "builder", "--config", str(booted.loaded.directory), "verify",
-         "--cluster", "--ssh-user", DEFAULT_USER, "--ssh-identity", str(booted.key),
-         "--ssh-config", str(cluster_ssh)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(booted.loaded.directory),
+            "verify",
+            "--cluster",
+            "--ssh-user",
+            DEFAULT_USER,
+            "--ssh-identity",
+            str(booted.key),
+            "--ssh-config",
+            str(cluster_ssh),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert table.returncode == 1, table.stdout + table.stderr
     header, first, second = table.stdout.splitlines()
     assert header.split()[:3] == ["NODE", "ROLES", "PASSED"]

@@ -40,13 +40,26 @@ OVMF = Path("/usr/share/ovmf/OVMF.fd")
 # with a dependency that is no role package (mesos-libs) and one through a
 # virtual provide (java: "jre-headless").
 MASTER_RPMS = {
-    "cloud-init": [], "cloud-utils-growpart": [], "firewalld": [],
-    "java-1.8.0-openjdk-headless": [], "mesosphere-zookeeper": ["jre-headless"],
-    "mesos": ["mesos-libs"], "mesos-libs": [], "marathon": ["jre-headless"], "chronos": ["mesos"],
-}  # fmt: skip
-MASTER_PACKAGES = ["cloud-init", "cloud-utils-growpart", "firewalld",
-                   "java-1.8.0-openjdk-headless", "mesosphere-zookeeper", "mesos", "marathon",
-                   "chronos"]  # fmt: skip
+    "cloud-init": [],
+    "cloud-utils-growpart": [],
+    "firewalld": [],
+    "java-1.8.0-openjdk-headless": [],
+    "mesosphere-zookeeper": ["jre-headless"],
+    "mesos": ["mesos-libs"],
+    "mesos-libs": [],
+    "marathon": ["jre-headless"],
+    "chronos": ["mesos"],
+}
+MASTER_PACKAGES = [
+    "cloud-init",
+    "cloud-utils-growpart",
+    "firewalld",
+    "java-1.8.0-openjdk-headless",
+    "mesosphere-zookeeper",
+    "mesos",
+    "marathon",
+    "chronos",
+]
 
 
 def _rpm_dir(out: Path, skip: str = "") -> Path:
@@ -59,14 +72,29 @@ def _rpm_dir(out: Path, skip: str = "") -> Path:
 
 def _builder(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "builder", *args], capture_output=True, text=True, cwd=cwd,
-        timeout=900, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "builder", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=900,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _remaster(source: Path, role: str, out: Path, repo_dir: Path | None = None) -> Path:
-    args = ["build", role, "--target", "iso", "--iso", str(source),
-            "--iso-checksum", checksum_option(source), "--out", str(out)]  # fmt: skip
+    args = [
+        "build",
+        role,
+        "--target",
+        "iso",
+        "--iso",
+        str(source),
+        "--iso-checksum",
+        checksum_option(source),
+        "--out",
+        str(out),
+    ]
     if repo_dir is not None:
         args += ["--repo-dir", str(repo_dir)]
     result = _builder(*args, cwd=out.parent)
@@ -79,8 +107,9 @@ def _remaster(source: Path, role: str, out: Path, repo_dir: Path | None = None) 
 def _extract(iso: Path, iso_path: str, target: Path) -> Path:
     subprocess.run(
         ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", iso_path, str(target)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
@@ -112,9 +141,19 @@ def isos(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 @pytest.mark.parametrize("role", ["slave", "master"])
 def test_boot_entries_volume_id_hybrid_and_md5(isos: dict[str, Path], role: str) -> None:
     report = subprocess.run(
-        ["xorriso", "-indev", str(isos[role]), "-report_el_torito", "plain",
-         "-report_system_area", "plain"], capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            "xorriso",
+            "-indev",
+            str(isos[role]),
+            "-report_el_torito",
+            "plain",
+            "-report_system_area",
+            "plain",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     text = report.stdout + report.stderr
     assert "Volume id    : 'CentOS 7 x86_64'" in text
     entries = re.findall(r"^El Torito boot img :\s+\d+\s+(\w+)", text, re.M)
@@ -159,8 +198,10 @@ def test_kickstart_and_menus_on_the_media(isos: dict[str, Path], role: str, tmp_
     isolinux = _extract(iso, "/isolinux/isolinux.cfg", tmp_path / "isolinux.cfg").read_text()
     grub = _extract(iso, "/EFI/BOOT/grub.cfg", tmp_path / "grub.cfg").read_text()
     efiboot = _extract(iso, "/images/efiboot.img", tmp_path / "efiboot.img")
-    subprocess.run(["mcopy", "-n", "-i", str(efiboot), "::/EFI/BOOT/grub.cfg",
-                    str(tmp_path / "inner.cfg")], check=True)  # fmt: skip
+    subprocess.run(
+        ["mcopy", "-n", "-i", str(efiboot), "::/EFI/BOOT/grub.cfg", str(tmp_path / "inner.cfg")],
+        check=True,
+    )
     inner = (tmp_path / "inner.cfg").read_text()
     assert f" {ks_arg}\n" in isolinux
     assert "timeout 50\n" in isolinux
@@ -173,12 +214,31 @@ def test_kickstart_and_menus_on_the_media(isos: dict[str, Path], role: str, tmp_
 def _resolve(repo: Path, root: Path, packages: list[str]) -> subprocess.CompletedProcess[str]:
     """Debian's dnf: resolve and fetch `packages` from the repository only, into root."""
     return subprocess.run(
-        [require_tool("dnf"), "--installroot", str(root), "--releasever", "7",
-         "--setopt=reposdir=/nonexistent", "--setopt=cachedir=" + str(root / "cache"),
-         "--repofrompath", f"offline,{repo.as_uri()}", "--repo", "offline", "--nogpgcheck",
-         "-y", "install", "--downloadonly", "--downloaddir", str(root / "fetched"), *packages],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            require_tool("dnf"),
+            "--installroot",
+            str(root),
+            "--releasever",
+            "7",
+            "--setopt=reposdir=/nonexistent",
+            "--setopt=cachedir=" + str(root / "cache"),
+            "--repofrompath",
+            f"offline,{repo.as_uri()}",
+            "--repo",
+            "offline",
+            "--nogpgcheck",
+            "-y",
+            "install",
+            "--downloadonly",
+            "--downloaddir",
+            str(root / "fetched"),
+            *packages,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_offline_repo_on_the_iso_resolves_with_dnf(isos: dict[str, Path], tmp_path: Path) -> None:
@@ -220,11 +280,31 @@ def _start_install(iso: Path, work: Path, firmware: list[str]) -> Install:
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "2560M"], check=True)
     serial = work / "serial.log"
     process = subprocess.Popen(
-        ["qemu-system-x86_64", "-machine", "accel=tcg", "-m", "1024", *firmware, "-nographic",
-         "-monitor", "none", "-serial", f"file:{serial}", "-cdrom", str(iso), "-boot", "d",
-         "-net", "none", "-drive", f"file={disk},if=virtio,format=qcow2"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "qemu-system-x86_64",
+            "-machine",
+            "accel=tcg",
+            "-m",
+            "1024",
+            *firmware,
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{serial}",
+            "-cdrom",
+            str(iso),
+            "-boot",
+            "d",
+            "-net",
+            "none",
+            "-drive",
+            f"file={disk},if=virtio,format=qcow2",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return Install(process, serial, disk, time.monotonic())
 
 

@@ -30,7 +30,7 @@ from tests.integration.awsemu import (
     read_back,
     scattered,
     sparse_image,
-)  # fmt: skip
+)
 from tests.integration.faultproxy import FaultProxy, Faults
 
 pytestmark = pytest.mark.integration
@@ -50,13 +50,21 @@ def publish(
     endpoint: str, *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     environment = {
-        **os.environ, **CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true",
-        "BUILDER_PROGRESS_INTERVAL": "0.2", **(env or {}),
-    }  # fmt: skip
+        **os.environ,
+        **CREDENTIALS,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "BUILDER_PROGRESS_INTERVAL": "0.2",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "builder", "publish", *args, "--endpoint-url", endpoint],
-        cwd=cwd, env=environment, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def images_named(endpoint: str, region: str, name: str) -> list[dict[str, Any]]:
@@ -71,8 +79,19 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
     image = tmp_path / "master.raw"
     data = sparse_image(image, 2 * GIB, scattered(2 * GIB, 300 * MIB, 12))
     assert data == 300 * MIB
-    args = ["master", "--image", str(image), "--region", "us-east-1", "--copy-to",
-            "eu-west-1", "--share", ACCOUNT, "--ssm-prefix", "/e2e"]  # fmt: skip
+    args = [
+        "master",
+        "--image",
+        str(image),
+        "--region",
+        "us-east-1",
+        "--copy-to",
+        "eu-west-1",
+        "--share",
+        ACCOUNT,
+        "--ssm-prefix",
+        "/e2e",
+    ]
     first = publish(moto.url, *args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     manifest = json.loads((tmp_path / "master.raw.publish.json").read_text())
@@ -119,8 +138,19 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
     second = since_next_second()
     newer = tmp_path / "newer.raw"
     sparse_image(newer, 64 * MIB, [(0, 2 * MIB)], seed=second)
-    published = publish(moto.url, "master", "--image", str(newer), "--region", "us-east-1",
-                        "--copy-to", "eu-west-1", "--ssm-prefix", "/e2e", cwd=tmp_path)  # fmt: skip
+    published = publish(
+        moto.url,
+        "master",
+        "--image",
+        str(newer),
+        "--region",
+        "us-east-1",
+        "--copy-to",
+        "eu-west-1",
+        "--ssm-prefix",
+        "/e2e",
+        cwd=tmp_path,
+    )
     assert published.returncode == 0, published.stderr
     newer_manifest = json.loads((tmp_path / "newer.raw.publish.json").read_text())
     for region, entry in newer_manifest["regions"].items():
@@ -156,13 +186,24 @@ def test_publish_encrypted_uploads_zero_blocks(moto: MotoServer, tmp_path: Path)
     """Encrypted: an absent block would not read back as zeros, so every block is sent."""
     image = tmp_path / "slave.raw"
     sparse_image(image, 48 * MIB, scattered(48 * MIB, 6 * MIB, 3))
-    result = publish(moto.url, "slave", "--image", str(image), "--region", "us-east-1",
-                     "--encrypted", "--name", "encrypted-slave", cwd=tmp_path)  # fmt: skip
+    result = publish(
+        moto.url,
+        "slave",
+        "--image",
+        str(image),
+        "--region",
+        "us-east-1",
+        "--encrypted",
+        "--name",
+        "encrypted-slave",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "slave.raw.publish.json").read_text())
     assert manifest["snapshot"]["encrypted"] is True
-    counts = read_back(client("ebs", "us-east-1", moto.url), manifest["snapshot"]["id"], image,
-                       encrypted=True)  # fmt: skip
+    counts = read_back(
+        client("ebs", "us-east-1", moto.url), manifest["snapshot"]["id"], image, encrypted=True
+    )
     assert counts.absent == 0
     assert counts.present == 48 * MIB // BLOCK
     assert counts.zero_present > 0
@@ -182,10 +223,24 @@ def test_publish_through_faults(moto: MotoServer, tmp_path: Path) -> None:
     faults = Faults(throttle=0.06, error=0.05, drop=0.05, slow=0.04, slow_seconds=4.0, seed=3)
     proxy = FaultProxy(moto.url, faults)
     try:
-        result = publish(proxy.url, "slave", "--image", str(image), "--region", "us-east-1",
-                         "--copy-to", "eu-west-1", "--share", ACCOUNT, "--name", "faulty-slave",
-                         "--ssm-prefix", "/faults", cwd=tmp_path,
-                         env={"BUILDER_AWS_TIMEOUT": "3"})  # fmt: skip
+        result = publish(
+            proxy.url,
+            "slave",
+            "--image",
+            str(image),
+            "--region",
+            "us-east-1",
+            "--copy-to",
+            "eu-west-1",
+            "--share",
+            ACCOUNT,
+            "--name",
+            "faulty-slave",
+            "--ssm-prefix",
+            "/faults",
+            cwd=tmp_path,
+            env={"BUILDER_AWS_TIMEOUT": "3"},
+        )
     finally:
         proxy.close()
     assert result.returncode == 0, result.stderr
@@ -222,8 +277,17 @@ def test_publish_denied_fails_at_once(moto: MotoServer, tmp_path: Path) -> None:
     sparse_image(image, 16 * MIB, [(0, 1 * MIB)], seed=5)
     proxy = FaultProxy(moto.url, Faults(deny=frozenset({"RegisterImage"})))
     try:
-        result = publish(proxy.url, "master", "--image", str(image), "--region", "us-east-1",
-                         "--name", "denied-master", cwd=tmp_path)  # fmt: skip
+        result = publish(
+            proxy.url,
+            "master",
+            "--image",
+            str(image),
+            "--region",
+            "us-east-1",
+            "--name",
+            "denied-master",
+            cwd=tmp_path,
+        )
     finally:
         proxy.close()
     assert result.returncode == 2, result.stderr
@@ -249,16 +313,30 @@ def test_publish_interrupted_then_resumed(moto: MotoServer, tmp_path: Path) -> N
     sparse_image(image, 128 * MIB, scattered(128 * MIB, 32 * MIB, 2), seed=13)
     proxy = FaultProxy(moto.url, Faults(slow=1.0, slow_seconds=0.05))
     environment = {
-        **os.environ, **CREDENTIALS, "AWS_EC2_METADATA_DISABLED": "true",
+        **os.environ,
+        **CREDENTIALS,
+        "AWS_EC2_METADATA_DISABLED": "true",
         "BUILDER_PROGRESS_INTERVAL": "0.1",
-    }  # fmt: skip
+    }
     args = ["master", "--image", str(image), "--region", "us-east-1", "--name", "killed-master"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "builder", "publish", *args, "--workers", "2",
-         "--endpoint-url", proxy.url],
-        cwd=tmp_path, env=environment, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "publish",
+            *args,
+            "--workers",
+            "2",
+            "--endpoint-url",
+            proxy.url,
+        ],
+        cwd=tmp_path,
+        env=environment,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         text=True,
-    )  # fmt: skip
+    )
     assert process.stderr is not None
     lines = []
     try:
@@ -290,8 +368,11 @@ def test_publish_interrupted_then_resumed(moto: MotoServer, tmp_path: Path) -> N
     assert manifest["regions"]["us-east-1"]["image_id"] == ami["ImageId"]
     assert manifest["snapshot"]["id"] != left
     snapshots = ec2.describe_snapshots(
-        OwnerIds=["self"], Filters=[{"Name": "tag:Name", "Values": ["killed-master"]},
-                                    {"Name": "tag-key", "Values": ["builder:upload"]}],
-    )["Snapshots"]  # fmt: skip
+        OwnerIds=["self"],
+        Filters=[
+            {"Name": "tag:Name", "Values": ["killed-master"]},
+            {"Name": "tag-key", "Values": ["builder:upload"]},
+        ],
+    )["Snapshots"]
     assert [s["SnapshotId"] for s in snapshots] == [manifest["snapshot"]["id"]]
     read_back(client("ebs", "us-east-1", moto.url), manifest["snapshot"]["id"], image, False)

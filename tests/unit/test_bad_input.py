@@ -319,9 +319,15 @@ def _iso_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
 
 
 ISO_CASES = [
-    "source missing", "not an ISO", "no isolinux.cfg", "no grub.cfg", "checksum mismatch",
-    "empty repo dir", "missing package", "output not writable",
-]  # fmt: skip
+    "source missing",
+    "not an ISO",
+    "no isolinux.cfg",
+    "no grub.cfg",
+    "checksum mismatch",
+    "empty repo dir",
+    "missing package",
+    "output not writable",
+]
 
 
 @pytest.mark.parametrize("case", ISO_CASES)
@@ -351,9 +357,19 @@ def test_packer_only_flags_with_the_installer_iso(
 ) -> None:
     iso = tmp_path / "source.iso"
     iso.write_bytes(b"never read")
-    result = builder_cli("build", "slave", "--target", "iso", "--iso", str(iso),
-                         "--iso-checksum", "sha256:" + "0" * 64, flag,
-                         "--out", str(tmp_path / "out"))  # fmt: skip
+    result = builder_cli(
+        "build",
+        "slave",
+        "--target",
+        "iso",
+        "--iso",
+        str(iso),
+        "--iso-checksum",
+        "sha256:" + "0" * 64,
+        flag,
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 2
     errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]
     assert len(errors) == 1, result.stderr
@@ -368,8 +384,18 @@ def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> No
     out.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(out)], check=True)
     try:
-        result = builder_cli("build", "slave", "--target", "iso", "--iso", str(iso),
-                             "--iso-checksum", checksum_option(iso), "--out", str(out))  # fmt: skip
+        result = builder_cli(
+            "build",
+            "slave",
+            "--target",
+            "iso",
+            "--iso",
+            str(iso),
+            "--iso-checksum",
+            checksum_option(iso),
+            "--out",
+            str(out),
+        )
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         errors = [entry for entry in result.stderr.splitlines() if entry.startswith("error:")]

@@ -38,10 +38,17 @@ def test_real_log_becomes_steps_in_order() -> None:
         if step and (not steps or steps[-1] != step):
             steps.append(step)
     assert steps == [
-        "downloading ISO", "starting HTTP server", "booting", "waiting for boot",
-        "typing boot command", "installing, waiting for SSH", "connected", "provisioning",
-        "shutting down", "exporting",
-    ]  # fmt: skip
+        "downloading ISO",
+        "starting HTTP server",
+        "booting",
+        "waiting for boot",
+        "typing boot command",
+        "installing, waiting for SSH",
+        "connected",
+        "provisioning",
+        "shutting down",
+        "exporting",
+    ]
 
 
 def test_commas_are_restored() -> None:

@@ -91,8 +91,10 @@ class SpecPlugin:
             ok = found == expected if passed is None else passed
             observations.append(Observation(what, expected, found, ok))
             request.node.user_properties += [
-                ("check", what), ("expected", repr(expected)), ("found", repr(found))
-            ]  # fmt: skip
+                ("check", what),
+                ("expected", repr(expected)),
+                ("found", repr(found)),
+            ]
             if not ok:
                 pytest.fail(f"{what}: expected {expected!r}, found {found!r}", pytrace=False)
 
@@ -129,9 +131,10 @@ class SpecPlugin:
             lines = [line for line in report.longreprtext.splitlines() if line.strip()]
             error = lines[-1].strip() if report.failed and lines else ""
             self.outcomes.append(
-                Outcome(report.nodeid, report.passed,
-                        self._observations.get(report.nodeid, []), error)
-            )  # fmt: skip
+                Outcome(
+                    report.nodeid, report.passed, self._observations.get(report.nodeid, []), error
+                )
+            )
 
 
 # A fetch that works on CentOS 7 (curl) and on a minimal Debian (python3), and

@@ -109,8 +109,12 @@ def test_password_locked_or_hashed(node: Any, account: str, check: Check) -> Non
         found = "SHA-512 hash"
     else:
         found = "empty password" if field == "" else "not a SHA-512 hash"
-    check(f"password of {account}", "locked or SHA-512 hash", found,
-          found in ("locked", "SHA-512 hash"))  # fmt: skip
+    check(
+        f"password of {account}",
+        "locked or SHA-512 hash",
+        found,
+        found in ("locked", "SHA-512 hash"),
+    )
 
 
 def _plaintext_password(line: str) -> bool:
@@ -126,7 +130,10 @@ def _plaintext_password(line: str) -> bool:
 def test_no_plaintext_password_in_kickstarts(node: Any, check: Check) -> None:
     listing = node.run("grep -H -s -E '^(rootpw|user) ' /root/*ks.cfg || true").stdout
     found = sorted(
-        {entry.split(":", 1)[0] for entry in listing.splitlines()
-         if ":" in entry and _plaintext_password(entry.split(":", 1)[1])}
-    )  # fmt: skip
+        {
+            entry.split(":", 1)[0]
+            for entry in listing.splitlines()
+            if ":" in entry and _plaintext_password(entry.split(":", 1)[1])
+        }
+    )
     check("kickstart copies with a plaintext password", [], found)

@@ -40,7 +40,8 @@ def test_other_stack_unit_never_started(node: Any, idle_unit: str, check: Check)
 def test_listening(probe: Probe, listening: tuple[str, int], check: Check) -> None:
     service, port = listening
     found = sorted(
-        address for address in probe.listening()
+        address
+        for address in probe.listening()
         if address.startswith("tcp://") and address.rsplit(":", 1)[1] == str(port)
-    )  # fmt: skip
+    )
     check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))

@@ -36,9 +36,11 @@ def test_mesos_master_state(probe: Probe, contract: NodeContract, check: Check) 
     url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
     state = _json(probe, url)
     flags = state.get("flags", {}) if state else {}
-    check(f"{url} flags zk, quorum",
-          (master.zk_url, str(master.quorum)),
-          (flags.get("zk"), flags.get("quorum")) if state else "no answer")  # fmt: skip
+    check(
+        f"{url} flags zk, quorum",
+        (master.zk_url, str(master.quorum)),
+        (flags.get("zk"), flags.get("quorum")) if state else "no answer",
+    )
 
 
 def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Check) -> None:
@@ -55,8 +57,12 @@ def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Ch
         check(f"{url} registered agents", expected, agents)
     else:
         strangers = [agent for agent in agents if agent not in expected]
-        check(f"{url} registered agents (of {', '.join(expected)})",
-              "only inventory slaves", agents, not strangers)  # fmt: skip
+        check(
+            f"{url} registered agents (of {', '.join(expected)})",
+            "only inventory slaves",
+            agents,
+            not strangers,
+        )
 
 
 def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> None:
@@ -65,8 +71,10 @@ def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> No
     info = _json(probe, url)
     found: object = "no answer"
     if info is not None:
-        found = (info.get("marathon_config", {}).get("master"),
-                 info.get("zookeeper_config", {}).get("zk"))  # fmt: skip
+        found = (
+            info.get("marathon_config", {}).get("master"),
+            info.get("zookeeper_config", {}).get("zk"),
+        )
     check(f"{url} master, zk", (master.zk_url, master.marathon_zk), found)
 
 
@@ -76,7 +84,7 @@ def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:
     _master(contract)
     url = f"http://127.0.0.1:{SERVICE_PORTS['chronos']}/"
     page = probe.http(url)
-    found = "no answer" if page is None else (
-        "an HTML page" if "<html" in page.lower() else page[:60]
-    )  # fmt: skip
+    found = (
+        "no answer" if page is None else ("an HTML page" if "<html" in page.lower() else page[:60])
+    )
     check(f"{url} (Chronos UI)", "an HTML page", found)

@@ -102,10 +102,23 @@ def test_label_escaping() -> None:
 def test_remaster_argv_replays_the_boot_setup() -> None:
     files = {"/ks.cfg": Path("/w/ks.cfg"), "/images/efiboot.img": Path("/w/efiboot.img")}
     assert remaster_argv(Path("/src.iso"), Path("/out.iso"), files) == [
-        "xorriso", "-stdio_sync", "off", "-indev", "/src.iso", "-outdev", "/out.iso",
-        "-boot_image", "any", "replay",
-        "-map", "/w/ks.cfg", "/ks.cfg", "-map", "/w/efiboot.img", "/images/efiboot.img",
-    ]  # fmt: skip
+        "xorriso",
+        "-stdio_sync",
+        "off",
+        "-indev",
+        "/src.iso",
+        "-outdev",
+        "/out.iso",
+        "-boot_image",
+        "any",
+        "replay",
+        "-map",
+        "/w/ks.cfg",
+        "/ks.cfg",
+        "-map",
+        "/w/efiboot.img",
+        "/images/efiboot.img",
+    ]
 
 
 def test_offline_kickstart_installs_from_the_media(loaded: LoadedConfig) -> None:

@@ -16,7 +16,7 @@ from builder.publish.ebs_upload import (
     data_extents,
     linear_checksum,
     volume_gib,
-)  # fmt: skip
+)
 from tests.conftest import require_tool
 
 

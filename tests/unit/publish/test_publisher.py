@@ -19,15 +19,23 @@ NOWHERE = "http://127.0.0.1:9"
 
 def run(tmp_path: Path, *args: str, credentials: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true",
-               AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))  # fmt: skip
+    env.update(
+        HOME=str(tmp_path),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+    )
     if credentials:
         env.update(CREDENTIALS)
     return subprocess.run(
         [sys.executable, "-m", "builder", "publish", *args, "--endpoint-url", NOWHERE],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -41,26 +49,50 @@ def image(tmp_path: Path) -> Path:
     ("args", "credentials", "message"),
     [
         (["--region", "us-easst-1"], True, "error: unknown AWS region 'us-easst-1'"),
-        (["--region", "us-east-1", "--copy-to", "mars-1"], True,
-         "error: unknown AWS region 'mars-1'"),
+        (
+            ["--region", "us-east-1", "--copy-to", "mars-1"],
+            True,
+            "error: unknown AWS region 'mars-1'",
+        ),
         ([], True, "error: no AWS region: give --region or set AWS_REGION / a profile's region"),
-        (["--region", "us-east-1"], False,
-         "error: no AWS credentials found (environment, ~/.aws/credentials, --profile, "
-         "instance role)"),
-        (["--region", "us-east-1", "--profile", "nope"], True,
-         "error: --profile nope: no such AWS profile"),
-        (["--region", "us-east-1", "--share", "12345"], True,
-         "error: --share '12345': an AWS account id is 12 digits"),
-        (["--region", "us-east-1", "--name", "x"], True,
-         "error: --name 'x': 3-128 letters, digits, spaces and ( ) [ ] . / ' @ _ -"),
-        (["--region", "us-east-1", "--ssm-prefix", "no-slash"], True,
-         "error: --ssm-prefix 'no-slash': a path such as /mesos-appliance"),
-        (["--region", "us-east-1", "--prune", "--keep", "0"], True,
-         "error: --keep must be at least 1"),
-        (["--region", "us-east-1", "--dry-run"], True,
-         "error: --dry-run goes with --prune (a publish always runs)"),
+        (
+            ["--region", "us-east-1"],
+            False,
+            "error: no AWS credentials found (environment, ~/.aws/credentials, --profile, "
+            "instance role)",
+        ),
+        (
+            ["--region", "us-east-1", "--profile", "nope"],
+            True,
+            "error: --profile nope: no such AWS profile",
+        ),
+        (
+            ["--region", "us-east-1", "--share", "12345"],
+            True,
+            "error: --share '12345': an AWS account id is 12 digits",
+        ),
+        (
+            ["--region", "us-east-1", "--name", "x"],
+            True,
+            "error: --name 'x': 3-128 letters, digits, spaces and ( ) [ ] . / ' @ _ -",
+        ),
+        (
+            ["--region", "us-east-1", "--ssm-prefix", "no-slash"],
+            True,
+            "error: --ssm-prefix 'no-slash': a path such as /mesos-appliance",
+        ),
+        (
+            ["--region", "us-east-1", "--prune", "--keep", "0"],
+            True,
+            "error: --keep must be at least 1",
+        ),
+        (
+            ["--region", "us-east-1", "--dry-run"],
+            True,
+            "error: --dry-run goes with --prune (a publish always runs)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line(
     tmp_path: Path, image: Path, args: list[str], credentials: bool, message: str
 ) -> None:
@@ -84,10 +116,11 @@ def test_the_build_manifest_names_the_image(tmp_path: Path) -> None:
     build.mkdir(parents=True)
     (build / "mesos-master.raw").write_bytes(b"\0" * 512)
     manifest = {
-        "input_digest": "d" * 64, "finished": "2026-11-25T10:00:00+00:00",
+        "input_digest": "d" * 64,
+        "finished": "2026-11-25T10:00:00+00:00",
         "source_iso": {"sha256": "e" * 64},
         "artifacts": [{"path": "mesos-master.raw", "format": "raw", "sha256": "f" * 64}],
-    }  # fmt: skip
+    }
     (build / "manifest.json").write_text(json.dumps(manifest))
     found = find_image(tmp_path / "output", "master", None)
     assert found.path == build / "mesos-master.raw"

@@ -33,8 +33,10 @@ def test_image_contract_is_the_rendered_config(loaded: LoadedConfig) -> None:
     assert files["/etc/builder/roles"] == "slave\n"
     assert [p.name for p in contract.packages] == list(loaded.config.roles["slave"].packages)
     states = {unit.unit: unit.state for unit in contract.units}
-    assert states == {unit: ("disabled" if unit in slave.services else "masked")
-                      for unit in loaded.config.os.stack_units}  # fmt: skip
+    assert states == {
+        unit: ("disabled" if unit in slave.services else "masked")
+        for unit in loaded.config.os.stack_units
+    }
     assert contract.ports == tuple(port.firewalld for port in loaded.config.roles["slave"].ports)
     assert contract.selinux == loaded.config.os.selinux
 
@@ -58,9 +60,12 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
     assert dict(master.files)["/etc/mesos/zk"] == facts.zk_url + "\n"
     assert master.services == facts.services[("master", "slave")]
     assert dict(master.listening) == {
-        "zookeeper": 2181, "mesos-master": 5050, "marathon": 8080, "chronos": 4400,
+        "zookeeper": 2181,
+        "mesos-master": 5050,
+        "marathon": 8080,
+        "chronos": 4400,
         "mesos-slave": 5051,
-    }  # fmt: skip
+    }
     assert master.master is not None
     assert master.master.agents == ("test166", "test167")
     slave = node_contract(loaded, test167, facts)
@@ -73,8 +78,9 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
 def test_spec_files_per_layer_and_role() -> None:
     assert [p.name for p in spec_files([Layer.IMAGE], ("master", "slave"))] == ["test_image.py"]
     assert [p.name for p in spec_files([Layer.NODE], ("slave",))] == [
-        "test_node.py", "test_node_slave.py"
-    ]  # fmt: skip
+        "test_node.py",
+        "test_node_slave.py",
+    ]
     assert all(path.is_file() for path in spec_files(list(Layer), ("master", "slave")))
 
 
@@ -124,8 +130,9 @@ def test_local_image_layer_fails_on_a_machine_that_is_no_image(
 ) -> None:
     """The real specs, testinfra's local backend: this test machine is no slave image."""
     junit = tmp_path / "verify.xml"
-    result = builder_cli("verify", "slave", "--host", "local://", "--layer", "image",
-                         "--junit-xml", str(junit))  # fmt: skip
+    result = builder_cli(
+        "verify", "slave", "--host", "local://", "--layer", "image", "--junit-xml", str(junit)
+    )
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "local:// (image layer)"
@@ -142,18 +149,26 @@ def test_local_image_layer_fails_on_a_machine_that_is_no_image(
     ("args", "message"),
     [
         (["verify", "slave"], "error: name a ROLE and a --host (or use --cluster)"),
-        (["verify", "slave", "--host", "centos@node"],
-         "error: --host 'centos@node': not a host spec"),
+        (
+            ["verify", "slave", "--host", "centos@node"],
+            "error: --host 'centos@node': not a host spec",
+        ),
         (["verify", "nosuch", "--host", "local://"], "error: ROLE: unknown role 'nosuch'"),
         (["verify", "slave", "--cluster"], "error: --cluster takes no ROLE and no --host"),
-        (["verify", "slave", "--host", "ssh://centos@10.0.0.9", "--layer", "node"],
-         "error: cannot tell which node of the cluster ssh://centos@10.0.0.9 is"),
-        (["verify", "slave", "--host", "ssh://centos@x", "--node", "nosuch"],
-         "error: --node 'nosuch': no such node in the cluster (test166, test167)"),
-        (["verify", "master", "--host", "ssh://centos@10.86.255.167"],
-         "error: node test167 has the roles slave, not master"),
+        (
+            ["verify", "slave", "--host", "ssh://centos@10.0.0.9", "--layer", "node"],
+            "error: cannot tell which node of the cluster ssh://centos@10.0.0.9 is",
+        ),
+        (
+            ["verify", "slave", "--host", "ssh://centos@x", "--node", "nosuch"],
+            "error: --node 'nosuch': no such node in the cluster (test166, test167)",
+        ),
+        (
+            ["verify", "master", "--host", "ssh://centos@10.86.255.167"],
+            "error: node test167 has the roles slave, not master",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input(builder_cli: CliRun, args: list[str], message: str) -> None:
     result = builder_cli(*args)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -166,8 +181,16 @@ def test_unreachable_host_is_bad_input(builder_cli: CliRun, tmp_path: Path) -> N
         pytest.skip("no ssh client")
     config = tmp_path / "ssh_config"
     config.write_text("Host *\n  BatchMode yes\n  ConnectTimeout 5\n")
-    result = builder_cli("verify", "slave", "--host", "ssh://centos@127.0.0.1:1",
-                         "--node", "test167", "--ssh-config", str(config))  # fmt: skip
+    result = builder_cli(
+        "verify",
+        "slave",
+        "--host",
+        "ssh://centos@127.0.0.1:1",
+        "--node",
+        "test167",
+        "--ssh-config",
+        str(config),
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: cannot reach ssh://centos@127.0.0.1:1 over SSH: ")
     assert "Connection refused" in result.stderr
