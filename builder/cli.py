@@ -84,11 +84,11 @@ def _load(ctx: click.Context) -> LoadedConfig:
 
 def _packer_version(forced: str | None) -> tuple[int, int, int]:
     from builder.image import packer
-    from builder.render import role as render
+    from builder.render.packer_template import LATEST_KNOWN_PACKER
 
     if forced is not None:
         return packer.parse_version(forced)
-    return packer.installed_version() or render.LATEST_KNOWN_PACKER
+    return packer.installed_version() or LATEST_KNOWN_PACKER
 
 
 PACKER_VERSION_HELP = "Render for this Packer version (default: the installed one)."
@@ -131,7 +131,8 @@ def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | N
     every node's first-boot user-data (cloud-init schema).
     """
     from builder.config.roles import compose, parse_role_names
-    from builder.image.validate import validate_role, validate_seed
+    from builder.firstboot.validate import validate_seed
+    from builder.image.validate import validate_role
 
     loaded = _load(ctx)
     version = _packer_version(packer_version)

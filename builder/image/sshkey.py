@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder import proc
-from builder.render.role import BUILD_KEY_COMMENT
+from builder.render.kickstart import BUILD_KEY_COMMENT
 
 
 @dataclass(frozen=True)

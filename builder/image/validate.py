@@ -1,8 +1,8 @@
 """The ecosystem's own validators, run on freshly rendered output.
 
-pykickstart's RHEL7 grammar (deprecation warnings are errors), `packer
-validate` through python-packer, and `cloud-init schema` for user-data. Each
-returns Problems located by file and line; an empty list means valid.
+pykickstart's RHEL7 grammar (deprecation warnings are errors) and `packer
+validate` through python-packer. Each returns Problems located by file and
+line; an empty list means valid. (A seed's user-data: firstboot/validate.py.)
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from builder import proc
-from builder.config.load import LoadedConfig, SourceFile, format_key
-from builder.config.model import Node
+from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.errors import Problem
 from builder.image import packer
@@ -93,46 +91,6 @@ def validate_packer(
     ]
 
 
-_SCHEMA_ERROR = re.compile(r", (?=[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*: )")
-_YAML_MARK = re.compile(r"format-l(\d+)\.c\d+")
-
-
-def validate_user_data(path: Path, shown: str | None = None) -> list[Problem]:
-    """`cloud-init schema` on a user-data file; key paths located by line."""
-    shown = shown or str(path)
-    result = proc.run(["cloud-init", "schema", "--config-file", str(path)], check=False)
-    if result.returncode == 0:
-        return []
-    text = result.output
-    marker = "Cloud config schema errors: "
-    if marker not in text:
-        return [Problem(shown, None, "", f"cloud-init schema: {text.strip()}")]
-    body = text.split(marker, 1)[1].strip()
-    yaml_error = _YAML_MARK.match(body)
-    if yaml_error:
-        first = body.split(": ", 1)[1].splitlines()[0]
-        return [Problem(shown, int(yaml_error.group(1)), "", f"cloud-init schema: {first}")]
-    source = _user_data_source(path, shown)
-    problems = []
-    for entry in _SCHEMA_ERROR.split(body.splitlines()[0]):
-        key, _, message = entry.partition(": ")
-        parts = [int(part) if part.isdigit() else part for part in key.split(".")]
-        line = source.line_of(parts) if source else None
-        problems.append(Problem(shown, line, format_key(parts), f"cloud-init schema: {message}"))
-    return problems
-
-
-def _user_data_source(path: Path, shown: str) -> SourceFile | None:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-        return SourceFile(shown, text, YAML(typ="safe", pure=True).load(text))
-    except (OSError, YAMLError):
-        return None
-
-
 def validate_role(
     loaded: LoadedConfig, roles: RoleSet, packer_version: tuple[int, int, int]
 ) -> list[Problem]:
@@ -157,14 +115,3 @@ def _sample_build_key() -> str:
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1aWxkZXItdmFsaWRhdGUtc2FtcGxlLWtleS0wMDA "
         "builder-build-key"
     )
-
-
-def validate_seed(loaded: LoadedConfig, node: Node) -> list[Problem]:
-    """`cloud-init schema` on the node's first-boot user-data."""
-    from builder.firstboot.seed import USER_DATA, node_seed
-
-    seed = node_seed(loaded, node)
-    with tempfile.TemporaryDirectory(prefix="builder-seed-") as scratch:
-        path = Path(scratch) / USER_DATA
-        path.write_text(seed.user_data, encoding="utf-8")
-        return validate_user_data(path, f"seed {node.hostname}/{USER_DATA}")

@@ -32,7 +32,8 @@ from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.errors import UserError
 from builder.installer import offline_repo, source_iso
-from builder.render.role import KICKSTART, LATEST_KNOWN_PACKER, render_role
+from builder.render.packer_template import LATEST_KNOWN_PACKER
+from builder.render.role import KICKSTART, render_role
 
 KICKSTART_PATH = "/ks.cfg"
 ISOLINUX_CFG = "/isolinux/isolinux.cfg"

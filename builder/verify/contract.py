@@ -15,7 +15,8 @@ from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SERVICE_PORTS, SLAVE_ROLE, ManagedFile, Node
 from builder.config.roles import RoleSet, compose
 from builder.firstboot.seed import ClusterFacts, fqdn, node_files
-from builder.render.role import BUILD_KEY_COMMENT, role_files, yum_repo_file
+from builder.render.kickstart import BUILD_KEY_COMMENT
+from builder.render.provision import role_files, yum_repo_file
 
 ROLES_FILE = "/etc/builder/roles"
 YUM_REPO_FILE = "/etc/yum.repos.d/builder.repo"

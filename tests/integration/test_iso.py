@@ -28,7 +28,8 @@ import pytest
 from builder.config.load import embedded_config_dir, load_config
 from builder.config.roles import compose
 from builder.installer.remaster import MEDIA_MOUNT, REPO_ON_MEDIA
-from builder.render.role import KICKSTART, LATEST_KNOWN_PACKER, render_role
+from builder.render.packer_template import LATEST_KNOWN_PACKER
+from builder.render.role import KICKSTART, render_role
 from tests.conftest import IN_CI, require_tool
 from tests.installer_media import build_rpm, checksum_option, tiny_installer_iso
 from tests.integration.standin import BOOT_DEADLINE, DiskReader

@@ -9,13 +9,10 @@ import pytest
 
 from builder.config.load import LoadedConfig
 from builder.config.roles import compose
-from builder.image.validate import (
-    validate_kickstart,
-    validate_packer,
-    validate_role,
-    validate_user_data,
-)
-from builder.render.role import LATEST_KNOWN_PACKER, render_role
+from builder.firstboot.validate import validate_user_data
+from builder.image.validate import validate_kickstart, validate_packer, validate_role
+from builder.render.packer_template import LATEST_KNOWN_PACKER
+from builder.render.role import render_role
 from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
 
 pytestmark = pytest.mark.integration

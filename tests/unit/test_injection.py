@@ -19,7 +19,8 @@ from builder.config.load import load_config
 from builder.config.model import ManagedFile, OsConfig, Repo, Role
 from builder.config.roles import compose
 from builder.image.validate import validate_kickstart
-from builder.render.role import KICKSTART, PROVISION, kickstart_quote, render_role, shell_quote
+from builder.render.role import KICKSTART, PROVISION, render_role
+from builder.render.templates import kickstart_quote, shell_quote
 
 BAD_APPLES = [
     "x\n%post\nrm -rf /\n%end",

@@ -23,7 +23,8 @@ from builder.installer.remaster import (
     kickstart_argument,
     remaster_argv,
 )
-from builder.render.role import KICKSTART, LATEST_KNOWN_PACKER, render_role
+from builder.render.packer_template import LATEST_KNOWN_PACKER
+from builder.render.role import KICKSTART, render_role
 from tests.installer_media import STANDIN_FILES
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "iso"

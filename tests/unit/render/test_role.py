@@ -14,14 +14,9 @@ import pytest
 
 from builder.config.load import LoadedConfig
 from builder.config.roles import compose
-from builder.render.role import (
-    KICKSTART,
-    LATEST_KNOWN_PACKER,
-    PROVISION,
-    RenderedRole,
-    UnsafeValue,
-    render_role,
-)
+from builder.render.packer_template import LATEST_KNOWN_PACKER
+from builder.render.role import KICKSTART, PROVISION, RenderedRole, render_role
+from builder.render.templates import UnsafeValue
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
 ROLE_SETS = [("master",), ("slave",), ("master", "slave")]
