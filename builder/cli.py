@@ -549,3 +549,57 @@ def verify(
     for line in checks.report_lines(report):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("roles", nargs=-1, required=True)
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("mirror"),
+    show_default=True,
+    help="The mirror directory (RPMs, repodata/, mirror.lock.json).",
+)
+@click.option("--check", is_flag=True, help="Compare the mirror with its lock; change nothing.")
+@click.option("--update", is_flag=True, help="Resolve again and show what changed in the lock.")
+@click.option("--workers", type=click.IntRange(1, 32), default=8, show_default=True)
+@click.pass_context
+def mirror(
+    ctx: click.Context,
+    roles: tuple[str, ...],
+    directory: Path,
+    check: bool,
+    update: bool,
+    workers: int,
+) -> None:
+    """Mirror what ROLES install (dependencies included) as a pinned, checked repository.
+
+    ROLES are role sets as for build (master slave, or master,slave). The RPMs are
+    resolved by the host's dnf against the configured repositories (CentOS 7,
+    x86_64), checked against their repository's checksums and GPG keys, and
+    pinned in DIR/mirror.lock.json; a second run fetches nothing that is there.
+    """
+    from builder.config.roles import compose, parse_role_names
+    from builder.mirror.mirror import check_mirror, make_mirror
+
+    if check:
+        if update:
+            raise UserError("--check compares with the lock; --update rewrites it: pick one")
+        problems = check_mirror(directory)
+        for problem in problems:
+            click.echo(problem)
+        if problems:
+            raise BuilderError(f"{directory}: {len(problems)} RPM(s) differ from the lock")
+        click.echo(f"{directory}: every RPM matches {directory}/mirror.lock.json")
+        return
+    loaded = _load(ctx)
+    role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
+    result = make_mirror(loaded, role_sets, directory, update=update, workers=workers)
+    for line in result.changes:
+        click.echo(line)
+    mib = result.bytes_fetched / 1024**2
+    click.echo(
+        f"{directory}: {len(result.lock.rpms)} RPMs, {len(result.fetched)} fetched "
+        f"({mib:.1f} MiB), {len(result.reused)} already there; lock {result.lock.digest[:16]}"
+    )

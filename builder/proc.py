@@ -43,6 +43,8 @@ _SECRET_WORDS = re.compile(
     r"(?i)(aws_secret_access_key|aws_session_token|password|passwd|secret)(=|\s+)(\S+)"
 )
 _AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b")
+# user:password@ in a URL (a repository behind basic authentication)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 
 
 class ToolMissing(UserError):
@@ -96,8 +98,9 @@ def last_error_line(output: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Hide passwords and AWS credentials in a string meant for a log."""
+    """Hide passwords, URL credentials and AWS credentials in a string meant for a log."""
     text = _SECRET_WORDS.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}<redacted>@", text)
     return _AWS_KEY_ID.sub("<redacted-key-id>", text)
 
 
