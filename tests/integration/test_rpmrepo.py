@@ -237,7 +237,9 @@ def test_dnf_refuses_the_tampered_package(rpmrepo: RpmRepos, tmp_path: Path) -> 
     root = tmp_path / "root"
     result = _dnf(root, _repos(rpmrepo, "tampered"), rpmrepo.key_url, "install", *BASE, *SLAVE)
     assert result.returncode != 0
-    assert "mesos-1.10.0" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Problem opening package mesos-1.10.0-2.0.1.el7.x86_64.rpm" in output
+    assert "GPG check FAILED" in output
     assert "mesos" not in _installed(root)
 
 
