@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tool
+from tests.integration.rpmrepo import RpmRepos, build_rpmrepo, serve
 from tests.integration.standin import build_standin
 
 
@@ -35,3 +37,11 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return key
+
+
+@pytest.fixture(scope="session")
+def rpmrepo() -> Iterator[RpmRepos]:
+    """The stand-in RPM repositories (tests/fixtures/rpmrepo/), served on 127.0.0.1."""
+    root = build_rpmrepo()
+    with serve(root) as base_url:
+        yield RpmRepos(root, base_url)

@@ -1,0 +1,162 @@
+"""The stand-in RPM repositories for the tests: built once, cached, served on loopback.
+
+tests/fixtures/rpmrepo/ (its README.md is the contract) builds, from one table,
+RPMs under the real package names, a test GPG key, and the variants signed/,
+unsigned/, tampered/ and newer/, each split into the os/, mesos/ and extras/
+repositories. `build_rpmrepo` builds them into the test cache under the digest
+of the fixture's files (and of the stand-in files the payloads come from),
+once: a file lock serialises the pytest-xdist workers and a build is renamed
+into place only when complete. `serve` answers them over HTTP on 127.0.0.1;
+`dead_url` is a loopback URL nothing answers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO, free_port, require_tool
+from tests.integration.standin import CACHE
+
+FIXTURE = REPO / "tests" / "fixtures" / "rpmrepo"
+# The payloads' sources (units, config files, the stand-in daemon) live with the node stand-in.
+PAYLOAD_SOURCES = REPO / "tests" / "fixtures" / "standin" / "files"
+VARIANTS = ("signed", "unsigned", "tampered", "newer")
+REPOS = ("os", "mesos", "extras")
+KEY_NAME = "RPM-GPG-KEY-builder-test"
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(
+        path for path in directory.rglob("*") if path.is_file() and "__pycache__" not in path.parts
+    )
+
+
+def fixture_digest() -> str:
+    """sha256 over the fixture's files and the payload sources (relative names and contents)."""
+    digest = hashlib.sha256()
+    for base in (FIXTURE, PAYLOAD_SOURCES):
+        for path in _files(base):
+            digest.update(f"{base.name}/{path.relative_to(base)}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def build_rpmrepo(cache: Path = CACHE) -> Path:
+    """The cached repository tree (CACHE/rpmrepo/<digest>/), built first when missing."""
+    for tool in ("rpmbuild", "rpmsign", "gpg", "gpgconf", "createrepo_c"):
+        require_tool(tool)
+    parent = cache / "rpmrepo"
+    target = parent / fixture_digest()
+    if (target / "COMPLETE").exists():
+        return target
+    parent.mkdir(parents=True, exist_ok=True)
+    with (parent / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building it
+        if (target / "COMPLETE").exists():
+            return target
+        scratch = Path(tempfile.mkdtemp(prefix=f".build-{target.name}.", dir=parent))
+        try:
+            started = time.monotonic()
+            result = subprocess.run(
+                [sys.executable, str(FIXTURE / "build.py"), str(scratch / "tree")],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"RPM repository build failed:\n{result.stderr[-4000:]}")
+            seconds = time.monotonic() - started
+            (scratch / "tree" / "COMPLETE").write_text(
+                f"digest={target.name}\nseconds={seconds:.1f}\n"
+            )
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover
+            (scratch / "tree").rename(target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+@functools.cache
+def packages() -> list[dict[str, Any]]:
+    """The table's entries (tests/fixtures/rpmrepo/packages.toml)."""
+    table: list[dict[str, Any]] = tomllib.loads((FIXTURE / "packages.toml").read_text())["package"]
+    return table
+
+
+@dataclass(frozen=True)
+class RpmRepos:
+    """The cache tree and, once served, its base URL (ending in /)."""
+
+    root: Path
+    base_url: str = ""
+
+    @property
+    def key(self) -> Path:
+        """The public key every signed RPM verifies with (ASCII armour)."""
+        return self.root / KEY_NAME
+
+    @property
+    def key_url(self) -> str:
+        return self.base_url + KEY_NAME
+
+    def path(self, variant: str, repo: str) -> Path:
+        """A repository directory, e.g. path("signed", "mesos")."""
+        if variant not in VARIANTS or repo not in REPOS:
+            raise ValueError(f"no repository {variant}/{repo}")
+        return self.root / variant / repo
+
+    def url(self, variant: str, repo: str) -> str:
+        self.path(variant, repo)
+        return f"{self.base_url}{variant}/{repo}/"
+
+    def rpm(self, variant: str, name: str) -> Path:
+        """The file of package `name` in a variant (whichever repository holds it)."""
+        (found,) = [
+            path
+            for repo in REPOS
+            for path in self.path(variant, repo).glob(f"{name}-*.rpm")
+            if path.name.rsplit("-", 2)[0] == name
+        ]
+        return found
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """Serve `root` over HTTP on 127.0.0.1 (a free port); yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def dead_url() -> str:
+    """A loopback URL that refuses connections (a port bound, then closed)."""
+    return f"http://127.0.0.1:{free_port()}/"
