@@ -138,14 +138,43 @@ class RpmRepos:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    """Files as a mirror's web server serves them, single byte ranges included (RFC 9110:
+    `Range: bytes=N-` answers 206 with the rest); each request noted in `requests`."""
+
+    def __init__(self, *args: Any, requests: list[tuple[str, str]], **kwargs: Any) -> None:
+        self.requests = requests
+        super().__init__(*args, **kwargs)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def send_head(self) -> Any:
+        self.requests.append((self.path, self.headers.get("Range", "")))
+        wanted = self.headers.get("Range", "")
+        path = Path(self.translate_path(self.path))
+        if not wanted.startswith("bytes=") or not wanted.endswith("-") or not path.is_file():
+            return super().send_head()
+        start, size = int(wanted[6:-1]), path.stat().st_size
+        if start >= size:
+            self.send_error(416)
+            return None
+        handle = path.open("rb")
+        handle.seek(start)
+        self.send_response(206)
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        self.send_header("Content-Length", str(size - start))
+        self.end_headers()
+        return handle
+
 
 @contextmanager
-def serve(root: Path) -> Iterator[str]:
-    """Serve `root` over HTTP on 127.0.0.1 (a free port); yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(root))
+def serve(root: Path, requests: list[tuple[str, str]] | None = None) -> Iterator[str]:
+    """Serve `root` over HTTP on 127.0.0.1 (a free port); yields the base URL. Each
+    request's path and Range header go to `requests` when given."""
+    handler = functools.partial(
+        _QuietHandler, directory=str(root), requests=requests if requests is not None else []
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -160,3 +189,32 @@ def serve(root: Path) -> Iterator[str]:
 def dead_url() -> str:
     """A loopback URL that refuses connections (a port bound, then closed)."""
     return f"http://127.0.0.1:{free_port()}/"
+
+
+def write_config(
+    directory: Path, repos: RpmRepos, variant: str = "signed", urls: dict[str, str] | None = None
+) -> Path:
+    """A copy of the embedded default config whose repositories are these stand-ins:
+    os.yaml's `base` (os/) and `extras` (extras/), the roles' `mesosphere` (mesos/).
+    `urls` replaces a repository's baseurl by name (a dead one, another variant)."""
+    from ruamel.yaml import YAML
+
+    from builder.config.load import embedded_config_dir
+
+    shutil.copytree(embedded_config_dir(), directory, ignore=shutil.ignore_patterns("__*"))
+    chosen = {"base": "os", "extras": "extras", "mesosphere": "mesos"}
+    yaml = YAML()
+
+    def repo(name: str) -> dict[str, Any]:
+        url = (urls or {}).get(name) or repos.url(variant, chosen[name])
+        return {"name": name, "baseurl": url, "gpgkey": [f"file://{repos.key}"]}
+
+    for path, names in [
+        (directory / "os.yaml", ["base", "extras"]),
+        (directory / "roles" / "master.yaml", ["mesosphere"]),
+        (directory / "roles" / "slave.yaml", ["mesosphere"]),
+    ]:
+        document = yaml.load(path)
+        document["repos"] = [repo(name) for name in names]
+        yaml.dump(document, path)
+    return directory
