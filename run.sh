@@ -14,7 +14,7 @@ APT_PACKAGES=(
     openssh-client e2fsprogs dosfstools fdisk mount util-linux gzip
     debootstrap busybox-static isolinux syslinux-common extlinux grub-efi-amd64-bin grub-pc-bin
     nasm rpm file xz-utils zstd
-    dnf gnupg
+    dnf dnf-plugins-core gnupg
 )
 
 as_root() {

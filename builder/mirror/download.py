@@ -49,12 +49,30 @@ class FetchReport:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        while chunk := handle.read(fsutil.CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+class Digests:
+    """The repository's checksum and sha256 of one file, taken in one pass as it is written."""
+
+    def __init__(self, checksum_type: str) -> None:
+        self.hashers = {name: hashlib.new(name) for name in {checksum_type, "sha256"}}
+        self.checksum_type = checksum_type
+
+    def update(self, data: bytes) -> None:
+        for hasher in self.hashers.values():
+            hasher.update(data)
+
+    def feed(self, path: Path) -> Digests:
+        with path.open("rb") as handle:
+            while chunk := handle.read(fsutil.CHUNK):
+                self.update(chunk)
+        return self
+
+    @property
+    def checksum(self) -> str:
+        return self.hashers[self.checksum_type].hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        return self.hashers["sha256"].hexdigest()
 
 
 def fetch_all(
@@ -90,18 +108,16 @@ def fetch_all(
 
 
 def _reuse(fetch: Fetch, path: Path, report: FetchReport) -> bool:
-    """A file already in the mirror with the expected digest (nothing to fetch)."""
-    if not path.is_file() or path.stat().st_size != fetch.package.size:
-        return False
+    """A file already in the mirror with the expected digests (nothing to fetch)."""
     package = fetch.package
-    if file_digest(path, package.checksum_type) != package.checksum:
+    if not path.is_file() or path.stat().st_size != package.size:
         return False
-    sha256 = file_digest(path, "sha256")
-    if fetch.sha256 is not None and sha256 != fetch.sha256:
+    digests = Digests(package.checksum_type).feed(path)
+    if digests.checksum != package.checksum or fetch.sha256 not in (None, digests.sha256):
         return False
     with report.lock:
         report.reused.append(package.nevra)
-        report.sha256[package.nevra] = sha256
+        report.sha256[package.nevra] = digests.sha256
     return True
 
 
@@ -115,50 +131,52 @@ def _fetch_one(
 ) -> None:
     package = fetch.package
     part = partial / f"{package.filename}.part"
-    _download(fetch.url, part, package.size, progress)
-    actual = file_digest(part, package.checksum_type)
-    if actual != package.checksum:
+    digests = _download(fetch.url, part, package, progress)
+    if digests.checksum != package.checksum:
         part.unlink()
         raise RpmRefused(
-            f"{package.filename}: {package.checksum_type} {actual} is not the {package.repo} "
-            f"repository's {package.checksum}: refused"
+            f"{package.filename}: {package.checksum_type} {digests.checksum} is not the "
+            f"{package.repo} repository's {package.checksum}: refused"
         )
-    sha256 = file_digest(part, "sha256")
-    if fetch.sha256 is not None and sha256 != fetch.sha256:
+    if fetch.sha256 not in (None, digests.sha256):
         part.unlink()
         raise RpmRefused(
-            f"{package.filename}: sha256 {sha256} is not the lock's {fetch.sha256}: refused"
+            f"{package.filename}: sha256 {digests.sha256} is not the lock's {fetch.sha256}: refused"
         )
     check_signature(package, part)
     os.replace(part, packages / package.filename)
     with report.lock:
         report.fetched.append(package.nevra)
         report.bytes_fetched += package.size
-        report.sha256[package.nevra] = sha256
+        report.sha256[package.nevra] = digests.sha256
     progress.advance(0, items=1)
 
 
-def _download(url: str, part: Path, size: int, progress: TransferProgress) -> None:
+def _download(url: str, part: Path, package: PinnedPackage, progress: TransferProgress) -> Digests:
+    """The file at `url` into `part` (continuing what is there), hashed on the way."""
     have = part.stat().st_size if part.exists() else 0
-    if have > size:
+    if have > package.size:
         part.unlink()
         have = 0
-    if have == size:
+    if have == package.size:
         progress.advance(have, items=0)
-        return
+        return Digests(package.checksum_type).feed(part)
     request = urllib.request.Request(url)  # noqa: S310 - a configured repository's URL
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
         with urllib.request.urlopen(request, timeout=READ_TIMEOUT) as response:  # noqa: S310
-            resumed = have and response.status == 206
-            if have and not resumed:
-                have = 0  # the server sent the whole file
-            progress.advance(have, items=0)
+            resumed = bool(have) and response.status == 206
+            digests = Digests(package.checksum_type)
+            if resumed:
+                digests.feed(part)
+                progress.advance(have, items=0)
             with part.open("ab" if resumed else "wb") as handle:
                 while chunk := response.read(fsutil.CHUNK):
                     handle.write(chunk)
+                    digests.update(chunk)
                     progress.advance(len(chunk), items=0)
+            return digests
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise BuilderError(f"{proc.redact(url)}: cannot fetch: {reason}") from exc

@@ -23,7 +23,7 @@ from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.errors import UserError
 from builder.mirror import repository
-from builder.mirror.download import PACKAGES_DIR, Fetch, fetch_all, file_digest
+from builder.mirror.download import PACKAGES_DIR, Fetch, fetch_all
 from builder.mirror.lock import LOCK_FILE, LockedRpm, MirrorLock, changes
 from builder.mirror.resolve import PinnedPackage, install_specs, resolve, source_repos
 from builder.mirror.signatures import keyrings
@@ -118,7 +118,7 @@ def check_mirror(directory: Path) -> list[str]:
         path = packages / name
         if not path.is_file():
             problems.append(f"missing: {PACKAGES_DIR}/{name} ({rpm.package.nevra})")
-        elif path.stat().st_size != rpm.package.size or file_digest(path, "sha256") != rpm.sha256:
+        elif path.stat().st_size != rpm.package.size or fsutil.sha256_of(path) != rpm.sha256:
             problems.append(f"changed: {PACKAGES_DIR}/{name} (not the lock's sha256 {rpm.sha256})")
     present = {p.relative_to(directory) for p in directory.rglob("*.rpm") if p.is_file()}
     for extra in sorted(present - {Path(PACKAGES_DIR) / name for name in expected}):
