@@ -5,7 +5,7 @@
 Without --iso it builds against the test stand-in installer ISO
 (tests/fixtures/standin/build.sh, as root). Prints, from one run:
 - the first (cold) build of `slave`, and the median of --noop-runs no-op
-  rebuilds (cache hits), and their ratio;
+  rebuilds (each confirmed a cache hit by its --json events), and their ratio;
 - `master` then `slave` built one after the other, against `master slave`
   built in one command (in parallel), and their ratio.
 Builds run under whatever accelerator `builder` chooses (TCG here).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from builder.config.load import embedded_config_dir
+from builder.progress import EventKind
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,6 +43,19 @@ def timed(argv: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
+
+
+def cache_hit(argv: list[str]) -> float:
+    """One no-op rebuild, timed; its --json events must say it was a cache hit."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [*argv, "--json"], check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    elapsed = time.perf_counter() - start
+    kinds = [json.loads(line)["event"] for line in result.stdout.splitlines() if line]
+    if kinds != [EventKind.CACHED]:
+        raise SystemExit(f"a no-op rebuild was not a cache hit: events {kinds}")
+    return elapsed
 
 
 def main() -> None:
@@ -75,7 +90,7 @@ def main() -> None:
             ]
 
         cold = timed(build("noop", "slave"))
-        noop = statistics.median(timed(build("noop", "slave")) for _ in range(args.noop_runs))
+        noop = statistics.median(cache_hit(build("noop", "slave")) for _ in range(args.noop_runs))
         sequential = timed(build("seq", "master")) + timed(build("seq", "slave"))
         parallel = timed(build("par", "master", "slave"))
     print(f"{'first build (slave)':40} {cold:8.1f} s")

@@ -19,6 +19,8 @@ from builder.errors import BuilderError, Problem, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     from builder.config.load import LoadedConfig
+    from builder.image.build import BuildResult
+    from builder.image.in_build import InBuildChecks
 
 
 class BuilderGroup(click.Group):
@@ -228,24 +230,6 @@ def build(
     if iso and not iso_checksum:
         raise UserError("--iso needs --iso-checksum sha256:HEX")
     role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
-    if target == "iso":
-        from builder.installer.remaster import IsoOptions, build_installer_iso
-
-        if verify:
-            raise UserError(
-                "--verify runs inside a Packer build; for an installer ISO, verify the "
-                "installed node: builder verify ROLE --host ssh://USER@HOST --layer node"
-            )
-        if dry_run:
-            raise UserError("--dry-run is for Packer builds; an installer ISO takes seconds")
-
-        iso_options = IsoOptions(iso=iso, iso_checksum=iso_checksum, output=out, repo_dir=repo_dir)
-        for role_set in role_sets:
-            written = build_installer_iso(loaded, role_set, iso_options)
-            click.echo(f"{role_set.label}: installer ISO: {written}")
-        return
-    if repo_dir is not None:
-        raise UserError("--repo-dir is for --target iso")
     options = BuildOptions(
         target=Target(target),
         iso=iso,
@@ -256,7 +240,8 @@ def build(
         on_error=on_error,
         headful=headful,
         require_kvm=require_kvm,
-        verify=verify,
+        checks=_in_build_checks() if verify else None,
+        repo_dir=repo_dir,
     )
     version = _packer_version(packer_version)
     progress: Progress = (
@@ -268,6 +253,10 @@ def build(
         results = build_all(loaded, role_sets, options, version, progress)
     finally:
         progress.close()
+    _print_builds(results, dry_run, as_json)
+
+
+def _print_builds(results: list[BuildResult], dry_run: bool, as_json: bool) -> None:
     if dry_run:
         plans = [
             {
@@ -282,9 +271,20 @@ def build(
         click.echo(json.dumps(plans, indent=2))
         return
     for result in results:
-        if not as_json:
+        if as_json:
+            continue
+        if result.installer_iso is not None:
+            click.echo(f"{result.roles.label}: installer ISO: {result.installer_iso}")
+        else:
             state = "up to date" if result.cached else "built"
             click.echo(f"{result.roles.label}: {state}: {result.directory}/")
+
+
+def _in_build_checks() -> InBuildChecks:
+    """build --verify: the image specs, run inside the build."""
+    from builder.verify.in_build import ImageSpecsInBuild
+
+    return ImageSpecsInBuild()
 
 
 @main.command()

@@ -1,9 +1,7 @@
-"""Build progress: Packer's machine-readable output as steps, for people or for CI.
+"""Build progress as events, for people or for CI.
 
-`packer build -machine-readable` prints `TIME,TARGET,TYPE,DATA...` lines, with
-commas in the data written as `%!(PACKER_COMMA)`. `parse_line` turns the
-`ui` messages into steps (downloading the ISO, booting, typing the boot
-command, installing, provisioning, shutting down, exporting); two
+A build sends `Event`s of the kinds in `EventKind` (the steps come from
+Packer's machine-readable lines, read in builder/image/packer.py); two
 implementations of `Progress` show them: `ConsoleProgress` (rich, one status
 line per build) and `JsonProgress` (one JSON event per line, for CI systems).
 """
@@ -15,60 +13,36 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-# Packer's ui messages (1.6 and later) -> the step they start.
-STEPS: tuple[tuple[str, str], ...] = (
-    ("Retrieving ISO", "downloading ISO"),
-    ("Creating required virtual machine disks", "creating disk"),
-    ("Creating hard drive", "creating disk"),
-    ("Starting HTTP server", "starting HTTP server"),
-    ("Starting VM, booting from CD-ROM", "booting"),
-    ("Waiting for SSH to become available", "installing, waiting for SSH"),
-    ("Waiting ", "waiting for boot"),
-    ("Typing the boot command", "typing boot command"),
-    ("Connected to SSH", "connected"),
-    ("Provisioning with shell script", "provisioning"),
-    ("Gracefully halting virtual machine", "shutting down"),
-    ("Converting hard drive", "exporting"),
-    ("Running post-processor", "exporting"),
-    ("Launching a source AWS instance", "launching instance"),
-    ("Creating AMI", "creating AMI"),
+
+class EventKind(StrEnum):
+    """What happened to a build; the value is the `event` of a --json line."""
+
+    START = "start"  # Packer started (detail: the build log)
+    STEP = "step"  # a new step (detail: its name)
+    MESSAGE = "message"  # any other line of Packer's (not in --json)
+    WARNING = "warning"  # the build goes on, worse (detail: why)
+    ERROR = "error"  # an error line of Packer's
+    DONE = "done"  # built (detail: the output directory)
+    CACHED = "cached"  # up to date, nothing built (detail: the output directory)
+    FAILED = "failed"  # the build failed (detail: the error)
+
+
+# Kinds that change a build's state on the console.
+STATE_KINDS = frozenset(
+    {EventKind.START, EventKind.STEP, EventKind.DONE, EventKind.CACHED, EventKind.FAILED}
 )
-
-
-@dataclass(frozen=True)
-class PackerLine:
-    timestamp: str
-    target: str
-    kind: str
-    data: tuple[str, ...]
-
-
-def parse_line(line: str) -> PackerLine | None:
-    """One machine-readable line, or None for anything else."""
-    parts = line.rstrip("\n").split(",")
-    if len(parts) < 3 or not parts[0].isdigit():
-        return None
-    data = tuple(part.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n") for part in parts[3:])
-    return PackerLine(parts[0], parts[1], parts[2], data)
-
-
-def step_of(message: str) -> str | None:
-    text = message.split(": ", 1)[-1]
-    for prefix, step in STEPS:
-        if text.startswith(prefix) or f"==> {prefix}" in message:
-            return step
-    return None
 
 
 @dataclass(frozen=True)
 class Event:
     build: str
-    event: str  # start, step, message, error, done, cached, failed
+    event: EventKind
     detail: str = ""
     elapsed: float = 0.0
 
@@ -98,7 +72,7 @@ class JsonProgress:
         self.lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
-        if event.event == "message":
+        if event.event is EventKind.MESSAGE:
             return
         with self.lock:
             self.stream.write(event.as_json() + "\n")
@@ -139,17 +113,17 @@ class ConsoleProgress:
 
     def emit(self, event: Event) -> None:
         with self.lock:
-            if event.event in ("step", "start", "done", "cached", "failed"):
+            if event.event in STATE_KINDS:
                 started = self.state.get(event.build, ("", time.monotonic()))[1]
-                label = event.detail if event.event == "step" else event.event
+                label = event.detail if event.event is EventKind.STEP else str(event.event)
                 self.state[event.build] = (label, started)
                 if self.live:
                     self.live.update(self._render())
                 else:
                     self.console.print(f"{event.build}: {label} ({event.elapsed:.0f} s)")
-            elif event.event == "error":
+            elif event.event is EventKind.ERROR:
                 self.console.print(f"{event.build}: [red]{event.detail}[/red]")
-            elif event.event == "warning":
+            elif event.event is EventKind.WARNING:
                 self.console.print(f"{event.build}: [yellow]warning: {event.detail}[/yellow]")
 
     def close(self) -> None:

@@ -14,6 +14,8 @@ kickstart, provisioning script and template without the per-build key, the
 role and OS config, the Packer version, the ISO's checksum, the target): when
 `output/ROLE/manifest.json` carries the same digest and its artifacts are
 unchanged, the build returns at once.
+
+`--target iso` is dispatched here too: the installer remaster (builder/installer/).
 """
 
 from __future__ import annotations
@@ -21,11 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import shutil
-import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,33 +35,36 @@ from typing import Any
 from builder import __version__, clock, fsutil, proc
 from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
-from builder.errors import BuildFailed, UserError
+from builder.errors import BuilderError, BuildFailed, UserError
 from builder.image import accel, packer
+from builder.image.in_build import InBuildChecks
+from builder.image.manifest import (
+    Artifact,
+    BuildManifest,
+    Fingerprint,
+    ImageFormat,
+    ManifestError,
+    PackerRecord,
+    SourceIso,
+    Tools,
+    image_file,
+)
 from builder.image.sshkey import generate_build_key
 from builder.installer import source_iso
-from builder.installer.remaster import installer_path
-from builder.progress import Event, Progress, parse_line, step_of
+from builder.installer.remaster import IsoOptions, build_installer_iso, installer_path
+from builder.progress import Event, EventKind, Progress
+from builder.render.packer_template import PackerVars
 from builder.render.role import KICKSTART, PACKER_TEMPLATE, PACKER_VARS, PROVISION, render_role
 
-MANIFEST = "manifest.json"
-VERIFY_REPORT = "verify.xml"  # the image specs' JUnit report (build --verify)
-VERIFY_SOCKET = "verify.sock"
-# The in-build SSH connection: no host key to trust (a fresh VM), this key only.
-VERIFY_SSH_CONFIG = """\
-Host *
-  StrictHostKeyChecking no
-  UserKnownHostsFile /dev/null
-  IdentitiesOnly yes
-  LogLevel ERROR
-  ServerAliveInterval 15
-"""
 TCG_TIMEOUT_FACTOR = 4
 MIN_FREE_BYTES = 4 * 1024**3
+LOGS = ("build.log", "serial.log", "packer-debug.log")  # kept when a build fails
 
 
 class Target(StrEnum):
     QEMU = "qemu"
     AMI = "ami"
+    ISO = "iso"
 
 
 PACKER_SOURCE = {Target.QEMU: "qemu.centos7", Target.AMI: "amazon-ebs.centos7"}
@@ -79,7 +81,25 @@ class BuildOptions:
     on_error: str = "cleanup"
     headful: bool = False
     require_kvm: bool = False
-    verify: bool = False
+    checks: InBuildChecks | None = None  # build --verify: run inside the build
+    repo_dir: Path | None = None  # --target iso: an offline repository
+
+    def __post_init__(self) -> None:
+        if self.target is not Target.ISO:
+            if self.repo_dir is not None:
+                raise UserError("--repo-dir is for --target iso")
+            return
+        if self.checks is not None:
+            raise UserError(
+                "--verify runs inside a Packer build; for an installer ISO, verify the "
+                "installed node: builder verify ROLE --host ssh://USER@HOST --layer node"
+            )
+        if self.dry_run:
+            raise UserError("--dry-run is for Packer builds; an installer ISO takes seconds")
+
+    @property
+    def verify(self) -> bool:
+        return self.checks is not None
 
 
 @dataclass
@@ -88,9 +108,46 @@ class BuildResult:
     directory: Path
     cached: bool
     digest: str
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: BuildManifest | None = None
     command: tuple[str, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)
+    installer_iso: Path | None = None  # --target iso
+
+
+@dataclass
+class BuildRun:
+    """One role set's build as it goes: what it was given, and what it found on the way."""
+
+    loaded: LoadedConfig
+    roles: RoleSet
+    options: BuildOptions
+    packer_version: tuple[int, int, int]
+    progress: Progress
+    checksum: str  # the ISO's, sha256:HEX
+    digest: str  # the input digest
+    started: float = field(default_factory=time.monotonic)
+    iso: Path | None = None  # the verified local ISO (qemu)
+    accelerator: str = "none"
+    work: Path = Path()  # output/.SLUG.build-*
+    packer_tmp: Path = Path()  # Packer's own short TMPDIR
+    started_at: str = ""  # when Packer started, UTC
+
+    @property
+    def final(self) -> Path:
+        return self.options.output / self.roles.slug
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.options.output / f"{self.roles.slug}.failed"
+
+    @property
+    def render_dir(self) -> Path:
+        return self.work / "render"
+
+    def emit(self, kind: EventKind, detail: str, elapsed: float | None = None) -> None:
+        if elapsed is None:
+            elapsed = time.monotonic() - self.started
+        self.progress.emit(Event(self.roles.label, kind, detail, elapsed))
 
 
 def input_digest(
@@ -113,145 +170,18 @@ def input_digest(
     return digest.hexdigest()
 
 
-def _fingerprint(path: Path) -> dict[str, int]:
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def cached_result(directory: Path, digest: str) -> BuildManifest | None:
+    """The manifest of an existing build with this digest whose artifacts are untouched.
 
-
-def cached_result(directory: Path, digest: str) -> dict[str, Any] | None:
-    """The manifest of an existing build with this digest whose artifacts are untouched."""
+    The sha256 was taken when the build wrote each file; a file whose size and
+    mtime still match is the file that was hashed."""
     try:
-        manifest: dict[str, Any] = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = BuildManifest.read(directory)
+    except ManifestError:
         return None
-    if manifest.get("input_digest") != digest:
+    if manifest is None or manifest.input_digest != digest or not manifest.unchanged(directory):
         return None
-    for artifact in manifest.get("artifacts", []):
-        path = directory / artifact["path"]
-        # The sha256 was taken when the build wrote the file; a file whose size
-        # and mtime still match is the file that was hashed.
-        if not path.is_file() or _fingerprint(path) != artifact["fingerprint"]:
-            return None
     return manifest
-
-
-@dataclass
-class _Log:
-    """Packer's lines: into the build log, and as progress events."""
-
-    path: Path
-    role: str
-    progress: Progress
-    started: float
-    lines: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    step: str = ""
-
-    def __call__(self, line: str) -> None:
-        with self.lock, self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line if line.endswith("\n") else line + "\n")
-        parsed = parse_line(line)
-        elapsed = time.monotonic() - self.started
-        if parsed is None or parsed.kind != "ui" or len(parsed.data) < 2:
-            return
-        level, message = parsed.data[0], parsed.data[1].strip()
-        self.lines.append(message)
-        if level == "error":
-            self.progress.emit(Event(self.role, "error", message, elapsed))
-            return
-        step = step_of(message)
-        if step and step != self.step:
-            self.step = step
-            self.progress.emit(Event(self.role, "step", step, elapsed))
-        else:
-            self.progress.emit(Event(self.role, "message", message, elapsed))
-
-
-def _packer_variables(
-    loaded: LoadedConfig,
-    work: Path,
-    key: Path,
-    iso: Path | None,
-    iso_checksum: str,
-    accelerator: str,
-    options: BuildOptions,
-) -> dict[str, str]:
-    variables = {
-        "http_directory": str(work / "render"),
-        "provision_script": str(work / "render" / PROVISION),
-        "ssh_private_key_file": str(key),
-        "output_directory": str(work / "packer"),
-        "serial_log": str(work / "serial.log"),
-        "manifest": str(work / "packer-manifest.json"),
-        "accelerator": accelerator,
-        "iso_checksum": iso_checksum,
-        "headless": "false" if options.headful else "true",
-    }
-    if iso is not None:
-        variables["iso_url"] = str(iso)
-    if accelerator == "tcg":
-        variables["ssh_timeout"] = f"{ssh_timeout_seconds(loaded) * TCG_TIMEOUT_FACTOR}s"
-    return variables
-
-
-def verify_command(
-    loaded: LoadedConfig, roles: RoleSet, work: Path, key: Path, packer_tmp: Path
-) -> str:
-    """`builder verify` for the image layer, as Packer's shell-local runs it (it adds --host).
-
-    The control socket lives in Packer's short TMPDIR: a unix socket path is
-    limited to 108 bytes."""
-    ssh_config = packer_tmp / "ssh_config"
-    ssh_config.write_text(VERIFY_SSH_CONFIG)
-    return shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "builder",
-            "--config",
-            str(loaded.directory),
-            "verify",
-            roles.label,
-            "--layer",
-            "image",
-            "--ssh-identity",
-            str(key),
-            "--ssh-config",
-            str(ssh_config),
-            "--control-path",
-            str(packer_tmp / VERIFY_SOCKET),
-            "--junit-xml",
-            str(work / VERIFY_REPORT),
-        ]
-    )
-
-
-def close_verify_master(packer_tmp: Path) -> None:
-    """A master left by a build that failed between opening it and verifying."""
-    socket = packer_tmp / VERIFY_SOCKET
-    if socket.exists():
-        proc.run(["ssh", "-S", str(socket), "-O", "exit", "builder-build"], check=False, timeout=30)
-
-
-def spec_failures(report: Path) -> list[str]:
-    """The failed checks of a JUnit report from builder verify, one line each."""
-    if not report.exists():
-        return []
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(report).getroot()  # noqa: S314 - our own verify run wrote it
-    except ET.ParseError:
-        return []
-    lines = []
-    for case in root.iter("testcase"):
-        problem = case.find("failure")
-        if problem is None:
-            problem = case.find("error")
-        if problem is not None:
-            message = problem.get("message", "").removeprefix("Failed: ")
-            lines.append(f"FAIL {message.splitlines()[0] if message else case.get('name')}")
-    return lines
 
 
 def ssh_timeout_seconds(loaded: LoadedConfig) -> int:
@@ -266,212 +196,277 @@ def build_one(
     packer_version: tuple[int, int, int],
     progress: Progress,
 ) -> BuildResult:
-    os_config = loaded.config.os
-    checksum = options.iso_checksum or os_config.install.iso_checksum
-    source = options.iso or os_config.install.iso_url
+    """One role set through Packer: the cached image, or a fresh build."""
+    checksum = options.iso_checksum or loaded.config.os.install.iso_checksum
     digest = input_digest(loaded, roles, packer_version, checksum, options.target)
-    final = options.output / roles.slug
-    started = time.monotonic()
-    manifest = None if options.force else cached_result(final, digest)
-    if manifest and (manifest.get("verified") or not options.verify):
-        progress.emit(Event(roles.label, "cached", str(final), 0.0))
-        return BuildResult(roles, final, True, digest, manifest)
+    run = BuildRun(loaded, roles, options, packer_version, progress, checksum, digest)
+    cached = _cached(run)
+    if cached is not None:
+        return cached
+    _preflight(run)
+    return _build(run)
 
+
+def _cached(run: BuildRun) -> BuildResult | None:
+    """The existing build, when it is up to date (and verified, if --verify asks for that)."""
+    if run.options.force:
+        return None
+    manifest = cached_result(run.final, run.digest)
+    if manifest is None or (run.options.verify and not manifest.verified):
+        return None
+    run.emit(EventKind.CACHED, str(run.final), 0.0)
+    return BuildResult(run.roles, run.final, True, run.digest, manifest)
+
+
+def _preflight(run: BuildRun) -> None:
+    """The tools; for a qemu build also the verified ISO, the accelerator and free space."""
     proc.require("packer")
     proc.require("ssh-keygen")
-    iso: Path | None = None
-    accelerator = "none"
-    if options.target is Target.QEMU:
-        proc.require("qemu-system-x86_64")
-        progress.emit(Event(roles.label, "step", "verifying ISO", 0.0))
-        iso = source_iso.resolve_iso(source, checksum)
-        choice = accel.choose_for_iso(
-            iso, source_iso.parse_checksum(checksum), source_iso.cache_dir()
-        )
-        accelerator = choice.accelerator
-        if not choice.works:
-            if options.require_kvm:
-                raise UserError(
-                    f"KVM does not work here ({choice.detail}) and --require-kvm is set"
-                )
-            progress.emit(
-                Event(
-                    roles.label,
-                    "warning",
-                    f"KVM does not work here ({choice.detail}): building with TCG, much slower; "
-                    f"timeouts raised {TCG_TIMEOUT_FACTOR}x",
-                    0.0,
-                )
-            )
-        if fsutil.free_bytes(options.output) < MIN_FREE_BYTES:
-            raise UserError(f"{options.output}: less than 4 GiB free: not enough for a build")
+    if run.options.target is not Target.QEMU:
+        return
+    proc.require("qemu-system-x86_64")
+    run.emit(EventKind.STEP, "verifying ISO", 0.0)
+    source = run.options.iso or run.loaded.config.os.install.iso_url
+    run.iso = source_iso.resolve_iso(source, run.checksum)
+    _choose_accelerator(run, run.iso)
+    if fsutil.free_bytes(run.options.output) < MIN_FREE_BYTES:
+        raise UserError(f"{run.options.output}: less than 4 GiB free: not enough for a build")
 
-    options.output.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{roles.slug}.build-", dir=options.output)).resolve()
+
+def _choose_accelerator(run: BuildRun, iso: Path) -> None:
+    """KVM if it boots the ISO's own kernel here; else TCG, with a warning (or a refusal)."""
+    choice = accel.choose_for_iso(
+        iso, source_iso.parse_checksum(run.checksum), source_iso.cache_dir()
+    )
+    run.accelerator = choice.accelerator
+    if choice.works:
+        return
+    if run.options.require_kvm:
+        raise UserError(f"KVM does not work here ({choice.detail}) and --require-kvm is set")
+    run.emit(
+        EventKind.WARNING,
+        f"KVM does not work here ({choice.detail}): building with TCG, much slower; "
+        f"timeouts raised {TCG_TIMEOUT_FACTOR}x",
+        0.0,
+    )
+
+
+def _build(run: BuildRun) -> BuildResult:
+    """In a fresh work directory beside the output: render, run Packer, finish, install."""
+    run.options.output.mkdir(parents=True, exist_ok=True)
+    prefix = f".{run.roles.slug}.build-"
+    run.work = Path(tempfile.mkdtemp(prefix=prefix, dir=run.options.output)).resolve()
     # Packer puts its plugins' unix sockets in TMPDIR: socket paths are limited
     # to 108 bytes, so Packer gets a short one of its own, not the work directory.
-    packer_tmp = Path(tempfile.mkdtemp(prefix="builder-packer-"))
+    run.packer_tmp = Path(tempfile.mkdtemp(prefix="builder-packer-"))
     try:
-        key = generate_build_key(work / "key")
-        rendered = render_role(
-            loaded,
-            roles,
-            packer_version=packer_version,
-            build_key=key.public_line,
-            verify=options.verify,
-        )
-        rendered.write(work / "render")
-        variables = _packer_variables(
-            loaded, work, key.private_key, iso, checksum, accelerator, options
-        )
-        if options.verify:
-            variables["verify_command"] = verify_command(
-                loaded, roles, work, key.private_key, packer_tmp
-            )
-        log = _Log(work / "build.log", roles.label, progress, started)
-        log.path.touch()
-        command = packer.build_command(
-            work / "render" / PACKER_TEMPLATE,
-            variables,
-            work / "render" / PACKER_VARS,
-            only=PACKER_SOURCE[options.target],
-            on_error=options.on_error,
-            env={
-                "PACKER_LOG": "1",
-                "PACKER_LOG_PATH": str(work / "packer-debug.log"),
-                "TMPDIR": str(packer_tmp),
-            },
-            out=log,
-        )
+        variables, log, command = _prepare(run)
         argv = packer.command_argv(command)
-        if options.dry_run:
-            return BuildResult(roles, final, False, digest, {}, argv, variables)
-        progress.emit(Event(roles.label, "start", str(work / "build.log"), 0.0))
-        started_at = clock.utc_now()
-        result = command()
-        if int(result.exit_code) != 0:
-            message = f"packer build failed with exit code {result.exit_code}"
-            failed_specs = spec_failures(work / VERIFY_REPORT)
-            if any("Timeout waiting for SSH" in line for line in log.lines):
-                waited = variables.get("ssh_timeout", os_config.packer.ssh_timeout)
-                message = (
-                    f"the installed system did not answer SSH (root, this build's key) within "
-                    f"{waited}: the serial console log shows what it did"
-                )
-            tail = [line for entry in log.lines for line in entry.splitlines() if line.strip()]
-            if failed_specs:
-                message = f"the image failed {len(failed_specs)} of its specs; nothing was kept"
-                tail = failed_specs
-            raise BuildFailed(roles.label, message, tail[-12:], [])
-        manifest = _finish(
-            loaded,
-            roles,
-            options,
-            work,
-            digest,
-            iso,
-            checksum,
-            accelerator,
-            packer_version,
-            started_at,
-            progress,
-            started,
-        )
-        installer = installer_path(options.output, roles)  # made by --target iso: kept
-        if installer.exists():
-            os.replace(installer, work / installer.name)
-        fsutil.swap_dir(work, final)
-        shutil.rmtree(options.output / f"{roles.slug}.failed", ignore_errors=True)
-        progress.emit(Event(roles.label, "done", str(final), time.monotonic() - started))
-        return BuildResult(roles, final, False, digest, manifest, argv, variables)
+        arguments = variables.arguments()
+        if run.options.dry_run:
+            return BuildResult(run.roles, run.final, False, run.digest, None, argv, arguments)
+        _run_packer(run, command, log, variables)
+        manifest = _finish(run)
+        _install(run)
+        return BuildResult(run.roles, run.final, False, run.digest, manifest, argv, arguments)
     except BaseException as exc:
-        logs = _keep_logs(work, options.output / f"{roles.slug}.failed")
-        if isinstance(exc, BuildFailed):
-            exc.logs = logs
-        elif isinstance(exc, OSError) and exc.errno == 28:
-            raise UserError(f"{options.output}: disk full during the build") from exc
+        replacement = _after_failure(run, exc)
+        if replacement is not None:
+            raise replacement from exc
         raise
     finally:
-        if options.verify:
-            close_verify_master(packer_tmp)
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(packer_tmp, ignore_errors=True)
+        if run.options.checks is not None:
+            run.options.checks.cleanup(run.packer_tmp)
+        shutil.rmtree(run.work, ignore_errors=True)
+        shutil.rmtree(run.packer_tmp, ignore_errors=True)
 
 
-def _keep_logs(work: Path, failed: Path) -> list[Path]:
-    if not work.exists():
+def _prepare(run: BuildRun) -> tuple[PackerVars, packer.PackerLog, Any]:
+    """This build's key, its render, Packer's variables and its command (not yet run)."""
+    key = generate_build_key(run.work / "key")
+    rendered = render_role(
+        run.loaded,
+        run.roles,
+        packer_version=run.packer_version,
+        build_key=key.public_line,
+        verify=run.options.verify,
+    )
+    rendered.write(run.render_dir)
+    variables = build_variables(run, key.private_key)
+    log = packer.PackerLog(run.work / "build.log", run.roles.label, run.progress, run.started)
+    log.path.touch()
+    command = packer.build_command(
+        run.render_dir / PACKER_TEMPLATE,
+        variables,
+        run.render_dir / PACKER_VARS,
+        only=PACKER_SOURCE[run.options.target],
+        on_error=run.options.on_error,
+        env={
+            "PACKER_LOG": "1",
+            "PACKER_LOG_PATH": str(run.work / "packer-debug.log"),
+            "TMPDIR": str(run.packer_tmp),
+        },
+        out=log,
+    )
+    return variables, log, command
+
+
+def build_variables(run: BuildRun, key: Path) -> PackerVars:
+    """The `-var` values of this build; the rest come from build.pkrvars.json."""
+    checks = run.options.checks
+    tcg_timeout = f"{ssh_timeout_seconds(run.loaded) * TCG_TIMEOUT_FACTOR}s"
+    return PackerVars(
+        http_directory=str(run.render_dir),
+        provision_script=str(run.render_dir / PROVISION),
+        ssh_private_key_file=str(key),
+        output_directory=str(run.work / "packer"),
+        serial_log=str(run.work / "serial.log"),
+        manifest=str(run.work / "packer-manifest.json"),
+        accelerator=run.accelerator,
+        iso_checksum=run.checksum,
+        headless=not run.options.headful,
+        iso_url=str(run.iso) if run.iso is not None else None,
+        ssh_timeout=tcg_timeout if run.accelerator == "tcg" else None,
+        verify_command=(
+            checks.command(run.loaded, run.roles, run.work, key, run.packer_tmp)
+            if checks is not None
+            else None
+        ),
+    )
+
+
+def _run_packer(run: BuildRun, command: Any, log: packer.PackerLog, variables: PackerVars) -> None:
+    run.emit(EventKind.START, str(log.path), 0.0)
+    run.started_at = clock.utc_now()
+    result = command()
+    if int(result.exit_code) != 0:
+        raise _explain_failure(run, int(result.exit_code), log, variables)
+
+
+def _explain_failure(
+    run: BuildRun, exit_code: int, log: packer.PackerLog, variables: PackerVars
+) -> BuildFailed:
+    """Why Packer failed, in words where we know (no SSH in time, failed specs), and the
+    end of its log (or the failed specs)."""
+    message = f"packer build failed with exit code {exit_code}"
+    tail = log.tail(12)
+    if any("Timeout waiting for SSH" in line for line in log.lines):
+        waited = variables.ssh_timeout or run.loaded.config.os.packer.ssh_timeout
+        message = (
+            f"the installed system did not answer SSH (root, this build's key) within "
+            f"{waited}: the serial console log shows what it did"
+        )
+    failed_specs = run.options.checks.failures(run.work) if run.options.checks else []
+    if failed_specs:
+        message = f"the image failed {len(failed_specs)} of its specs; nothing was kept"
+        tail = failed_specs[-12:]
+    return BuildFailed(run.roles.label, message, tail, [])
+
+
+def _after_failure(run: BuildRun, exc: BaseException) -> BaseException | None:
+    """The logs kept in output/SLUG.failed/, a `failed` event; the error to raise instead."""
+    logs = _keep_logs(run)
+    replacement: BaseException | None = None
+    if isinstance(exc, BuildFailed):
+        exc.logs = logs
+    elif isinstance(exc, OSError) and exc.errno == 28:
+        replacement = UserError(f"{run.options.output}: disk full during the build")
+    shown = replacement or exc
+    detail = shown.message if isinstance(shown, BuilderError) else str(shown)
+    run.emit(EventKind.FAILED, detail or type(shown).__name__)
+    return replacement
+
+
+def _keep_logs(run: BuildRun) -> list[Path]:
+    if not run.work.exists():
         return []
-    shutil.rmtree(failed, ignore_errors=True)
-    failed.mkdir(parents=True)
+    shutil.rmtree(run.failed_dir, ignore_errors=True)
+    run.failed_dir.mkdir(parents=True)
+    names = [*LOGS, run.options.checks.report_name] if run.options.checks else list(LOGS)
     kept = []
-    for name in ("build.log", "serial.log", "packer-debug.log", VERIFY_REPORT):
-        if (work / name).exists():
-            shutil.move(str(work / name), failed / name)
-            kept.append(failed / name)
+    for name in names:
+        if (run.work / name).exists():
+            shutil.move(str(run.work / name), run.failed_dir / name)
+            kept.append(run.failed_dir / name)
     return kept
 
 
-def _finish(
-    loaded: LoadedConfig,
-    roles: RoleSet,
-    options: BuildOptions,
-    work: Path,
-    digest: str,
-    iso: Path | None,
-    checksum: str,
-    accelerator: str,
-    packer_version: tuple[int, int, int],
-    started_at: str,
-    progress: Progress,
-    started: float,
-) -> dict[str, Any]:
-    packer_manifest = json.loads((work / "packer-manifest.json").read_text())
-    artifacts = []
-    if options.target is Target.QEMU:
-        progress.emit(Event(roles.label, "step", "converting to raw", time.monotonic() - started))
-        name = f"mesos-{roles.slug}"
-        qcow2 = work / f"{name}.qcow2"
-        os.replace(work / "packer" / f"{name}.qcow2", qcow2)
-        raw = work / f"{name}.raw"
-        proc.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)])
-        progress.emit(Event(roles.label, "step", "checksumming", time.monotonic() - started))
-        for path, fmt in ((qcow2, "qcow2"), (raw, "raw")):
-            artifacts.append(
-                {
-                    "path": path.name,
-                    "format": fmt,
-                    "sha256": fsutil.sha256_of(path),
-                    "fingerprint": _fingerprint(path),
-                }
-            )
-        shutil.rmtree(work / "packer", ignore_errors=True)
+def _finish(run: BuildRun) -> BuildManifest:
+    """The images converted and checksummed, the manifest written, the render put away."""
+    packer_manifest = json.loads((run.work / "packer-manifest.json").read_text())
+    artifacts = _convert(run) if run.options.target is Target.QEMU else ()
     qemu = proc.run(["qemu-system-x86_64", "--version"], check=False).stdout.splitlines()
-    manifest: dict[str, Any] = {
-        "role": roles.label,
-        "roles": list(roles.names),
-        "target": str(options.target),
-        "input_digest": digest,
-        "source_iso": {
-            "path": str(iso) if iso else None,
-            "sha256": source_iso.parse_checksum(checksum),
-        },
-        "accelerator": accelerator,
-        "artifacts": artifacts,
-        "packer": {
-            "version": ".".join(map(str, packer_version)),
-            "builds": packer_manifest.get("builds", []),
-        },
-        "tools": {"builder": __version__, "qemu": qemu[0] if qemu else None},
-        "started": started_at,
-        "finished": clock.utc_now(),
-        "verified": options.verify,
-    }
+    manifest = BuildManifest(
+        role=run.roles.label,
+        roles=run.roles.names,
+        target=str(run.options.target),
+        input_digest=run.digest,
+        source_iso=SourceIso(
+            str(run.iso) if run.iso else None, source_iso.parse_checksum(run.checksum)
+        ),
+        accelerator=run.accelerator,
+        artifacts=artifacts,
+        packer=PackerRecord(
+            ".".join(map(str, run.packer_version)), tuple(packer_manifest.get("builds", []))
+        ),
+        tools=Tools(__version__, qemu[0] if qemu else None),
+        started=run.started_at,
+        finished=clock.utc_now(),
+        verified=run.options.verify,
+    )
     for name in (KICKSTART, PROVISION):
-        shutil.copy(work / "render" / name, work / name)
-    shutil.rmtree(work / "render")
-    shutil.rmtree(work / "key")
-    (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        shutil.copy(run.render_dir / name, run.work / name)
+    shutil.rmtree(run.render_dir)
+    shutil.rmtree(run.work / "key")
+    manifest.write(run.work)
     return manifest
+
+
+def _convert(run: BuildRun) -> tuple[Artifact, ...]:
+    """Packer's qcow2 beside a raw copy, both checksummed."""
+    run.emit(EventKind.STEP, "converting to raw")
+    qcow2 = run.work / image_file(run.roles.slug, ImageFormat.QCOW2)
+    os.replace(run.work / "packer" / qcow2.name, qcow2)
+    raw = run.work / image_file(run.roles.slug, ImageFormat.RAW)
+    proc.run(["qemu-img", "convert", "-O", "raw", str(qcow2), str(raw)])
+    run.emit(EventKind.STEP, "checksumming")
+    artifacts = tuple(
+        Artifact(path.name, fmt, fsutil.sha256_of(path), Fingerprint.of(path))
+        for path, fmt in ((qcow2, ImageFormat.QCOW2), (raw, ImageFormat.RAW))
+    )
+    shutil.rmtree(run.work / "packer", ignore_errors=True)
+    return artifacts
+
+
+def _install(run: BuildRun) -> None:
+    """The work directory becomes output/SLUG/; an installer ISO made there is carried over."""
+    installer = installer_path(run.options.output, run.roles)
+    if installer.exists():
+        os.replace(installer, run.work / installer.name)
+    fsutil.swap_dir(run.work, run.final)
+    shutil.rmtree(run.failed_dir, ignore_errors=True)
+    run.emit(EventKind.DONE, str(run.final))
+
+
+def build_installer(
+    loaded: LoadedConfig, roles: RoleSet, options: BuildOptions, progress: Progress
+) -> BuildResult:
+    """--target iso: OUT/SLUG/SLUG-installer.iso, through the installer remaster."""
+    started = time.monotonic()
+    progress.emit(Event(roles.label, EventKind.STEP, "remastering installer ISO", 0.0))
+    iso_options = IsoOptions(
+        iso=options.iso,
+        iso_checksum=options.iso_checksum,
+        output=options.output,
+        repo_dir=options.repo_dir,
+    )
+    try:
+        written = build_installer_iso(loaded, roles, iso_options)
+    except BuilderError as exc:
+        progress.emit(Event(roles.label, EventKind.FAILED, exc.message, time.monotonic() - started))
+        raise
+    progress.emit(Event(roles.label, EventKind.DONE, str(written), time.monotonic() - started))
+    return BuildResult(roles, written.parent, False, "", installer_iso=written)
 
 
 def build_all(
@@ -481,7 +476,10 @@ def build_all(
     packer_version: tuple[int, int, int],
     progress: Progress,
 ) -> list[BuildResult]:
-    """Several role sets build in parallel, each with its own work directory and log."""
+    """Several role sets build in parallel, each with its own work directory and log (an
+    installer ISO takes seconds: those are written one after the other)."""
+    if options.target is Target.ISO:
+        return [build_installer(loaded, roles, options, progress) for roles in role_sets]
     if len(role_sets) == 1:
         return [build_one(loaded, role_sets[0], options, packer_version, progress)]
     with ThreadPoolExecutor(max_workers=len(role_sets)) as pool:

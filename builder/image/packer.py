@@ -8,6 +8,13 @@ Python 3 when Packer fails (it reads `exc.message`) and its `build()` has no
 which accepts every exit code so we read it ourselves. It also passes the
 whole environment to Packer: we give it ours (minimal, with
 CHECKPOINT_DISABLE so Packer never calls home). Commands are logged as typed.
+
+`packer build -machine-readable` prints `TIME,TARGET,TYPE,DATA...` lines, with
+commas in the data written as `%!(PACKER_COMMA)`. `parse_line` reads one;
+`step_of` names the step a `ui` message starts (downloading the ISO, booting,
+typing the boot command, installing, provisioning, shutting down, exporting);
+`PackerLog` keeps every line in the build log and sends the steps as progress
+events.
 """
 
 from __future__ import annotations
@@ -16,17 +23,40 @@ import importlib
 import inspect
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builder import proc
 from builder.errors import UserError
+from builder.progress import Event, EventKind, Progress
+from builder.render.packer_template import PackerVars
 
 log = logging.getLogger("builder.packer")
 
 PACKER_ENV = {"CHECKPOINT_DISABLE": "1", "PACKER_NO_COLOR": "1"}
+
+# Packer's ui messages (1.6 and later) -> the step they start.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("Retrieving ISO", "downloading ISO"),
+    ("Creating required virtual machine disks", "creating disk"),
+    ("Creating hard drive", "creating disk"),
+    ("Starting HTTP server", "starting HTTP server"),
+    ("Starting VM, booting from CD-ROM", "booting"),
+    ("Waiting for SSH to become available", "installing, waiting for SSH"),
+    ("Waiting ", "waiting for boot"),
+    ("Typing the boot command", "typing boot command"),
+    ("Connected to SSH", "connected"),
+    ("Provisioning with shell script", "provisioning"),
+    ("Gracefully halting virtual machine", "shutting down"),
+    ("Converting hard drive", "exporting"),
+    ("Running post-processor", "exporting"),
+    ("Launching a source AWS instance", "launching instance"),
+    ("Creating AMI", "creating AMI"),
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +68,70 @@ class PackerRun:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+
+@dataclass(frozen=True)
+class PackerLine:
+    timestamp: str
+    target: str
+    kind: str
+    data: tuple[str, ...]
+
+
+def parse_line(line: str) -> PackerLine | None:
+    """One machine-readable line, or None for anything else."""
+    parts = line.rstrip("\n").split(",")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return None
+    data = tuple(part.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n") for part in parts[3:])
+    return PackerLine(parts[0], parts[1], parts[2], data)
+
+
+def step_of(message: str) -> str | None:
+    text = message.split(": ", 1)[-1]
+    for prefix, step in STEPS:
+        if text.startswith(prefix) or f"==> {prefix}" in message:
+            return step
+    return None
+
+
+@dataclass
+class PackerLog:
+    """Packer's lines: into the build log, and as progress events."""
+
+    path: Path
+    build: str
+    progress: Progress
+    started: float
+    lines: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    step: str = ""
+
+    def __call__(self, line: str) -> None:
+        with self.lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line if line.endswith("\n") else line + "\n")
+        parsed = parse_line(line)
+        if parsed is None or parsed.kind != "ui" or len(parsed.data) < 2:
+            return
+        level, message = parsed.data[0], parsed.data[1].strip()
+        self.lines.append(message)
+        if level == "error":
+            self._emit(EventKind.ERROR, message)
+            return
+        step = step_of(message)
+        if step and step != self.step:
+            self.step = step
+            self._emit(EventKind.STEP, step)
+        else:
+            self._emit(EventKind.MESSAGE, message)
+
+    def _emit(self, kind: EventKind, detail: str) -> None:
+        self.progress.emit(Event(self.build, kind, detail, time.monotonic() - self.started))
+
+    def tail(self, count: int) -> list[str]:
+        """The last `count` non-blank lines of Packer's messages."""
+        text = [line for entry in self.lines for line in entry.splitlines() if line.strip()]
+        return text[-count:]
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -69,7 +163,7 @@ def packer_command(
     subcommand: str,
     template: Path,
     options: list[str],
-    variables: Mapping[str, str],
+    variables: PackerVars,
     var_file: Path | None,
     *,
     only: list[str] | None = None,
@@ -82,7 +176,7 @@ def packer_command(
     python_packer = importlib.import_module("packer")
     client = python_packer.Packer(
         str(template),
-        vars=dict(variables),
+        vars=variables.arguments(),
         var_file=str(var_file) if var_file else None,
         exec_path=proc.require("packer"),
         only=only,
@@ -100,9 +194,7 @@ def packer_command(
     return client.packer_cmd
 
 
-def validate(
-    template: Path, variables: Mapping[str, str], var_file: Path | None = None
-) -> PackerRun:
+def validate(template: Path, variables: PackerVars, var_file: Path | None = None) -> PackerRun:
     """`packer validate` on one template file."""
     command = packer_command("validate", template, [], variables, var_file)
     argv = command_argv(command)
@@ -114,7 +206,7 @@ def validate(
 
 def build_command(
     template: Path,
-    variables: Mapping[str, str],
+    variables: PackerVars,
     var_file: Path,
     *,
     only: str,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import tempfile
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 from builder.config.load import LoadedConfig
@@ -18,6 +17,7 @@ from builder.config.roles import RoleSet
 from builder.errors import Problem
 from builder.image import packer
 from builder.image.sshkey import generate_build_key
+from builder.render.packer_template import PackerVars
 from builder.render.role import PACKER_TEMPLATE, PACKER_VARS, PROVISION, render_role
 
 
@@ -67,22 +67,21 @@ def packer_problems(output: str, shown: str) -> list[Problem]:
 
 
 def validate_packer(
-    render_dir: Path, shown: str | None = None, variables: Mapping[str, str] | None = None
+    render_dir: Path, shown: str | None = None, verify_command: str | None = None
 ) -> list[Problem]:
-    """`packer validate` with the variables a build passes (and `variables`, such as
-    `verify_command` for a --verify template), and a throwaway build key."""
+    """`packer validate` with the variables a build passes that have no default (and
+    `verify_command`, for a --verify template), and a throwaway build key."""
     shown = shown or str(render_dir / PACKER_TEMPLATE)
     with tempfile.TemporaryDirectory(prefix="builder-validate-") as scratch:
         key = generate_build_key(Path(scratch))
+        variables = PackerVars(
+            http_directory=str(render_dir),
+            provision_script=str(render_dir / PROVISION),
+            ssh_private_key_file=str(key.private_key),
+            verify_command=verify_command,
+        )
         run = packer.validate(
-            render_dir / PACKER_TEMPLATE,
-            {
-                "http_directory": str(render_dir),
-                "provision_script": str(render_dir / PROVISION),
-                "ssh_private_key_file": str(key.private_key),
-                **(variables or {}),
-            },
-            var_file=render_dir / PACKER_VARS,
+            render_dir / PACKER_TEMPLATE, variables, var_file=render_dir / PACKER_VARS
         )
     if run.ok:
         return []

@@ -30,6 +30,7 @@ from typing import Any
 from builder import __version__, clock, fsutil
 from builder.config.model import AWS_ACCOUNT_ID
 from builder.errors import UserError
+from builder.image.manifest import MANIFEST, BuildManifest, ImageFormat, ManifestError
 from builder.publish.aws import Aws, AwsError, Concurrency, Retrier
 from builder.publish.ebs_upload import upload
 
@@ -94,31 +95,28 @@ class PublishResult:
 def find_image(output: Path, slug: str, image: Path | None) -> Image:
     """The latest build's raw image (output/ROLE/manifest.json), or --image PATH."""
     directory = image.parent if image else output / slug
-    manifest_path = directory / "manifest.json"
-    manifest: dict[str, Any] = {}
-    if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except ValueError as exc:
-            raise UserError(f"{manifest_path}: not valid JSON: {exc}") from exc
-    raws = [a for a in manifest.get("artifacts", []) if a.get("format") == "raw"]
+    manifest_path = directory / MANIFEST
+    try:
+        manifest = BuildManifest.read(directory)
+    except ManifestError as exc:
+        raise UserError(f"{manifest_path}: {exc}") from exc
+    raw = manifest.artifact(ImageFormat.RAW) if manifest else None
     if image is None:
-        if not raws:
+        if raw is None:
             raise UserError(
                 f"{manifest_path}: no raw image of a build of {slug}",
                 hint=f"run `builder build {slug}` or give --image PATH",
             )
-        image = directory / raws[0]["path"]
+        image = directory / raw.path
     if not image.is_file():
         raise UserError(f"{image}: no such image file")
-    listed = next((a for a in raws if a.get("path") == image.name), None)
-    if listed is not None:
+    if manifest is not None and raw is not None and raw.path == image.name:
         return Image(
             image,
-            str(manifest["input_digest"]),
-            str(listed["sha256"]),
-            str((manifest.get("source_iso") or {}).get("sha256") or "unknown"),
-            str(manifest.get("finished", "unknown")),
+            manifest.input_digest,
+            raw.sha256,
+            manifest.source_iso.sha256 or "unknown",
+            manifest.finished,
             directory / PUBLISH_MANIFEST,
         )
     digest = fsutil.sha256_of(image)

@@ -8,7 +8,6 @@ renamed whole.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.fsutil import replace_tree
 from builder.render.kickstart import check_build_key, kickstart
-from builder.render.packer_template import modern_packer, packer_variables
+from builder.render.packer_template import PackerVars, hcl_variables, modern_packer
 from builder.render.provision import provision_script
 from builder.render.templates import template_environment
 
@@ -58,16 +57,17 @@ def render_role(
         check_build_key(build_key)
     provision = provision_script(loaded, roles, env)
     template = env.get_template("build.pkr.hcl.j2").render(
-        modern_packer=modern_packer(packer_version), verify=verify
+        modern_packer=modern_packer(packer_version),
+        verify=verify,
+        variable_blocks=hcl_variables(verify),
     )
-    variables = json.dumps(packer_variables(loaded, roles), indent=2, sort_keys=True) + "\n"
     return RenderedRole(
         roles=roles,
         files={
             KICKSTART: kickstart(loaded, roles, env, provision, build_key, offline_repo),
             PROVISION: provision,
             PACKER_TEMPLATE: template,
-            PACKER_VARS: variables,
+            PACKER_VARS: PackerVars.from_config(loaded, roles).var_file(),
         },
         modes={PROVISION: 0o755},
     )

@@ -85,7 +85,7 @@ def test_packer_validates_the_verify_form(loaded: LoadedConfig, tmp_path: Path) 
     rendered.write(out)
     assert "verify_command" in (out / "build.pkr.hcl").read_text()
     command = "builder verify slave --layer image"
-    assert validate_packer(out, variables={"verify_command": command}) == []
+    assert validate_packer(out, verify_command=command) == []
     [problem] = validate_packer(out)  # a --verify build must say what to run
     assert "verify_command" in problem.message
 

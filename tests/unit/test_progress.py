@@ -1,73 +1,40 @@
-"""Packer's machine-readable lines (taken from a real build's log) as steps and events."""
+"""Progress events: their kinds, as documented and as sent; the JSON and transfer displays."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 
-from builder.progress import Event, JsonProgress, parse_line, step_of
+from builder.progress import Event, EventKind, JsonProgress
 
-# From a real `packer build -machine-readable` of the stand-in (Packer 1.6.6).
-LOG = """\
-1795608603,,ui,say,==> qemu.centos7: Retrieving ISO
-1795608604,,ui,say,==> qemu.centos7: Starting HTTP server on port 8472
-1795608604,,ui,say,==> qemu.centos7: Found port for communicator (SSH%!(PACKER_COMMA) etc): 3110.
-1795608604,,ui,say,==> qemu.centos7: Starting VM%!(PACKER_COMMA) booting from CD-ROM
-1795608606,,ui,say,==> qemu.centos7: Waiting 10s for boot...
-1795608616,,ui,say,==> qemu.centos7: Typing the boot command over VNC...
-1795608628,,ui,say,==> qemu.centos7: Waiting for SSH to become available...
-1795608692,,ui,say,==> qemu.centos7: Connected to SSH!
-1795608692,,ui,say,==> qemu.centos7: Provisioning with shell script: /tmp/x/render/provision.sh
-1795608693,,ui,message,    qemu.centos7: builder-provision: seal: slave
-1795608694,,ui,say,==> qemu.centos7: Gracefully halting virtual machine...
-1795608695,,ui,say,==> qemu.centos7: Converting hard drive...
-1795608696,,ui,say,==> qemu.centos7: Running post-processor:  (type manifest)
-"""
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_real_log_becomes_steps_in_order() -> None:
-    steps: list[str] = []
-    for line in LOG.splitlines():
-        parsed = parse_line(line)
-        assert parsed is not None
-        assert parsed.kind == "ui"
-        step = step_of(parsed.data[1])
-        if step and (not steps or steps[-1] != step):
-            steps.append(step)
-    assert steps == [
-        "downloading ISO",
-        "starting HTTP server",
-        "booting",
-        "waiting for boot",
-        "typing boot command",
-        "installing, waiting for SSH",
-        "connected",
-        "provisioning",
-        "shutting down",
-        "exporting",
-    ]
-
-
-def test_commas_are_restored() -> None:
-    parsed = parse_line(LOG.splitlines()[3])
-    assert parsed is not None
-    assert parsed.data == ("say", "==> qemu.centos7: Starting VM, booting from CD-ROM")
-
-
-@pytest.mark.parametrize("line", ["", "plain text", "==> qemu: x", "abc,,ui,say,x"])
-def test_other_lines_are_not_events(line: str) -> None:
-    assert parse_line(line) is None
+def test_documented_event_kinds_are_the_kinds_sent() -> None:
+    """README's --json line lists every kind a --json consumer can see, and each is sent."""
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"--json +# one JSON event per line: ([a-z, ]+)", readme)
+    assert match is not None, "README.md documents the --json events"
+    documented = {kind.strip() for kind in match.group(1).split(",")}
+    assert documented == {str(kind) for kind in EventKind} - {"message"}
+    code = "".join(
+        path.read_text() for path in (REPO / "builder").rglob("*.py") if path.name != "progress.py"
+    )
+    unsent = [kind.name for kind in EventKind if f"EventKind.{kind.name}" not in code]
+    assert unsent == []
 
 
 def test_json_progress_writes_one_object_per_line() -> None:
     out = io.StringIO()
     progress = JsonProgress(out)
-    progress.emit(Event("slave", "step", "booting", 1.25))
-    progress.emit(Event("slave", "message", "noise", 2.0))
-    progress.emit(Event("slave", "done", "output/slave", 90.0))
+    progress.emit(Event("slave", EventKind.STEP, "booting", 1.25))
+    progress.emit(Event("slave", EventKind.MESSAGE, "noise", 2.0))
+    progress.emit(Event("slave", EventKind.DONE, "output/slave", 90.0))
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert lines == [
         {"build": "slave", "event": "step", "detail": "booting", "elapsed": 1.2},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.publish.publisher import find_image
+from tests.unit.image.sample import sample_manifest
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Nothing listens here: a call that got this far would fail differently.
@@ -115,13 +115,7 @@ def test_the_build_manifest_names_the_image(tmp_path: Path) -> None:
     build = tmp_path / "output" / "master"
     build.mkdir(parents=True)
     (build / "mesos-master.raw").write_bytes(b"\0" * 512)
-    manifest = {
-        "input_digest": "d" * 64,
-        "finished": "2026-11-25T10:00:00+00:00",
-        "source_iso": {"sha256": "e" * 64},
-        "artifacts": [{"path": "mesos-master.raw", "format": "raw", "sha256": "f" * 64}],
-    }
-    (build / "manifest.json").write_text(json.dumps(manifest))
+    sample_manifest(build, {"mesos-master.raw": "raw"}).write(build)
     found = find_image(tmp_path / "output", "master", None)
     assert found.path == build / "mesos-master.raw"
     assert (found.digest, found.source_iso, found.sha256) == ("d" * 64, "e" * 64, "f" * 64)

@@ -7,6 +7,8 @@ Regenerate the golden files after an intended change with:
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -14,8 +16,15 @@ import pytest
 
 from builder.config.load import LoadedConfig
 from builder.config.roles import compose
-from builder.render.packer_template import LATEST_KNOWN_PACKER
-from builder.render.role import KICKSTART, PROVISION, RenderedRole, render_role
+from builder.render.packer_template import LATEST_KNOWN_PACKER, PackerVars
+from builder.render.role import (
+    KICKSTART,
+    PACKER_TEMPLATE,
+    PACKER_VARS,
+    PROVISION,
+    RenderedRole,
+    render_role,
+)
 from builder.render.templates import UnsafeValue
 
 GOLDEN = Path(__file__).resolve().parents[2] / "golden"
@@ -150,3 +159,70 @@ def test_write_replaces_the_directory_atomically(loaded: LoadedConfig, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == sorted(rendered.files)
     assert (out / PROVISION).stat().st_mode & 0o777 == 0o755
     assert [p.name for p in out.parent.iterdir()] == ["slave"], "no staging directory is left"
+
+
+# ---- PackerVars: the one declaration of the template's variables ---------------------------
+_VARIABLE_BLOCK = re.compile(r'(?m)^variable "(?P<name>\w+)" \{\n(?P<body>(?:  .*\n)*)\}$')
+
+
+def declared_variables(template: str) -> dict[str, dict[str, str]]:
+    """The `variable` blocks of rendered HCL: name -> attribute -> HCL text."""
+    declared = {}
+    for block in _VARIABLE_BLOCK.finditer(template):
+        body = block.group("body").splitlines()
+        attributes = dict(line.strip().split(" = ", 1) for line in body)
+        declared[block.group("name")] = {k.strip(): v for k, v in attributes.items()}
+    return declared
+
+
+@pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.parametrize("packer", list(PACKERS))
+def test_the_templates_variables_are_the_fields_of_packer_vars(
+    loaded: LoadedConfig, packer: str, verify: bool
+) -> None:
+    rendered = render_role(
+        loaded, compose(loaded, ("slave",)), packer_version=PACKERS[packer], verify=verify
+    )
+    declared = declared_variables(rendered.files[PACKER_TEMPLATE])
+    expected = [
+        var for var in dataclasses.fields(PackerVars) if verify or not var.metadata["verify_only"]
+    ]
+    assert list(declared) == [var.name for var in expected]
+    for var in expected:
+        assert declared[var.name]["type"] == var.metadata["hcl"], var.name
+        default = var.metadata["default"]
+        assert declared[var.name].get("default") == (
+            None if default is None else json.dumps(default)
+        ), var.name
+    # Every `var.X` the template uses is declared.
+    used = set(re.findall(r"\bvar\.(\w+)", rendered.files[PACKER_TEMPLATE]))
+    assert used <= set(declared)
+
+
+def test_declared_variables_sees_a_block_written_by_hand(loaded: LoadedConfig) -> None:
+    """The check above fails on a template that declares a variable PackerVars does not have."""
+    rendered = render_role(loaded, compose(loaded, ("slave",)), packer_version=(1, 6, 6))
+    extra = rendered.files[PACKER_TEMPLATE] + 'variable "extra" {\n  type = string\n}\n'
+    names = [var.name for var in dataclasses.fields(PackerVars)]
+    assert list(declared_variables(extra)) != [n for n in names if n != "verify_command"]
+    assert list(declared_variables(extra))[-1] == "extra"
+
+
+def test_the_var_file_is_what_roles_config_gives(loaded: LoadedConfig) -> None:
+    roles = compose(loaded, ("master", "slave"))
+    rendered = render_role(loaded, roles, packer_version=(1, 6, 6))
+    values = json.loads(rendered.files[PACKER_VARS])
+    assert values == PackerVars.from_config(loaded, roles).given()
+    assert values["vm_name"] == "mesos-master-slave.qcow2"
+    assert values["aws_source_ami_owners"] == list(loaded.config.os.aws.source_ami_owners)
+    assert "http_directory" not in values  # a build-time value
+
+
+def test_arguments_are_the_given_values_in_hcl_spelling() -> None:
+    variables = PackerVars(headless=False, cpus=2, http_directory="/w/render")
+    assert variables.arguments() == {
+        "cpus": "2",
+        "headless": "false",
+        "http_directory": "/w/render",
+    }
+    assert PackerVars().arguments() == {}

@@ -16,9 +16,9 @@ import pytest
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
 from builder.firstboot.seed import ClusterFacts
-from builder.image.build import spec_failures
 from builder.render.provision import role_files
 from builder.verify.contract import Layer, image_contract, node_contract
+from builder.verify.in_build import spec_failures
 from builder.verify.runner import SPECS, Report, report_lines, spec_files
 from builder.verify.specs.plugin import Observation, Outcome
 from tests.conftest import REPO, CliRun
