@@ -142,15 +142,6 @@ def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Pa
     assert "invalid: slave/build.pkr.hcl" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted((GOLDEN / "seeds").rglob("user-data")),
-    ids=lambda p: str(p.parent.relative_to(GOLDEN)),
-)
-def test_every_golden_user_data_passes_cloud_init_schema(path: Path) -> None:
-    assert validate_user_data(path) == []
-
-
 def test_large_cluster_user_data_passes_cloud_init_schema(
     config_copy: Path, tmp_path: Path
 ) -> None:
