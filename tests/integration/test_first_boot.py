@@ -9,6 +9,7 @@ off and reads every first-boot file back from its disk with debugfs.
 
 from __future__ import annotations
 
+import ast
 import json
 import shlex
 import shutil
@@ -24,7 +25,7 @@ import pytest
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import compose
-from builder.firstboot.seed import ClusterFacts, SeedFormat, node_files, write_seeds
+from builder.firstboot.seed import ClusterFacts, SeedFormat, node_files, node_seed, write_seeds
 from builder.render.role import PROVISION, render_role
 from builder.verify.contract import node_roles
 from tests.conftest import REPO, free_port
@@ -365,7 +366,11 @@ def image_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
     assert failed.pop("unit mesos-slave at boot") == ("'disabled'", "'enabled'")
     assert failed.pop("SSH host keys in /etc/ssh")[1].startswith("['ssh_host_")
     assert failed.pop("/etc/machine-id")[1] != "''"
-    assert "instance" in failed.pop("cloud-init state in /var/lib/cloud")[1]
+    # cloud-init's own record of this boot: what a baked image must not carry.
+    instance_id = node_seed(booted.loaded, booted.node).files["meta-data"].split()[1]
+    state = ast.literal_eval(failed.pop("cloud-init state in /var/lib/cloud")[1])
+    assert state[:2] == ["instance", f"instances/{instance_id}"], state
+    assert all(entry.startswith("sem/") for entry in state[2:]), state
     # Not from an installer: no anaconda wrote /etc/selinux/config or made the admin user.
     assert failed.pop("SELinux mode") == (
         "'enforcing'",

@@ -51,10 +51,11 @@ def test_kickstart_errors_and_deprecations_fail_with_lines(loaded: LoadedConfig)
     ]
     lines = text.splitlines()
     bad = "\n".join([*lines[:5], "firewall --enabled --high", "upgrade", *lines[5:]]) + "\n"
+    # The error stops pykickstart at line 6: the deprecated command after it is never read.
     problems = validate_kickstart(bad, "ks.cfg")
-    assert [(p.line, p.message.split(":")[0]) for p in problems] == [
-        (6, "kickstart (RHEL7)"),
-    ] or [(p.line) for p in problems] == [6, 7]
+    assert [(p.line, p.message) for p in problems] == [
+        (6, "kickstart (RHEL7): unrecognized arguments: --high"),
+    ]
     only_deprecated = "\n".join([*lines[:5], "upgrade", *lines[5:]]) + "\n"
     [problem] = validate_kickstart(only_deprecated, "ks.cfg")
     assert problem.line == 6
@@ -139,15 +140,6 @@ def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Pa
     result = builder_cli("--config", str(config_copy), "validate", "slave")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "invalid: slave/build.pkr.hcl" in result.stderr
-
-
-@pytest.mark.parametrize(
-    "path",
-    sorted((GOLDEN / "seeds").rglob("user-data")),
-    ids=lambda p: str(p.parent.relative_to(GOLDEN)),
-)
-def test_every_golden_user_data_passes_cloud_init_schema(path: Path) -> None:
-    assert validate_user_data(path) == []
 
 
 def test_large_cluster_user_data_passes_cloud_init_schema(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.fsutil import sha256_of
 from tests.conftest import CliRun
 from tests.installer_media import build_rpm, checksum_option, tiny_installer_iso
 
@@ -404,3 +405,50 @@ def test_installer_iso_on_a_full_disk(builder_cli: CliRun, tmp_path: Path) -> No
         assert list(out.iterdir()) == []
     finally:
         subprocess.run(["umount", str(out)], check=True)
+
+
+# ---- a failing tool is no bad input: exit 1 ----------------------------------------------
+def _damaged_installer_iso(work: Path) -> Path:
+    """A tiny installer ISO whose tail is gone: its tree and boot files (at the start)
+    read fine, so the layout is read; /padding.bin's data (up to the end) cannot be."""
+    iso = tiny_installer_iso(work, pad_mib=8)
+    with iso.open("r+b") as handle:
+        handle.truncate(4 * 1024**2)
+        # Blank the primary GPT header's signature ("EFI PART" at byte 512): else xorriso
+        # looks for the backup header in the cut-off last block as it loads the ISO.
+        handle.seek(512)
+        assert handle.read(8) == b"EFI PART"
+        handle.seek(512)
+        handle.write(bytes(8))
+    return iso
+
+
+def test_xorriso_failing_while_writing_the_installer_iso(
+    builder_cli: CliRun, tmp_path: Path
+) -> None:
+    """A real xorriso failure: it cannot read the source's file data as it writes.
+    Exit 1, the last line xorriso said, the command; nothing left in --out."""
+    iso = _damaged_installer_iso(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("mine")
+    args = ["build", "slave", "--target", "iso", "--iso", str(iso), "--out", str(out)]
+    result = builder_cli(*args, "--iso-checksum", checksum_option(iso))
+    assert result.returncode == 1, result.stderr
+    error, command = result.stderr.splitlines()
+    assert error == (
+        "error: xorriso failed with exit code 32: "
+        "libisofs: NOTE :  > Caused by: Read error occurred with IsoDataSource"
+    )
+    # The writing step: the remaster into a temporary sibling of the installer ISO.
+    assert command.startswith(f"  command: xorriso -stdio_sync off -indev {iso} -outdev {out}/")
+    assert [p.name for p in out.iterdir()] == ["keep"]
+    # The same command with a wrong checksum is bad input: exit 2, one line, before xorriso.
+    wrong = builder_cli(*args, "--iso-checksum", "sha256:" + "ab" * 32)
+    assert wrong.returncode == 2, wrong.stderr
+    error, hint = wrong.stderr.splitlines()
+    assert error == (
+        f"error: {iso}: sha256 {sha256_of(iso)} does not match the expected {'ab' * 32}"
+    )
+    assert hint.startswith("hint: a different or damaged ISO")
+    assert [p.name for p in out.iterdir()] == ["keep"]

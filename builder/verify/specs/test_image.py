@@ -17,6 +17,7 @@ from builder.verify.specs.plugin import Check, read_file
 
 SELINUX_CONFIG = "/etc/selinux/config"
 FIREWALLD_CONF = "/etc/firewalld/firewalld.conf"
+CLOUD_STATE = "/var/lib/cloud"
 # Where a kickstart and the build's key could have left a copy of themselves.
 # firewalld's zone XML, read without an XML parser (the host is what is under test).
 _PORT_ELEMENT = re.compile(r"<port\b([^>]*)>")
@@ -84,12 +85,17 @@ def test_machine_id_empty(node: Any, check: Check) -> None:
 
 
 def test_no_cloud_init_instance_state(node: Any, check: Check) -> None:
+    """Nothing cloud-init would take as this machine's own past: the `instance` link
+    (dangling too), a cached instance under instances/ (its datasource and per-instance
+    semaphores), a per-once semaphore under sem/. An image carrying any of them would
+    boot as the machine it was built on, skipping what first boot must do."""
     listing = node.run(
-        "for name in instance instances data sem; do "
-        "[ -e /var/lib/cloud/$name ] && echo $name; done; true"
+        "cd %s 2>/dev/null || exit 0; "
+        "for entry in instance instances/* instances/.[!.]* sem/* sem/.[!.]*; do "
+        '{ [ -e "$entry" ] || [ -L "$entry" ]; } && echo "$entry"; done; true',
+        CLOUD_STATE,
     )
-    found = listing.stdout.split()
-    check("cloud-init state in /var/lib/cloud", [], found)
+    check(f"cloud-init state in {CLOUD_STATE}", [], sorted(listing.stdout.split()))
 
 
 def test_no_build_key(node: Any, image: ImageContract, check: Check) -> None:
