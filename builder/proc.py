@@ -81,10 +81,12 @@ class ToolTimedOut(BuilderError):
         self.seconds = seconds
 
 
-# A line that says what went wrong (not xorriso's closing "aborting" line).
+# A line that says what went wrong ...
 _ERROR_WORDS = re.compile(
     r"(?i)\b(error|failure|failed|fatal|cannot|can't|unable|no such|denied)\b"
 )
+# ... and lines that only comment on it: xorriso's notes, hints and closing lines.
+_NOT_THE_ERROR = re.compile(r"\b(NOTE|HINT|UPDATE|WARNING) :|aborting|-return_with")
 
 
 def last_error_line(output: str) -> str:
@@ -92,7 +94,7 @@ def last_error_line(output: str) -> str:
     else its last line."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):
-        if _ERROR_WORDS.search(line) and "aborting" not in line:
+        if _ERROR_WORDS.search(line) and not _NOT_THE_ERROR.search(line):
             return line
     return lines[-1] if lines else ""
 

@@ -453,7 +453,6 @@ def build_installer(
 ) -> BuildResult:
     """--target iso: OUT/SLUG/SLUG-installer.iso, through the installer remaster."""
     started = time.monotonic()
-    progress.emit(Event(roles.label, EventKind.STEP, "remastering installer ISO", 0.0))
     iso_options = IsoOptions(
         iso=options.iso,
         iso_checksum=options.iso_checksum,
@@ -462,6 +461,8 @@ def build_installer(
     )
     try:
         written = build_installer_iso(loaded, roles, iso_options)
+    except UserError:
+        raise  # bad input: its one line says it all
     except BuilderError as exc:
         progress.emit(Event(roles.label, EventKind.FAILED, exc.message, time.monotonic() - started))
         raise

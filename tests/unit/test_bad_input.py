@@ -435,10 +435,12 @@ def test_xorriso_failing_while_writing_the_installer_iso(
     args = ["build", "slave", "--target", "iso", "--iso", str(iso), "--out", str(out)]
     result = builder_cli(*args, "--iso-checksum", checksum_option(iso))
     assert result.returncode == 1, result.stderr
-    error, command = result.stderr.splitlines()
+    # The progress lines of the build come first (no terminal: plain lines).
+    *progress, error, command = result.stderr.splitlines()
+    assert progress == ["slave: failed (0 s)"]
     assert error == (
         "error: xorriso failed with exit code 32: "
-        "libisofs: NOTE :  > Caused by: Read error occurred with IsoDataSource"
+        "libisofs: MISHAP : Read error in file /padding.bin."
     )
     # The writing step: the remaster into a temporary sibling of the installer ISO.
     assert command.startswith(f"  command: xorriso -stdio_sync off -indev {iso} -outdev {out}/")

@@ -1,6 +1,6 @@
 """The layering of builder/: no module imports from a later stage, or from a sibling stage.
 
-common < config < render < firstboot < installer < image < publish < verify < cli/doctor.
+common < config < render < firstboot < mirror < installer < image < publish < verify < cli/doctor.
 The common modules (errors, proc, fsutil, clock, progress, resources, the package's
 __init__) import no stage package. Every import counts: at module level, inside a
 function, under `if TYPE_CHECKING:`, relative or absolute.
@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 PACKAGE = "builder"
 # The stage packages in pipeline order; a stage may import the ones before it.
-STAGES = ("config", "render", "firstboot", "installer", "image", "publish", "verify")
+STAGES = ("config", "render", "firstboot", "mirror", "installer", "image", "publish", "verify")
 # The common modules: any layer may import them; they import no stage package.
 COMMON = frozenset({"errors", "proc", "fsutil", "clock", "progress", "resources"})
 # The top: the command line and what only it uses. They may import everything.

@@ -39,6 +39,14 @@ def test_failure_ends_with_the_tools_own_error_line() -> None:
         "xorriso : FAILURE : Cannot determine attributes of source file '/nope' : "
         "No such file or directory"
     )
+    damaged = (
+        "libburn : SORRY : Read start address 2048s larger than number of readable blocks\n"
+        "libisofs: MISHAP : Read error in file /padding.bin.\n"
+        "libisofs: NOTE :  > Caused by: Read error occurred with IsoDataSource\n"
+        "libisofs: MISHAP : Filling with 0\n"
+        "xorriso : NOTE : -return_with SORRY 32 triggered by problem severity MISHAP\n"
+    )
+    assert proc.last_error_line(damaged) == "libisofs: MISHAP : Read error in file /padding.bin."
     assert proc.last_error_line("working\nstill working\n") == "still working"
     assert proc.last_error_line("") == ""
 
