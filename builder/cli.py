@@ -125,12 +125,29 @@ def render(ctx: click.Context, role: str, out: Path | None, packer_version: str 
 @main.command()
 @click.argument("roles", nargs=-1)
 @click.option("--packer-version", help=PACKER_VERSION_HELP)
+@click.option(
+    "--repos",
+    is_flag=True,
+    help="Also check that the repositories answer and hold every package (dnf, no download).",
+)
+@click.option(
+    "--mirror",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --repos: check this mirror (builder mirror) instead of the repositories.",
+)
 @click.pass_context
-def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | None) -> None:
+def validate(
+    ctx: click.Context,
+    roles: tuple[str, ...],
+    packer_version: str | None,
+    repos: bool,
+    mirror: Path | None,
+) -> None:
     """Render ROLES afresh and check them with pykickstart and packer validate.
 
     With no ROLES: every role, every role set a node of the cluster has, and
-    every node's first-boot user-data (cloud-init schema).
+    every node's first-boot user-data (cloud-init schema). With --repos: also
+    the build's preflight (the packages can be had), for each role set.
     """
     from builder.config.roles import compose, parse_role_names
     from builder.firstboot.validate import validate_seed
@@ -151,6 +168,10 @@ def validate(ctx: click.Context, roles: tuple[str, ...], packer_version: str | N
         found = validate_role(loaded, role_set, version)
         problems += found
         click.echo(f"{role_set.label}: {_verdict(found)}")
+        if repos:
+            from builder.mirror.preflight import check_sources
+
+            click.echo(f"{role_set.label}: packages: {check_sources(loaded, role_set, mirror)}")
     if not roles:
         for node in loaded.config.cluster.nodes:
             found = validate_seed(loaded, node)
@@ -203,6 +224,17 @@ def _verdict(problems: list[Problem]) -> str:
 @click.option(
     "--verify", is_flag=True, help="Run the image specs inside the build; a failure keeps nothing."
 )
+@click.option(
+    "--mirror",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Install from this mirror (builder mirror) and nothing else: no network needed.",
+)
+@click.option(
+    "--no-preflight",
+    is_flag=True,
+    help="Do not check that the repositories answer and hold the packages before booting "
+    "(for repositories only the build VM can reach).",
+)
 @click.pass_context
 def build(
     ctx: click.Context,
@@ -220,6 +252,8 @@ def build(
     packer_version: str | None,
     repo_dir: Path | None,
     verify: bool,
+    mirror: Path | None,
+    no_preflight: bool,
 ) -> None:
     """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
     from builder.config.roles import compose, parse_role_names
@@ -242,6 +276,8 @@ def build(
         require_kvm=require_kvm,
         checks=_in_build_checks() if verify else None,
         repo_dir=repo_dir,
+        mirror=mirror or loaded.config.os.mirror_path(loaded.directory),
+        preflight=not no_preflight,
     )
     version = _packer_version(packer_version)
     progress: Progress = (
@@ -263,12 +299,18 @@ def _print_builds(results: list[BuildResult], dry_run: bool, as_json: bool) -> N
                 "role": result.roles.label,
                 "up_to_date": result.cached,
                 "input_digest": result.digest,
+                "preflight": result.preflight,
+                "accelerator": result.accelerator,
+                "unknown_without_the_iso": list(result.unknown),
                 "command": list(result.command),
                 "variables": result.variables,
             }
             for result in results
         ]
         click.echo(json.dumps(plans, indent=2))
+        failed = [r.preflight for r in results if r.preflight.startswith("failed: ")]
+        if failed:
+            raise UserError(failed[0].removeprefix("failed: "))
         return
     for result in results:
         if as_json:

@@ -123,11 +123,14 @@ def _read_yaml(path: Path, shown: str, problems: list[Problem]) -> SourceFile | 
         return None
     try:
         data = YAML(typ="safe").load(text)
-    except YAMLError:
+    except YAMLError as refused:
         # libyaml's scanner follows YAML 1.1 and refuses some YAML 1.2 (a ':' in
         # a flow sequence's plain scalar): the pure YAML 1.2 parser decides.
+        problem_count = len(problems)
         tree = _pure_parse(text, shown, problems)
         if tree is None:
+            if len(problems) == problem_count:  # the pure parser saw nothing ("&:")
+                problems.append(_syntax_problem(refused, shown))
             return None
         data = _plain(tree)
     if not isinstance(data, dict):
@@ -153,16 +156,19 @@ def _pure_parse(text: str, shown: str, problems: list[Problem]) -> Any:
     """The line-keeping YAML 1.2 parser; its errors say where."""
     try:
         return YAML(typ="rt", pure=True).load(text)
-    except MarkedYAMLError as exc:
+    except YAMLError as exc:
+        problems.append(_syntax_problem(exc, shown))
+    return None
+
+
+def _syntax_problem(exc: YAMLError, shown: str) -> Problem:
+    if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
         what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        problems.append(Problem(shown, line, "", f"YAML syntax error: {what}"))
-        return None
-    except YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        problems.append(Problem(shown, None, "", f"YAML error: {first}"))
-    return None
+        return Problem(shown, line, "", f"YAML syntax error: {what}")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return Problem(shown, None, "", f"YAML error: {first}")
 
 
 def _message(error: Any) -> str:

@@ -9,6 +9,7 @@ value smuggling a newline, a quote or `$(...)` never gets that far.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -78,6 +79,13 @@ Url = Annotated[
 ]
 SHA256_CHECKSUM = r"^sha256:[0-9a-f]{64}$"
 Sha256 = Annotated[str, _named(SHA256_CHECKSUM, "sha256: followed by 64 lower-case hex digits")]
+RelativeOrAbsolutePath = Annotated[
+    str,
+    _named(
+        r"^/?[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*/?$",
+        "a path of letters, digits and . _ @ + - (relative to the config directory, or /...)",
+    ),
+]
 AbsolutePath = Annotated[
     str,
     _named(
@@ -349,6 +357,15 @@ class OsConfig(Model):
     )
     packer: PackerSettings = PackerSettings()
     aws: AwsSettings = AwsSettings()
+    mirror: RelativeOrAbsolutePath | None = Field(
+        default=None,
+        description="a mirror made by `builder mirror` (relative to this config directory): "
+        "every build installs from it and nothing else",
+    )
+
+    def mirror_path(self, config_dir: Path) -> Path | None:
+        """The mirror directory, relative paths taken from the config directory."""
+        return None if self.mirror is None else config_dir / self.mirror
 
 
 def _lower(value: object) -> object:

@@ -164,23 +164,34 @@ def _boot_id() -> str:
         return "unknown"
 
 
-def choose_for_iso(iso: Path, iso_sha256: str, cache: Path) -> ProbeResult:
-    """KVM if it boots this ISO's kernel, else TCG; remembered until the host reboots."""
+def remembered(iso_sha256: str, cache: Path) -> ProbeResult | None:
+    """What is known without probing: no /dev/kvm, or the verdict for this ISO since the
+    host booted; None when only a probe can tell."""
     import json
 
     if not Path("/dev/kvm").exists():
         return ProbeResult("tcg", False, "no /dev/kvm")
+    try:
+        known = json.loads((cache / "accelerator.json").read_text())
+    except (OSError, ValueError):
+        return None
+    kvm = known.get(f"{_boot_id()}:{iso_sha256}")
+    if kvm is None:
+        return None
+    return ProbeResult(
+        "kvm" if kvm["works"] else "tcg", kvm["works"], kvm["detail"] + " (remembered)"
+    )
+
+
+def choose_for_iso(iso: Path, iso_sha256: str, cache: Path) -> ProbeResult:
+    """KVM if it boots this ISO's kernel, else TCG; remembered until the host reboots."""
+    import json
+
+    known = remembered(iso_sha256, cache)
+    if known is not None:
+        return known
     key = f"{_boot_id()}:{iso_sha256}"
     memo = cache / "accelerator.json"
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
-        kvm = known[key]
-        return ProbeResult(
-            "kvm" if kvm["works"] else "tcg", kvm["works"], kvm["detail"] + " (remembered)"
-        )
     with tempfile.TemporaryDirectory(prefix="builder-accel-") as scratch:
         result = accelerator_works("kvm", iso_kernel(iso, Path(scratch)), deadline=20)
     cache.mkdir(parents=True, exist_ok=True)

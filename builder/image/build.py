@@ -15,6 +15,13 @@ role and OS config, the Packer version, the ISO's checksum, the target): when
 `output/ROLE/manifest.json` carries the same digest and its artifacts are
 unchanged, the build returns at once.
 
+Before anything boots, the preflight checks that the role set's packages can
+be had (builder/mirror/preflight.py): from the configured repositories, or
+from a mirror (`--mirror DIR`), which the qemu build then serves to the
+installer through Packer's HTTP server (the installer reads only it and its
+own media). `--dry-run` downloads nothing: it prints the plan, the
+preflight's verdict and the accelerator it would try.
+
 `--target iso` is dispatched here too: the installer remaster (builder/installer/).
 """
 
@@ -24,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,12 +60,17 @@ from builder.image.manifest import (
 from builder.image.sshkey import generate_build_key
 from builder.installer import source_iso
 from builder.installer.remaster import IsoOptions, build_installer_iso, installer_path
+from builder.mirror.lock import LOCK_FILE, MirrorLock
+from builder.mirror.preflight import check_sources
 from builder.progress import Event, EventKind, Progress
 from builder.render.packer_template import PackerVars
 from builder.render.role import KICKSTART, PACKER_TEMPLATE, PACKER_VARS, PROVISION, render_role
 
 TCG_TIMEOUT_FACTOR = 4
 MIN_FREE_BYTES = 4 * 1024**3
+# The host as a guest on QEMU's user network sees it: where Packer's HTTP server answers.
+QEMU_HOST_ADDRESS = "10.0.2.2"
+MIRROR_PATH = "mirror"  # the mirror's place under Packer's HTTP directory
 LOGS = ("build.log", "serial.log", "packer-debug.log")  # kept when a build fails
 
 
@@ -83,6 +96,8 @@ class BuildOptions:
     require_kvm: bool = False
     checks: InBuildChecks | None = None  # build --verify: run inside the build
     repo_dir: Path | None = None  # --target iso: an offline repository
+    mirror: Path | None = None  # install from this mirror (builder mirror) only
+    preflight: bool = True  # check the packages can be had before anything boots
 
     def __post_init__(self) -> None:
         if self.target is not Target.ISO:
@@ -112,6 +127,9 @@ class BuildResult:
     command: tuple[str, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)
     installer_iso: Path | None = None  # --target iso
+    preflight: str = ""  # the preflight's verdict
+    accelerator: str = ""
+    unknown: tuple[str, ...] = ()  # what a dry run could not know without the ISO
 
 
 @dataclass
@@ -131,6 +149,8 @@ class BuildRun:
     work: Path = Path()  # output/.SLUG.build-*
     packer_tmp: Path = Path()  # Packer's own short TMPDIR
     started_at: str = ""  # when Packer started, UTC
+    preflight: str = ""  # the preflight's verdict
+    unknown: tuple[str, ...] = ()  # what a dry run could not know without the ISO
 
     @property
     def final(self) -> Path:
@@ -156,6 +176,7 @@ def input_digest(
     packer_version: tuple[int, int, int],
     iso_checksum: str,
     target: Target,
+    mirror_lock: str | None = None,
 ) -> str:
     unattended = render_role(loaded, roles, packer_version=packer_version)
     digest = hashlib.sha256()
@@ -167,7 +188,13 @@ def input_digest(
     }
     digest.update(json.dumps(config, sort_keys=True).encode())
     digest.update(f"packer {packer_version}\0iso {iso_checksum}\0target {target}".encode())
+    if mirror_lock is not None:  # the same lock is the same set of packages
+        digest.update(f"\0mirror {mirror_lock}".encode())
     return digest.hexdigest()
+
+
+def mirror_lock_digest(mirror: Path | None) -> str | None:
+    return None if mirror is None else MirrorLock.read(mirror / LOCK_FILE).digest
 
 
 def cached_result(directory: Path, digest: str) -> BuildManifest | None:
@@ -198,13 +225,32 @@ def build_one(
 ) -> BuildResult:
     """One role set through Packer: the cached image, or a fresh build."""
     checksum = options.iso_checksum or loaded.config.os.install.iso_checksum
-    digest = input_digest(loaded, roles, packer_version, checksum, options.target)
+    lock = mirror_lock_digest(options.mirror)
+    digest = input_digest(loaded, roles, packer_version, checksum, options.target, lock)
     run = BuildRun(loaded, roles, options, packer_version, progress, checksum, digest)
     cached = _cached(run)
     if cached is not None:
         return cached
-    _preflight(run)
+    _require_tools(run)
+    _check_local_iso(run)
+    _check_packages(run)
+    _prepare_iso(run)
     return _build(run)
+
+
+def _check_packages(run: BuildRun) -> None:
+    """The packages can be had (a mirror, or repositories that answer and hold them).
+    A dry run records the verdict instead of stopping."""
+    if not run.options.preflight:
+        run.preflight = "skipped (--no-preflight)"
+        return
+    run.emit(EventKind.STEP, "checking packages", 0.0)
+    try:
+        run.preflight = "ok: " + check_sources(run.loaded, run.roles, run.options.mirror)
+    except UserError as exc:
+        if not run.options.dry_run:
+            raise
+        run.preflight = f"failed: {exc.message}"
 
 
 def _cached(run: BuildRun) -> BuildResult | None:
@@ -218,16 +264,36 @@ def _cached(run: BuildRun) -> BuildResult | None:
     return BuildResult(run.roles, run.final, True, run.digest, manifest)
 
 
-def _preflight(run: BuildRun) -> None:
-    """The tools; for a qemu build also the verified ISO, the accelerator and free space."""
-    proc.require("packer")
-    proc.require("ssh-keygen")
+def _require_tools(run: BuildRun) -> None:
+    for program in ("packer", "ssh-keygen"):
+        proc.require(program)
+    if run.options.target is Target.QEMU:
+        proc.require("qemu-system-x86_64")
+
+
+def _iso_source(run: BuildRun) -> str:
+    return run.options.iso or run.loaded.config.os.install.iso_url
+
+
+def _check_local_iso(run: BuildRun) -> None:
+    """What the user typed first: the checksum's form, and an ISO that is a local file
+    (verified now; a URL is fetched only after the preflight)."""
+    source_iso.parse_checksum(run.checksum)
+    if run.options.target is Target.QEMU and not source_iso.is_url(_iso_source(run)):
+        run.emit(EventKind.STEP, "verifying ISO", 0.0)
+        run.iso = source_iso.resolve_iso(_iso_source(run), run.checksum)
+
+
+def _prepare_iso(run: BuildRun) -> None:
+    """A qemu build's verified ISO, accelerator and free space (a dry run: what is known)."""
     if run.options.target is not Target.QEMU:
         return
-    proc.require("qemu-system-x86_64")
-    run.emit(EventKind.STEP, "verifying ISO", 0.0)
-    source = run.options.iso or run.loaded.config.os.install.iso_url
-    run.iso = source_iso.resolve_iso(source, run.checksum)
+    if run.options.dry_run:
+        _plan_accelerator(run, _iso_source(run))
+        return
+    if run.iso is None:
+        run.emit(EventKind.STEP, "fetching ISO", 0.0)
+        run.iso = source_iso.resolve_iso(_iso_source(run), run.checksum)
     _choose_accelerator(run, run.iso)
     if fsutil.free_bytes(run.options.output) < MIN_FREE_BYTES:
         raise UserError(f"{run.options.output}: less than 4 GiB free: not enough for a build")
@@ -251,11 +317,29 @@ def _choose_accelerator(run: BuildRun, iso: Path) -> None:
     )
 
 
+def _plan_accelerator(run: BuildRun, source: str) -> None:
+    """A dry run's accelerator, from what is known without downloading or booting."""
+    run.iso = run.iso or source_iso.local_iso(source, run.checksum)
+    iso_sha256 = source_iso.parse_checksum(run.checksum)
+    known = accel.remembered(iso_sha256, source_iso.cache_dir())
+    if known is not None:
+        run.accelerator = known.accelerator
+        return
+    run.accelerator = "kvm"  # tried first, by booting the ISO's kernel
+    unknown = ["whether KVM works: the build boots the ISO's own kernel to find out"]
+    if run.iso is None:
+        unknown.append(f"the ISO ({source}): not downloaded; the build fetches and verifies it")
+    run.unknown = tuple(unknown)
+
+
 def _build(run: BuildRun) -> BuildResult:
     """In a fresh work directory beside the output: render, run Packer, finish, install."""
-    run.options.output.mkdir(parents=True, exist_ok=True)
     prefix = f".{run.roles.slug}.build-"
-    run.work = Path(tempfile.mkdtemp(prefix=prefix, dir=run.options.output)).resolve()
+    if run.options.dry_run:  # writes nothing into the output directory
+        run.work = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    else:
+        run.options.output.mkdir(parents=True, exist_ok=True)
+        run.work = Path(tempfile.mkdtemp(prefix=prefix, dir=run.options.output)).resolve()
     # Packer puts its plugins' unix sockets in TMPDIR: socket paths are limited
     # to 108 bytes, so Packer gets a short one of its own, not the work directory.
     run.packer_tmp = Path(tempfile.mkdtemp(prefix="builder-packer-"))
@@ -264,7 +348,18 @@ def _build(run: BuildRun) -> BuildResult:
         argv = packer.command_argv(command)
         arguments = variables.arguments()
         if run.options.dry_run:
-            return BuildResult(run.roles, run.final, False, run.digest, None, argv, arguments)
+            return BuildResult(
+                run.roles,
+                run.final,
+                False,
+                run.digest,
+                None,
+                argv,
+                arguments,
+                preflight=run.preflight,
+                accelerator=run.accelerator,
+                unknown=run.unknown,
+            )
         _run_packer(run, command, log, variables)
         manifest = _finish(run)
         _install(run)
@@ -284,15 +379,21 @@ def _build(run: BuildRun) -> BuildResult:
 def _prepare(run: BuildRun) -> tuple[PackerVars, packer.PackerLog, Any]:
     """This build's key, its render, Packer's variables and its command (not yet run)."""
     key = generate_build_key(run.work / "key")
+    port = _http_port(run)
     rendered = render_role(
         run.loaded,
         run.roles,
         packer_version=run.packer_version,
         build_key=key.public_line,
         verify=run.options.verify,
+        offline_repo=(
+            f"http://{QEMU_HOST_ADDRESS}:{port}/{MIRROR_PATH}/" if port is not None else None
+        ),
     )
     rendered.write(run.render_dir)
-    variables = build_variables(run, key.private_key)
+    if port is not None and run.options.mirror is not None:
+        (run.render_dir / MIRROR_PATH).symlink_to(run.options.mirror.resolve())
+    variables = build_variables(run, key.private_key, port)
     log = packer.PackerLog(run.work / "build.log", run.roles.label, run.progress, run.started)
     log.path.touch()
     command = packer.build_command(
@@ -311,7 +412,18 @@ def _prepare(run: BuildRun) -> tuple[PackerVars, packer.PackerLog, Any]:
     return variables, log, command
 
 
-def build_variables(run: BuildRun, key: Path) -> PackerVars:
+def _http_port(run: BuildRun) -> int | None:
+    """One fixed port for Packer's HTTP server when it serves a mirror to the installer
+    (the kickstart names it); else Packer picks one from its default range."""
+    if run.options.mirror is None or run.options.target is not Target.QEMU:
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def build_variables(run: BuildRun, key: Path, http_port: int | None = None) -> PackerVars:
     """The `-var` values of this build; the rest come from build.pkrvars.json."""
     checks = run.options.checks
     tcg_timeout = f"{ssh_timeout_seconds(run.loaded) * TCG_TIMEOUT_FACTOR}s"
@@ -326,6 +438,8 @@ def build_variables(run: BuildRun, key: Path) -> PackerVars:
         iso_checksum=run.checksum,
         headless=not run.options.headful,
         iso_url=str(run.iso) if run.iso is not None else None,
+        http_port_min=http_port,
+        http_port_max=http_port,
         ssh_timeout=tcg_timeout if run.accelerator == "tcg" else None,
         verify_command=(
             checks.command(run.loaded, run.roles, run.work, key, run.packer_tmp)
@@ -413,6 +527,7 @@ def _finish(run: BuildRun) -> BuildManifest:
         started=run.started_at,
         finished=clock.utc_now(),
         verified=run.options.verify,
+        mirror_lock=mirror_lock_digest(run.options.mirror),
     )
     for name in (KICKSTART, PROVISION):
         shutil.copy(run.render_dir / name, run.work / name)

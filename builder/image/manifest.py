@@ -89,6 +89,7 @@ class BuildManifest:
     started: str
     finished: str
     verified: bool
+    mirror_lock: str | None = None  # the digest of the mirror's lock it installed from
 
     def artifact(self, fmt: ImageFormat) -> Artifact | None:
         return next((a for a in self.artifacts if a.format == fmt), None)
@@ -132,6 +133,7 @@ class BuildManifest:
             started=str(data["started"]),
             finished=str(data["finished"]),
             verified=bool(data["verified"]),
+            mirror_lock=data.get("mirror_lock"),
         )
 
     @classmethod

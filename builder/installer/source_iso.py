@@ -102,10 +102,24 @@ def _download(url: str, target: Path, expected: str) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def local_iso(source: str, checksum: str) -> Path | None:
+    """The ISO when it is here already (a local file, or the download cache), verified;
+    None when it would have to be downloaded. Never downloads."""
+    expected = parse_checksum(checksum)
+    if is_url(source):
+        cached = cache_dir() / "iso" / f"{expected}.iso"
+        return resolve_iso(str(cached), checksum) if cached.is_file() else None
+    return resolve_iso(source, checksum)
+
+
 def resolve_iso(source: str, checksum: str) -> Path:
     """A local, verified copy of the ISO at `source` (a path or an http(s) URL)."""
     expected = parse_checksum(checksum)
-    if source.startswith(("http://", "https://")):
+    if is_url(source):
         cached = cache_dir() / "iso" / f"{expected}.iso"
         if cached.is_file():
             verify(cached, expected)

@@ -64,6 +64,12 @@ class PackerVars:
     http_directory: str | None = _var(
         "string", description="Served by Packer's HTTP server: holds ks.cfg."
     )
+    http_port_min: int | None = _var(
+        "number",
+        default=8000,
+        description="Packer's HTTP server port range (one port when a mirror is served).",
+    )
+    http_port_max: int | None = _var("number", default=9000)
     provision_script: str | None = _var("string")
     ssh_private_key_file: str | None = _var(
         "string", description="This build's own key; the kickstart carries only its public half."

@@ -8,8 +8,10 @@ kickstart, waits for SSH to the installed system with this build's key, runs
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.config.load import embedded_config_dir
 from builder.fsutil import sha256_of
 from tests.conftest import CliRun
+from tests.integration.rpmrepo import RpmRepos, dead_url, write_config
 from tests.integration.standin import DiskReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
@@ -28,11 +30,38 @@ ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
 
 
 @pytest.fixture(scope="module")
-def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """One slave build for the module: its directory, config, CLI output and events."""
+def built(
+    standin: Path, rpmrepo: RpmRepos, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, object]:
+    """One slave build for the module: its directory, config, CLI output and events.
+
+    It installs from a mirror (builder mirror, from the stand-in repositories) with
+    every configured repository dead: a build needs no network."""
     root = tmp_path_factory.mktemp("build")
-    config = root / "roles-config"
-    shutil.copytree(embedded_config_dir(), config, ignore=shutil.ignore_patterns("__*"))
+    mirror = root / "mirror"
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(write_config(root / "live", rpmrepo)),
+            "mirror",
+            "slave",
+            "--to",
+            str(mirror),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr
+    dead = dead_url()
+    config = write_config(
+        root / "roles-config", rpmrepo, urls=dict.fromkeys(["base", "extras", "mesosphere"], dead)
+    )
     os_yaml = config / "os.yaml"
     os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
     iso = standin / ISO_NAME
@@ -47,6 +76,8 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         str(iso),
         "--iso-checksum",
         checksum,
+        "--mirror",
+        str(mirror),
         "--out",
         str(root / "output"),
     ]
@@ -73,6 +104,7 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             "--config",
             str(broken),
             *args[2:-2],
+            "--no-preflight",  # the mirror has no mesos-dns: caught before booting otherwise
             "--out",
             str(root / "broken-output"),
         ],
@@ -105,6 +137,7 @@ def built(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         "config": config,
         "args": args,
         "events": events,
+        "mirror": mirror,
         "output": root / "output" / "slave",
         "failing": failed,
     }
@@ -329,6 +362,7 @@ def test_not_an_installer(builder_cli: CliRun, tmp_path: Path) -> None:
         str(seed),
         "--iso-checksum",
         f"sha256:{sha256_of(seed)}",
+        "--no-preflight",  # the default config's repositories (the vault) are not reachable
         "--out",
         "out",
     )
@@ -391,7 +425,7 @@ def test_require_kvm_stops_where_kvm_does_not_work(standin: Path, tmp_path: Path
     ]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, "-m", "builder", *args, "--require-kvm"],
+        [sys.executable, "-m", "builder", *args, "--require-kvm", "--no-preflight"],
         env=env,
         capture_output=True,
         text=True,
@@ -405,7 +439,7 @@ def test_require_kvm_stops_where_kvm_does_not_work(standin: Path, tmp_path: Path
     assert not (tmp_path / "out" / "slave").exists()
     if Path("/dev/kvm").exists():
         dry = subprocess.run(
-            [sys.executable, "-m", "builder", *args, "--dry-run"],
+            [sys.executable, "-m", "builder", *args, "--dry-run", "--no-preflight"],
             env=env,
             capture_output=True,
             text=True,
@@ -416,3 +450,88 @@ def test_require_kvm_stops_where_kvm_does_not_work(standin: Path, tmp_path: Path
         [plan] = json.loads(dry.stdout)
         assert plan["variables"]["accelerator"] == "tcg"
         assert plan["variables"]["ssh_timeout"] == "14400s"  # 60m, 4x under TCG
+
+
+def test_the_build_installed_from_the_mirror_only(built: dict[str, object]) -> None:
+    """The kickstart read the installer's media and the mirror Packer served, nothing else;
+    the manifest names the lock, so a rebuild from it is the same set of packages."""
+    output, mirror = built["output"], built["mirror"]
+    assert isinstance(output, Path)
+    assert isinstance(mirror, Path)
+    kickstart = (output / "ks.cfg").read_text().splitlines()
+    assert "cdrom" in kickstart
+    [repo] = [line for line in kickstart if line.startswith("repo ")]
+    assert repo.startswith("repo --name=builder-offline --baseurl=http://10.0.2.2:")
+    assert repo.endswith("/mirror/")
+    assert not [line for line in kickstart if line.startswith("url ")]
+    manifest = json.loads((output / "manifest.json").read_text())
+    lock = (mirror / "mirror.lock.json").read_bytes()
+    assert manifest["mirror_lock"] == hashlib.sha256(lock).hexdigest()
+
+
+def test_a_dead_repository_stops_the_build_before_anything_boots(
+    rpmrepo: RpmRepos, builder_cli: CliRun, tmp_path: Path
+) -> None:
+    dead = dead_url()
+    config = write_config(tmp_path / "roles-config", rpmrepo, urls={"mesosphere": dead})
+    result = builder_cli("--config", str(config), "build", "slave", "--out", "out")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: repository mesosphere ({dead}) does not answer: Failed to download metadata "
+        "for repo 'mesosphere': Cannot download repomd.xml: Cannot download "
+        "repodata/repomd.xml: All mirrors were tried"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dry_run_downloads_nothing_and_says_what_it_could_not_know(
+    rpmrepo: RpmRepos, tmp_path: Path
+) -> None:
+    """os.yaml's ISO is a URL (the vault): a dry run neither fetches it nor boots anything."""
+    config = write_config(tmp_path / "roles-config", rpmrepo)
+    dead_config = write_config(tmp_path / "dead", rpmrepo, urls={"base": dead_url()})
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+
+    def dry(config_dir: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "builder",
+                "--config",
+                str(config_dir),
+                "build",
+                "slave",
+                "--dry-run",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+
+    result = dry(config)
+    assert result.returncode == 0, result.stderr
+    [plan] = json.loads(result.stdout)
+    assert plan["preflight"].startswith("ok: ")
+    assert re.fullmatch(r"ok: \d+ packages from base, extras, mesosphere", plan["preflight"])
+    unknown = " ".join(plan["unknown_without_the_iso"])
+    if Path("/dev/kvm").exists():
+        assert plan["accelerator"] == "kvm"
+        assert "whether KVM works" in unknown
+    else:
+        assert plan["accelerator"] == "tcg"
+    assert "not downloaded" in unknown
+    assert not list(cache.rglob("*.iso"))
+    assert not (tmp_path / "out").exists()
+
+    failed = dry(dead_config)
+    assert failed.returncode == 2
+    [plan] = json.loads(failed.stdout)
+    assert plan["preflight"].startswith("failed: repository base (")
+    assert failed.stderr.splitlines()[-1].startswith("error: repository base (")

@@ -51,6 +51,7 @@ def _copy() -> Path:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=st.sampled_from(FILES), text=st.text(max_size=400))
 @example(name="os.yaml", text="0\t")  # libyaml: the number 0; the line-keeping parser: an error
+@example(name="os.yaml", text="&:")  # libyaml: an error; the line-keeping parser: nothing
 def test_arbitrary_text_in_any_file(name: str, text: str) -> None:
     directory = _copy()
     try:

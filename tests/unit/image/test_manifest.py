@@ -33,6 +33,7 @@ def test_the_json_keeps_its_shape(build: Path) -> None:
         "artifacts",
         "finished",
         "input_digest",
+        "mirror_lock",
         "packer",
         "role",
         "roles",

@@ -66,6 +66,17 @@ variable "http_directory" {
   description = "Served by Packer's HTTP server: holds ks.cfg."
 }
 
+variable "http_port_min" {
+  type        = number
+  default     = 8000
+  description = "Packer's HTTP server port range (one port when a mirror is served)."
+}
+
+variable "http_port_max" {
+  type    = number
+  default = 9000
+}
+
 variable "provision_script" {
   type = string
 }
@@ -134,6 +145,8 @@ source "qemu" "centos7" {
   format               = "qcow2"
   headless             = var.headless
   http_directory       = var.http_directory
+  http_port_min        = var.http_port_min
+  http_port_max        = var.http_port_max
   boot_wait            = var.boot_wait
 
   boot_command         = ["<up><wait><tab><wait> text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>"]
