@@ -24,10 +24,12 @@ from pathlib import Path
 
 import testinfra
 
+from builder.config.cluster import ClusterFacts
 from builder.config.load import embedded_config_dir, load_config
-from builder.firstboot.seed import ClusterFacts, SeedFormat, write_seeds
+from builder.config.roles import node_roles
+from builder.firstboot.seed import SeedFormat, write_seeds
 from builder.render.role import PROVISION, render_role
-from builder.verify.contract import Layer, node_contract, node_roles
+from builder.verify.contract import Layer, node_contract
 from builder.verify.runner import Connection, connected, run_specs, spec_files
 from tests.integration.standin import boot, build_standin, configured_image
 

@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from builder.config.cluster import masters, quorum
 from builder.config.model import MASTER_ROLE, PATTERN_MEANINGS, SLAVE_ROLE, Config
 from builder.errors import ConfigError, Problem
 from builder.resources import resource_dir
@@ -297,7 +298,7 @@ def _cluster_problems(loaded: LoadedConfig) -> Iterator[Problem]:
                         ("nodes", index, attribute),
                         f"duplicate {attribute} {value!r} (also nodes[{first}])",
                     )
-    if not cluster.masters:
+    if not masters(cluster):
         yield loaded.problem(
             "cluster", ("nodes",), f"no node has the {MASTER_ROLE!r} role: the cluster needs one"
         )
@@ -306,11 +307,11 @@ def _cluster_problems(loaded: LoadedConfig) -> Iterator[Problem]:
 
 
 def _cluster_warnings(loaded: LoadedConfig) -> Iterator[Problem]:
-    masters = len(loaded.config.cluster.masters)
-    if masters and masters % 2 == 0:
+    count = len(masters(loaded.config.cluster))
+    if count and count % 2 == 0:
         yield loaded.problem(
             "cluster",
             ("nodes",),
-            f"{masters} masters: an even count tolerates no more failures than "
-            f"{masters - 1} (quorum {masters // 2 + 1})",
+            f"{count} masters: an even count tolerates no more failures than "
+            f"{count - 1} (quorum {quorum(count)})",
         )

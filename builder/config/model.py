@@ -27,16 +27,6 @@ from pydantic import (
 
 MASTER_ROLE = "master"
 SLAVE_ROLE = "slave"
-ZK_CLIENT_PORT = 2181
-# Where each Mesos-stack service answers once started (Chronos: its package's
-# http_port flag file); `builder verify` checks them on a booted node.
-SERVICE_PORTS = {
-    "zookeeper": ZK_CLIENT_PORT,
-    "mesos-master": 5050,
-    "marathon": 8080,
-    "chronos": 4400,
-    "mesos-slave": 5051,
-}
 
 
 def _pattern(regex: str) -> StringConstraints:
@@ -241,16 +231,18 @@ class Port(Model):
         return self
 
     @property
+    def _span(self) -> str:
+        return str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
+
+    @property
     def firewalld(self) -> str:
-        """As firewalld and the kickstart write it: 5050/tcp, 31000-32000/tcp."""
-        span = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
-        return f"{span}/{self.protocol}"
+        """As firewalld writes it: 5050/tcp, 31000-32000/tcp."""
+        return f"{self._span}/{self.protocol}"
 
     @property
     def kickstart(self) -> str:
         """As the kickstart firewall --port option writes it: 5050:tcp."""
-        span = str(self.start) if self.start == self.end else f"{self.start}-{self.end}"
-        return f"{span}:{self.protocol}"
+        return f"{self._span}:{self.protocol}"
 
 
 class Repo(Model):
@@ -287,7 +279,11 @@ class Role(Model):
     services: tuple[UnitName, ...] = Field(
         default=(), description="units enabled and started at first boot, in this order"
     )
-    ports: tuple[Port, ...] = ()
+    ports: tuple[Port, ...] = Field(
+        default=(),
+        description="firewall ports to open besides the role's services' own, which are "
+        "always opened (ZooKeeper's, Mesos', Marathon's, Chronos')",
+    )
     sysctls: dict[SysctlKey, OneLine] = Field(default_factory=dict)
     files: tuple[ManagedFile, ...] = ()
 
@@ -429,22 +425,6 @@ class Cluster(Model):
         default=(), description="keys every node's admin user accepts, from its seed"
     )
     nodes: tuple[Node, ...] = Field(min_length=1)
-
-    @property
-    def masters(self) -> tuple[Node, ...]:
-        return tuple(node for node in self.nodes if MASTER_ROLE in node.roles)
-
-    @property
-    def zk_hosts(self) -> str:
-        return ",".join(f"{node.hostname}:{ZK_CLIENT_PORT}" for node in self.masters)
-
-    @property
-    def zk_url(self) -> str:
-        return f"zk://{self.zk_hosts}/mesos"
-
-    @property
-    def quorum(self) -> int:
-        return len(self.masters) // 2 + 1
 
 
 class Config(Model):

@@ -2,9 +2,10 @@
 
 Roles are taken in the config's order (sorted role names), whatever order the
 user wrote them in, so `slave,master` and `master,slave` are the same image.
-Two roles that disagree (the same file with other content, the same repo id
-with another URL, the same sysctl with another value) are a ConfigError
-naming both places.
+A role's firewall ports are its services' own ports (builder/config/cluster.py)
+followed by the ones its file lists. Two roles that disagree (the same file
+with other content, the same repo id with another URL, the same sysctl with
+another value) are a ConfigError naming both places.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from builder.config.cluster import service_ports, start_order
 from builder.config.load import LoadedConfig
-from builder.config.model import ManagedFile, Port, Repo, Role
+from builder.config.model import ManagedFile, Node, Port, Repo, Role
 from builder.errors import ConfigError, Problem
 
 H = TypeVar("H", bound=Hashable)
@@ -56,6 +58,11 @@ def parse_role_names(text: str, loaded: LoadedConfig) -> tuple[str, ...]:
     return tuple(name for name in known if name in wanted)
 
 
+def node_roles(loaded: LoadedConfig, node: Node) -> RoleSet:
+    """The role set a node's image is built from."""
+    return compose(loaded, tuple(name for name in loaded.config.roles if name in node.roles))
+
+
 def compose(loaded: LoadedConfig, names: tuple[str, ...]) -> RoleSet:
     roles = {name: loaded.config.roles[name] for name in names}
     problems: list[Problem] = []
@@ -80,11 +87,16 @@ def compose(loaded: LoadedConfig, names: tuple[str, ...]) -> RoleSet:
         names=names,
         repos=repos,
         packages=_unique(p for role in roles.values() for p in role.packages),
-        services=_unique(s for role in roles.values() for s in role.services),
-        ports=_unique(p for role in roles.values() for p in role.ports),
+        services=start_order(roles.values()),
+        ports=_unique(p for role in roles.values() for p in role_ports(role)),
         sysctls=tuple(sorted((key, value) for key, (_, value) in sysctl_owner.items())),
         files=tuple(sorted(files, key=lambda spec: spec.path)),
     )
+
+
+def role_ports(role: Role) -> tuple[Port, ...]:
+    """The firewall ports a role opens: its services' own, then the ones its file lists."""
+    return (*service_ports(role.services), *role.ports)
 
 
 def _repo_key(repo: Repo) -> str:

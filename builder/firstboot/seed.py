@@ -7,8 +7,9 @@ file (the init stage, before anything Mesos starts), then `runcmd` (the final
 stage) enabling and starting the role's units in order. The image bakes every
 Mesos-stack unit disabled, so nothing ever runs on package defaults; runcmd
 and write_files run once per instance, so a reboot neither redoes nor undoes
-anything. Values are computed here; the YAML is dumped from data, never
-templated.
+anything. The cluster's values are selected from its ClusterFacts
+(builder/config/cluster.py), never computed here; the YAML is dumped from
+data, never templated.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig
-from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Cluster, Node
-from builder.config.roles import compose
+from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
+from builder.config.roles import node_roles
 from builder.errors import ConfigError, Problem, UserError
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
@@ -39,14 +41,6 @@ COMPRESS_FILES_OVER = 64 * 1024
 USER_DATA = "user-data"
 META_DATA = "meta-data"
 NETWORK_CONFIG = "network-config"
-
-ZOOKEEPER_CONFIG = """\
-tickTime=2000
-initLimit=10
-syncLimit=5
-dataDir=/var/lib/zookeeper
-clientPort=2181
-"""
 
 
 class SeedFormat(StrEnum):
@@ -65,65 +59,10 @@ class NodeSeed:
         return self.files[USER_DATA]
 
 
-def fqdn(cluster: Cluster, node: Node) -> str:
-    return f"{node.hostname}.{cluster.domain}" if cluster.domain else node.hostname
-
-
-def hosts_file(cluster: Cluster) -> str:
-    lines = [
-        "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4",
-        "::1         localhost localhost.localdomain localhost6 localhost6.localdomain6",
-    ]
-    for node in cluster.nodes:
-        names = [fqdn(cluster, node), node.hostname] if cluster.domain else [node.hostname]
-        lines.append(f"{node.ip} {' '.join(names)}")
-    return "\n".join(lines) + "\n"
-
-
-def zoo_cfg(cluster: Cluster) -> str:
-    servers = "".join(
-        f"server.{number}={master.hostname}:2888:3888\n"
-        for number, master in enumerate(cluster.masters, start=1)
-    )
-    return ZOOKEEPER_CONFIG + servers
-
-
-@dataclass(frozen=True)
-class ClusterFacts:
-    """What every node's seed shares, computed once per cluster."""
-
-    cluster: Cluster
-    hosts: str
-    zk_url: str
-    zk_hosts: str
-    quorum: int
-    zoo_cfg: str
-    master_numbers: Mapping[str, int]  # hostname -> ZooKeeper myid, 1..N in inventory order
-    services: Mapping[tuple[str, ...], tuple[str, ...]]  # a node's roles -> units in start order
-
-    @classmethod
-    def of(cls, loaded: LoadedConfig) -> ClusterFacts:
-        cluster = loaded.config.cluster
-        role_sets = {tuple(sorted(node.roles)) for node in cluster.nodes}
-        return cls(
-            cluster=cluster,
-            hosts=hosts_file(cluster),
-            zk_url=cluster.zk_url,
-            zk_hosts=cluster.zk_hosts,
-            quorum=cluster.quorum,
-            zoo_cfg=zoo_cfg(cluster),
-            master_numbers={m.hostname: n for n, m in enumerate(cluster.masters, start=1)},
-            services={
-                roles: compose(loaded, tuple(r for r in loaded.config.roles if r in roles)).services
-                for roles in role_sets
-            },
-        )
-
-
 def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
     """Every node-specific file, path -> content, in the order they are written."""
     cluster = facts.cluster
-    name = fqdn(cluster, node)
+    name = facts.fqdn(node)
     files = {"/etc/hosts": facts.hosts, "/etc/mesos/zk": facts.zk_url + "\n"}
     if MASTER_ROLE in node.roles:
         files |= {
@@ -135,7 +74,7 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
             "/etc/zookeeper/conf/zoo.cfg": facts.zoo_cfg,
             "/etc/default/marathon": (
                 f"MARATHON_MASTER={facts.zk_url}\n"
-                f"MARATHON_ZK=zk://{facts.zk_hosts}/marathon\n"
+                f"MARATHON_ZK={facts.marathon_zk}\n"
                 f"MARATHON_HOSTNAME={name}\n"
             ),
             "/etc/chronos/conf/master": f"{facts.zk_url}\n",
@@ -162,17 +101,16 @@ def start_commands(services: Iterable[str]) -> list[list[str]]:
 
 def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
     cluster = facts.cluster
-    services = facts.services[tuple(sorted(node.roles))]
     document: dict[str, Any] = {
         "hostname": node.hostname,
-        "fqdn": fqdn(cluster, node),
+        "fqdn": facts.fqdn(node),
         "preserve_hostname": False,
         "manage_etc_hosts": False,
         "write_files": [
             {"path": path, **_encoded(content), "owner": "root:root", "permissions": "0644"}
             for path, content in node_files(facts, node).items()
         ],
-        "runcmd": start_commands(services),
+        "runcmd": start_commands(facts.units(node)),
     }
     keys = [*cluster.ssh_authorized_keys, *node.ssh_authorized_keys]
     if keys:
@@ -264,6 +202,9 @@ def write_seeds(
 ) -> list[Path]:
     """Every seed is made in memory first; then each file is written atomically."""
     facts = ClusterFacts.of(loaded)
+    nodes = list(nodes)
+    for node in nodes:
+        node_roles(loaded, node)  # roles that disagree make no image to boot: no seed either
     seeds = [node_seed(loaded, node, facts) for node in nodes]
     ec2 = [ec2_user_data(seed) for seed in seeds] if fmt is SeedFormat.EC2 else []
     out.mkdir(parents=True, exist_ok=True)

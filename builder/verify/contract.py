@@ -1,8 +1,9 @@
-"""The image's contract: what `builder verify` expects, computed from the config.
+"""The image's contract: what `builder verify` expects, selected from the config.
 
-The values come from the same functions that rendered the image and the seed
-(builder/render.py, builder/roles.py, builder/seed.py's ClusterFacts), never
-from literals: change a role's file and both the image and its check change.
+Nothing is computed here: the values are the ones that rendered the image and
+the seed (builder/render/provision.py's files and unit states, the composed
+role set, builder/config/cluster.py's ClusterFacts, the seed's node_files),
+never literals: change a role's file and both the image and its check change.
 Two layers: the image right after the build, and a node after first boot.
 """
 
@@ -11,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from builder.config.cluster import SERVICE_PORTS, ClusterFacts
 from builder.config.load import LoadedConfig
-from builder.config.model import MASTER_ROLE, SERVICE_PORTS, SLAVE_ROLE, ManagedFile, Node
-from builder.config.roles import RoleSet, compose
-from builder.firstboot.seed import ClusterFacts, fqdn, node_files
+from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
+from builder.config.roles import RoleSet
+from builder.firstboot.seed import node_files
 from builder.render.kickstart import BUILD_KEY_COMMENT
-from builder.render.provision import role_files, yum_repo_file
-
-ROLES_FILE = "/etc/builder/roles"
-YUM_REPO_FILE = "/etc/yum.repos.d/builder.repo"
+from builder.render.provision import BakedState, image_files, unit_states
 
 
 class Layer(StrEnum):
@@ -78,56 +77,43 @@ class NodeContract:
 
 def image_contract(loaded: LoadedConfig, roles: RoleSet) -> ImageContract:
     os_config = loaded.config.os
-    services = set(roles.services)
     packages = tuple(
         RolePackage(name, package)
         for name in roles.names
         for package in loaded.config.roles[name].packages
     )
-    files = (
-        *role_files(roles),
-        ManagedFile(path=ROLES_FILE, content=roles.label + "\n"),
-        ManagedFile(path=YUM_REPO_FILE, content=yum_repo_file(roles, loaded)),
-    )
-    units = tuple(
-        UnitState(unit, "disabled" if unit in services else "masked")
-        for unit in dict.fromkeys((*os_config.stack_units, *roles.services))
-    )
+    states = unit_states(os_config.stack_units, roles.services)
     return ImageContract(
         label=roles.label,
         packages=packages,
-        files=tuple(sorted(files, key=lambda spec: spec.path)),
+        files=image_files(loaded, roles),
         ports=tuple(port.firewalld for port in roles.ports),
-        units=units,
+        units=tuple(UnitState(unit, state.value) for unit, state in states.items()),
         selinux=os_config.selinux,
         users=("root", os_config.admin.name),
     )
 
 
-def node_roles(loaded: LoadedConfig, node: Node) -> RoleSet:
-    return compose(loaded, tuple(name for name in loaded.config.roles if name in node.roles))
-
-
 def node_contract(
     loaded: LoadedConfig, node: Node, facts: ClusterFacts, every_agent: bool = False
 ) -> NodeContract:
-    cluster = loaded.config.cluster
-    services = facts.services[tuple(sorted(node.roles))]
+    services = facts.units(node)
     master = None
     if MASTER_ROLE in node.roles:
         master = MasterApi(
             zk_url=facts.zk_url,
             quorum=facts.quorum,
-            marathon_zk=f"zk://{facts.zk_hosts}/marathon",
-            agents=tuple(fqdn(cluster, n) for n in cluster.nodes if SLAVE_ROLE in n.roles),
+            marathon_zk=facts.marathon_zk,
+            agents=facts.agents,
             every_agent=every_agent,
         )
+    states = unit_states(loaded.config.os.stack_units, services)
     return NodeContract(
         hostname=node.hostname,
         roles=tuple(node.roles),
         files=tuple(node_files(facts, node).items()),
         services=services,
-        idle_units=tuple(u for u in loaded.config.os.stack_units if u not in services),
+        idle_units=tuple(u for u, state in states.items() if state is BakedState.MASKED),
         listening=tuple((s, SERVICE_PORTS[s]) for s in services if s in SERVICE_PORTS),
         master=master,
         slave_zk_url=facts.zk_url if SLAVE_ROLE in node.roles else None,

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from builder import proc
+from builder.config.cluster import ClusterFacts, fqdn
 from builder.config.load import LoadedConfig
 from builder.config.model import Node
-from builder.config.roles import RoleSet, compose, parse_role_names
+from builder.config.roles import RoleSet, compose, node_roles, parse_role_names
 from builder.errors import UserError
-from builder.firstboot.seed import ClusterFacts, fqdn
-from builder.verify.contract import Layer, image_contract, node_contract, node_roles
+from builder.verify.contract import Layer, image_contract, node_contract
 from builder.verify.specs.plugin import Outcome, SpecPlugin
 
 SPECS = Path(__file__).resolve().parent / "specs"

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
-from builder.config.roles import compose
-from builder.firstboot.seed import ClusterFacts, SeedFormat, node_files, node_seed, write_seeds
+from builder.config.roles import compose, node_roles
+from builder.firstboot.seed import SeedFormat, node_files, node_seed, write_seeds
 from builder.render.role import PROVISION, render_role
-from builder.verify.contract import node_roles
 from tests.conftest import REPO, free_port
 from tests.integration.standin import DiskReader, Vm, boot, configured_image
 
@@ -109,10 +109,10 @@ def _get_json(vm: Vm, url: str) -> dict[str, object]:
 
 
 def check_running_node(vm: Vm, booted: Booted) -> None:
-    node, cluster = booted.node, booted.loaded.config.cluster
+    node, facts = booted.node, ClusterFacts.of(booted.loaded)
     assert vm.ssh("hostname").strip() == node.hostname
     written = float(vm.ssh("stat -c %.9Y /etc/mesos/zk").strip())
-    services = ClusterFacts.of(booted.loaded).services[tuple(sorted(node.roles))]
+    services = facts.units(node)
     started = {unit: _unix_time(vm, unit) for unit in STACK}
     for unit in STACK:
         if unit in services:
@@ -130,14 +130,14 @@ def check_running_node(vm: Vm, booted: Booted) -> None:
         state = _get_json(vm, "http://127.0.0.1:5050/master/state")
         flags = state["flags"]
         assert isinstance(flags, dict)
-        assert flags["zk"] == cluster.zk_url
-        assert flags["quorum"] == str(cluster.quorum)
+        assert flags["zk"] == facts.zk_url
+        assert flags["quorum"] == str(facts.quorum)
         info = _get_json(vm, "http://127.0.0.1:8080/v2/info")
-        assert info["zookeeper_config"] == {"zk": f"zk://{cluster.zk_hosts}/marathon"}
+        assert info["zookeeper_config"] == {"zk": facts.marathon_zk}
     if SLAVE_ROLE in node.roles:
         slave = _get_json(vm, "http://127.0.0.1:5051/state")["flags"]
         assert isinstance(slave, dict)
-        assert slave["master"] == cluster.zk_url
+        assert slave["master"] == facts.zk_url
         assert slave["containerizers"] == "docker,mesos"
         assert slave["executor_registration_timeout"] == "5mins"
 
@@ -218,11 +218,11 @@ def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
 
 
 def check_disk(reader: DiskReader, booted: Booted) -> None:
-    node = booted.node
-    for path, content in node_files(ClusterFacts.of(booted.loaded), node).items():
+    node, facts = booted.node, ClusterFacts.of(booted.loaded)
+    for path, content in node_files(facts, node).items():
         assert reader.read(path) == content, path
     assert reader.read("/etc/hostname").strip() == node.hostname
-    services = ClusterFacts.of(booted.loaded).services[tuple(sorted(node.roles))]
+    services = facts.units(node)
     wants = "/etc/systemd/system/multi-user.target.wants"
     for unit in STACK:
         enabled = reader.link(f"{wants}/{unit}.service") != ""

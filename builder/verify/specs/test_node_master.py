@@ -2,7 +2,7 @@
 
 The HTTP checks run on the node (curl, else python3) against the real
 endpoints: Mesos `/master/state` on 5050, Marathon `/v2/info` on 8080 and
-Chronos' UI on 4400 (the ports of builder.config.SERVICE_PORTS).
+Chronos' UI on 4400 (the ports of builder.config.cluster.SERVICE_PORTS).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from builder.config.model import SERVICE_PORTS
+from builder.config.cluster import SERVICE_PORTS
 from builder.verify.contract import MasterApi, NodeContract
 from builder.verify.specs.plugin import Check, Probe
 

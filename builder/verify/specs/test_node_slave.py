@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from builder.config.model import SERVICE_PORTS
+from builder.config.cluster import SERVICE_PORTS
 from builder.verify.contract import NodeContract
 from builder.verify.specs.plugin import Check, Probe
 

@@ -1,4 +1,4 @@
-"""The embedded default is the seed's cluster; the model's derived values."""
+"""The embedded default is the seed's cluster; the model's own forms (ports)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from builder.config.load import LoadedConfig
-from builder.config.model import Cluster, Port
+from builder.config.model import Port
 
 
-def test_default_zk_url_is_the_seed_cluster(loaded: LoadedConfig) -> None:
+def test_default_is_the_seed_cluster(loaded: LoadedConfig) -> None:
     cluster = loaded.config.cluster
-    assert cluster.zk_url == "zk://test166:2181/mesos"
     assert [(n.hostname, n.ip, n.roles) for n in cluster.nodes] == [
         ("test166", "10.86.255.166", ("master", "slave")),
         ("test167", "10.86.255.167", ("slave",)),
     ]
-    assert cluster.quorum == 1
 
 
 def test_slave_flags_are_the_seed_values(loaded: LoadedConfig) -> None:
@@ -29,38 +27,18 @@ def test_master_installs_java_first_and_starts_in_order(loaded: LoadedConfig) ->
     master = loaded.config.roles["master"]
     assert master.packages[0] == "java-1.8.0-openjdk-headless"
     assert master.services == ("zookeeper", "mesos-master", "marathon", "chronos")
-    assert [p.firewalld for p in master.ports] == [
-        f"{n}/tcp" for n in (2181, 2888, 3888, 5050, 8080, 4400)
-    ]
+    assert master.ports == ()
 
 
 def test_slave_ports_and_services(loaded: LoadedConfig) -> None:
     slave = loaded.config.roles["slave"]
     assert slave.services == ("docker", "mesos-slave")
-    assert [p.firewalld for p in slave.ports] == ["5051/tcp", "31000-32000/tcp"]
+    assert [p.firewalld for p in slave.ports] == ["31000-32000/tcp"]
 
 
 def test_no_plaintext_password_in_default(loaded: LoadedConfig) -> None:
     assert loaded.config.os.root_password_hash is None
     assert loaded.config.os.admin.password_hash is None
-
-
-@pytest.mark.parametrize(
-    ("hosts", "url", "quorum"),
-    [
-        (["m1"], "zk://m1:2181/mesos", 1),
-        (["m1", "m2", "m3"], "zk://m1:2181,m2:2181,m3:2181/mesos", 2),
-        (["m1", "m2", "m3", "m4", "m5"], "zk://m1:2181,m2:2181,m3:2181,m4:2181,m5:2181/mesos", 3),
-    ],
-)
-def test_zk_url_and_quorum_follow_the_masters(hosts: list[str], url: str, quorum: int) -> None:
-    nodes = [
-        {"hostname": h, "ip": f"10.0.0.{i + 1}", "roles": ["master"]} for i, h in enumerate(hosts)
-    ]
-    nodes.append({"hostname": "s1", "ip": "10.0.0.100", "roles": ["slave"]})
-    cluster = Cluster.model_validate({"name": "c", "nodes": nodes})
-    assert cluster.zk_url == url
-    assert cluster.quorum == quorum
 
 
 @pytest.mark.parametrize(

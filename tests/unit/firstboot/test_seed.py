@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.firstboot.seed import (
     META_DATA,
     NETWORK_CONFIG,
     USER_DATA,
-    ClusterFacts,
     SeedFormat,
     node_files,
     node_seed,
@@ -199,6 +199,27 @@ def test_seed_cli_errors(
     assert result.returncode == 2
     assert result.stderr.splitlines() == [message]
     assert not (tmp_path / "s").exists()
+
+
+def test_no_seed_for_a_node_whose_roles_disagree(
+    config_copy: Path, builder_cli: CliRun, tmp_path: Path
+) -> None:
+    """test166 is master and slave; the two roles write one file differently: no image, no seed."""
+    master = config_copy / "roles" / "master.yaml"
+    master.write_text(
+        master.read_text().replace(
+            "files:\n",
+            'files:\n  - path: /etc/mesos-slave/containerizers\n    content: "mesos\\n"\n',
+        )
+    )
+    result = builder_cli("--config", str(config_copy), "seed", "test166", "--out", "s")
+    assert result.returncode == 2, result.stderr
+    assert "roles master and slave disagree on file /etc/mesos-slave/containerizers" in (
+        result.stderr
+    )
+    assert not (tmp_path / "s").exists()
+    result = builder_cli("--config", str(config_copy), "seed", "test167", "--out", "s")
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(

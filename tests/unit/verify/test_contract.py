@@ -1,0 +1,84 @@
+"""The contract selects its values from the config's facts; it computes none of them.
+
+Shown by identity (the contract holds the very objects of ClusterFacts) and by
+markers: facts with values no computation would give reach the contract and
+the seed unchanged, so neither rebuilds them from the inventory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from builder.config.cluster import ClusterFacts
+from builder.config.load import LoadedConfig
+from builder.config.roles import compose
+from builder.firstboot.seed import node_files, user_data
+from builder.render.kickstart import BUILD_KEY_COMMENT
+from builder.render.provision import image_files, unit_states
+from builder.verify.contract import image_contract, node_contract
+
+
+def test_node_contract_holds_the_facts_objects(loaded: LoadedConfig) -> None:
+    facts = ClusterFacts.of(loaded)
+    [test166, test167] = loaded.config.cluster.nodes
+    master = node_contract(loaded, test166, facts)
+    assert master.master is not None
+    assert master.master.zk_url is facts.zk_url
+    assert master.master.marathon_zk is facts.marathon_zk
+    assert master.master.agents is facts.agents
+    assert master.services is facts.units(test166)
+    assert node_contract(loaded, test167, facts).slave_zk_url is facts.zk_url
+
+
+def _marked(facts: ClusterFacts) -> ClusterFacts:
+    """The facts with values no code would compute from this inventory."""
+    return dataclasses.replace(
+        facts,
+        zk_hosts="marker-zk-hosts:1",
+        zk_url="zk://marker-zk-url/mesos",
+        marathon_zk="zk://marker-marathon/marathon",
+        quorum=7,
+        hosts="# marker hosts\n",
+        zoo_cfg="# marker zoo.cfg\n",
+        master_numbers={"test166": 42},
+        agents=("marker-agent",),
+        services={key: ("mesos-slave", "zookeeper") for key in facts.services},
+    )
+
+
+def test_contract_and_seed_select_from_the_facts(loaded: LoadedConfig) -> None:
+    marked = _marked(ClusterFacts.of(loaded))
+    test166 = loaded.config.cluster.nodes[0]
+    contract = node_contract(loaded, test166, marked)
+    assert contract.master is not None
+    assert (contract.master.zk_url, contract.master.quorum) == ("zk://marker-zk-url/mesos", 7)
+    assert contract.master.marathon_zk == "zk://marker-marathon/marathon"
+    assert contract.master.agents == ("marker-agent",)
+    assert contract.slave_zk_url == "zk://marker-zk-url/mesos"
+    assert contract.services == ("mesos-slave", "zookeeper")
+    assert contract.listening == (("mesos-slave", 5051), ("zookeeper", 2181))
+    assert contract.idle_units == ("mesos-master", "marathon", "chronos", "docker")
+    files = dict(contract.files)
+    assert files == node_files(marked, test166)
+    assert files["/etc/hosts"] == "# marker hosts\n"
+    assert files["/etc/mesos/zk"] == "zk://marker-zk-url/mesos\n"
+    assert files["/etc/mesos-master/quorum"] == "7\n"
+    assert files["/var/lib/zookeeper/myid"] == "42\n"
+    assert files["/etc/zookeeper/conf/zoo.cfg"] == "# marker zoo.cfg\n"
+    assert "MARATHON_ZK=zk://marker-marathon/marathon\n" in files["/etc/default/marathon"]
+    assert files["/etc/chronos/conf/zk_hosts"] == "marker-zk-hosts:1\n"
+    runcmd = user_data(marked, test166)["runcmd"]
+    assert runcmd[0] == ["systemctl", "enable", "mesos-slave.service", "zookeeper.service"]
+
+
+def test_image_contract_is_what_provision_writes(loaded: LoadedConfig) -> None:
+    for names in (("master",), ("slave",), ("master", "slave")):
+        roles = compose(loaded, names)
+        contract = image_contract(loaded, roles)
+        assert contract.files == image_files(loaded, roles)
+        states = unit_states(loaded.config.os.stack_units, roles.services)
+        assert [(u.unit, u.state) for u in contract.units] == [
+            (unit, state.value) for unit, state in states.items()
+        ]
+        assert contract.ports == tuple(port.firewalld for port in roles.ports)
+        assert contract.build_key_comment is BUILD_KEY_COMMENT
