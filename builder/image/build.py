@@ -573,6 +573,7 @@ def build_installer(
         iso_checksum=options.iso_checksum,
         output=options.output,
         repo_dir=options.repo_dir,
+        mirror=options.mirror,
     )
     try:
         written = build_installer_iso(loaded, roles, iso_options)

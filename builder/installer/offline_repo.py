@@ -21,6 +21,7 @@ from typing import BinaryIO, cast
 
 from builder import proc
 from builder.errors import UserError
+from builder.mirror.repository import createrepo_argv
 
 REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 COMMON_NS = "{http://linux.duke.edu/metadata/common}"
@@ -69,20 +70,6 @@ def find_rpms(directory: Path) -> tuple[Path, ...]:
     return rpms
 
 
-def createrepo_argv(directory: Path, rpm_list: Path, output: Path) -> list[str]:
-    return [
-        "createrepo_c",
-        "--quiet",
-        "--general-compress-type",
-        "gz",
-        "--pkglist",
-        str(rpm_list),
-        "--outputdir",
-        str(output),
-        str(directory),
-    ]
-
-
 def metadata_provides(repodata: Path) -> frozenset[str]:
     """Every package name and `provides` entry in a repository's primary metadata."""
     try:
@@ -126,6 +113,6 @@ def prepare(directory: Path, scratch: Path) -> OfflineRepo:
     scratch.mkdir(parents=True, exist_ok=True)
     rpm_list = scratch / "pkglist"
     rpm_list.write_text("".join(f"{rpm}\n" for rpm in rpms), encoding="utf-8")
-    proc.run(createrepo_argv(directory.resolve(), rpm_list, scratch))
+    proc.run(createrepo_argv(directory.resolve(), scratch, rpm_list=rpm_list))
     repodata = scratch / "repodata"
     return OfflineRepo(directory.resolve(), rpms, repodata, metadata_provides(repodata))

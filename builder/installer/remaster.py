@@ -32,6 +32,8 @@ from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.errors import UserError
 from builder.installer import offline_repo, source_iso
+from builder.mirror.download import PACKAGES_DIR
+from builder.mirror.preflight import check_mirror_covers
 from builder.render.packer_template import LATEST_KNOWN_PACKER
 from builder.render.role import KICKSTART, render_role
 
@@ -55,7 +57,8 @@ class IsoOptions:
     iso: str | None = None
     iso_checksum: str | None = None
     output: Path = Path("output")
-    repo_dir: Path | None = None
+    repo_dir: Path | None = None  # a directory of RPMs (metadata made here)
+    mirror: Path | None = None  # a mirror made by `builder mirror` (carried as it is)
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,10 @@ def build_installer_iso(loaded: LoadedConfig, roles: RoleSet, options: IsoOption
     """Write OUT/ROLE/ROLE-installer.iso; nothing is left behind on failure."""
     install = loaded.config.os.install
     checksum = options.iso_checksum or install.iso_checksum
+    if options.repo_dir is not None and options.mirror is not None:
+        raise UserError("--repo-dir and --mirror both name an offline repository: pick one")
+    if options.mirror is not None:
+        check_mirror_covers(options.mirror, loaded, roles)
     if options.repo_dir is not None:
         offline_repo.find_rpms(options.repo_dir)  # refuse an empty directory first
     for program in ("xorriso", "mcopy", "implantisomd5"):
@@ -304,6 +311,11 @@ def _remaster(
         files[f"/{REPO_ON_MEDIA}/repodata"] = repo.metadata
         offline_url = f"file://{MEDIA_MOUNT}/{REPO_ON_MEDIA}"
         needed += repo.size
+    if options.mirror is not None:
+        for name in (PACKAGES_DIR, "repodata"):
+            files[f"/{REPO_ON_MEDIA}/{name}"] = options.mirror / name
+        offline_url = f"file://{MEDIA_MOUNT}/{REPO_ON_MEDIA}"
+        needed += sum(path.stat().st_size for path in options.mirror.rglob("*") if path.is_file())
 
     ks_arg = kickstart_argument(layout.volume_id)
     rendered = render_role(
