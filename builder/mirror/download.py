@@ -9,10 +9,12 @@ sha256 is not fetched again.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -152,6 +154,22 @@ def _fetch_one(
     progress.advance(0, items=1)
 
 
+def authorized_request(url: str) -> urllib.request.Request:
+    """A request for `url`; user:password@ in it becomes HTTP basic authentication
+    (urllib would take it for part of the host)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return urllib.request.Request(url)  # noqa: S310 - a configured repository's URL
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    request = urllib.request.Request(parts._replace(netloc=netloc).geturl())  # noqa: S310
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
 def _download(url: str, part: Path, package: PinnedPackage, progress: TransferProgress) -> Digests:
     """The file at `url` into `part` (continuing what is there), hashed on the way."""
     have = part.stat().st_size if part.exists() else 0
@@ -161,7 +179,7 @@ def _download(url: str, part: Path, package: PinnedPackage, progress: TransferPr
     if have == package.size:
         progress.advance(have, items=0)
         return Digests(package.checksum_type).feed(part)
-    request = urllib.request.Request(url)  # noqa: S310 - a configured repository's URL
+    request = authorized_request(url)
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from builder import proc
 from builder.config.model import Repo
 from builder.errors import UserError
-from builder.mirror.download import RpmRefused
+from builder.mirror.download import RpmRefused, authorized_request
 from builder.mirror.resolve import PinnedPackage
 
 KEY_TIMEOUT = 30
@@ -74,7 +74,7 @@ def _read_key(repo: Repo, url: str) -> bytes:
                 "copy of the key (a file:// path here, or an http(s):// URL)"
             ) from exc
     try:
-        with urllib.request.urlopen(url, timeout=KEY_TIMEOUT) as response:  # noqa: S310
+        with urllib.request.urlopen(authorized_request(url), timeout=KEY_TIMEOUT) as response:  # noqa: S310
             data: bytes = response.read()
             return data
     except (urllib.error.URLError, OSError) as exc:

@@ -12,6 +12,7 @@ into place only when complete. `serve` answers them over HTTP on 127.0.0.1;
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import functools
 import hashlib
@@ -141,8 +142,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
     """Files as a mirror's web server serves them, single byte ranges included (RFC 9110:
     `Range: bytes=N-` answers 206 with the rest); each request noted in `requests`."""
 
-    def __init__(self, *args: Any, requests: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, requests: list[tuple[str, str]], auth: str | None, **kwargs: Any
+    ) -> None:
         self.requests = requests
+        self.auth = auth
         super().__init__(*args, **kwargs)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -150,6 +154,14 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
     def send_head(self) -> Any:
         self.requests.append((self.path, self.headers.get("Range", "")))
+        if self.auth is not None:  # HTTP basic authentication, as a private mirror asks
+            token = base64.b64encode(self.auth.encode()).decode()
+            if self.headers.get("Authorization", "") != f"Basic {token}":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
         wanted = self.headers.get("Range", "")
         path = Path(self.translate_path(self.path))
         if not wanted.startswith("bytes=") or not wanted.endswith("-") or not path.is_file():
@@ -169,11 +181,17 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve(root: Path, requests: list[tuple[str, str]] | None = None) -> Iterator[str]:
+def serve(
+    root: Path, requests: list[tuple[str, str]] | None = None, auth: str | None = None
+) -> Iterator[str]:
     """Serve `root` over HTTP on 127.0.0.1 (a free port); yields the base URL. Each
-    request's path and Range header go to `requests` when given."""
+    request's path and Range header go to `requests` when given; with `auth`
+    ("user:password") every request needs that HTTP basic authentication."""
     handler = functools.partial(
-        _QuietHandler, directory=str(root), requests=requests if requests is not None else []
+        _QuietHandler,
+        directory=str(root),
+        requests=requests if requests is not None else [],
+        auth=auth,
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -228,3 +228,35 @@ def test_an_interrupted_fetch_resumes_with_a_range_request(
     assert (f"/signed/mesos/{rpm.name}", f"bytes={half}-") in requests
     assert (mirror / "Packages" / rpm.name).read_bytes() == rpm.read_bytes()
     assert not (mirror / ".partial").exists()
+
+
+def test_repository_credentials_reach_no_lock_log_or_message(
+    builder_cli: CliRun, rpmrepo: RpmRepos, tmp_path: Path
+) -> None:
+    """A mirror behind basic authentication: user:password@ in the baseurl is used (dnf,
+    the downloads) and shown nowhere: not in the lock, the output or an error."""
+    secret = "s3cr3t-Pa55"
+    with serve(rpmrepo.root, auth=f"builder:{secret}") as base_url:
+        private = base_url.replace("http://", f"http://builder:{secret}@")
+        config = write_config(
+            tmp_path / "cfg", rpmrepo, urls={"mesosphere": f"{private}signed/mesos/"}
+        )
+        mirror = tmp_path / "mirror"
+        made = builder_cli("--config", str(config), "mirror", "slave", "--to", str(mirror))
+        assert made.returncode == 0, made.stderr
+        lock = (mirror / "mirror.lock.json").read_text()
+        assert '"mesosphere": "http://<redacted>@127.0.0.1:' in lock
+        wrong = write_config(
+            tmp_path / "wrong",
+            rpmrepo,
+            urls={
+                "mesosphere": base_url.replace("http://", "http://builder:wrong-Pa55@")
+                + "signed/mesos/"
+            },
+        )
+        refused = builder_cli("--config", str(wrong), "mirror", "slave", "--to", "other")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: repository mesosphere (http://<redacted>@127.0.0.1:")
+    for text in (lock, made.stdout, made.stderr, refused.stdout, refused.stderr):
+        assert secret not in text
+        assert "wrong-Pa55" not in text
