@@ -389,6 +389,7 @@ def _prepare(run: BuildRun) -> tuple[PackerVars, packer.PackerLog, Any]:
         offline_repo=(
             f"http://{QEMU_HOST_ADDRESS}:{port}/{MIRROR_PATH}/" if port is not None else None
         ),
+        mirror=_mirror_on_instance(run),
     )
     rendered.write(run.render_dir)
     if port is not None and run.options.mirror is not None:
@@ -410,6 +411,11 @@ def _prepare(run: BuildRun) -> tuple[PackerVars, packer.PackerLog, Any]:
         out=log,
     )
     return variables, log, command
+
+
+def _mirror_on_instance(run: BuildRun) -> bool:
+    """An AMI build copies the mirror into the instance (a qemu build serves it)."""
+    return run.options.mirror is not None and run.options.target is Target.AMI
 
 
 def _http_port(run: BuildRun) -> int | None:
@@ -440,6 +446,11 @@ def build_variables(run: BuildRun, key: Path, http_port: int | None = None) -> P
         iso_url=str(run.iso) if run.iso is not None else None,
         http_port_min=http_port,
         http_port_max=http_port,
+        mirror_directory=(
+            str(run.options.mirror.resolve())
+            if run.options.mirror is not None and _mirror_on_instance(run)
+            else None
+        ),
         ssh_timeout=tcg_timeout if run.accelerator == "tcg" else None,
         verify_command=(
             checks.command(run.loaded, run.roles, run.work, key, run.packer_tmp)

@@ -67,10 +67,14 @@ def packer_problems(output: str, shown: str) -> list[Problem]:
 
 
 def validate_packer(
-    render_dir: Path, shown: str | None = None, verify_command: str | None = None
+    render_dir: Path,
+    shown: str | None = None,
+    verify_command: str | None = None,
+    mirror_directory: str | None = None,
 ) -> list[Problem]:
     """`packer validate` with the variables a build passes that have no default (and
-    `verify_command`, for a --verify template), and a throwaway build key."""
+    `verify_command` for a --verify template, `mirror_directory` for a --mirror AMI
+    template), and a throwaway build key."""
     shown = shown or str(render_dir / PACKER_TEMPLATE)
     with tempfile.TemporaryDirectory(prefix="builder-validate-") as scratch:
         key = generate_build_key(Path(scratch))
@@ -79,6 +83,7 @@ def validate_packer(
             provision_script=str(render_dir / PROVISION),
             ssh_private_key_file=str(key.private_key),
             verify_command=verify_command,
+            mirror_directory=mirror_directory,
         )
         run = packer.validate(
             render_dir / PACKER_TEMPLATE, variables, var_file=render_dir / PACKER_VARS

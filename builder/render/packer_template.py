@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from builder.config.load import LoadedConfig
@@ -31,13 +32,22 @@ def image_name(slug: str) -> str:
     return f"mesos-{slug}"
 
 
-def _var(hcl: str, *, default: Any = None, description: str = "", verify_only: bool = False) -> Any:
+class TemplateForm(StrEnum):
+    """A part of the template present only in some builds (and the variables it reads)."""
+
+    VERIFY = "verify"  # build --verify: the image specs run inside the build
+    MIRROR = "mirror"  # build --mirror --target ami: the mirror is copied into the instance
+
+
+def _var(
+    hcl: str, *, default: Any = None, description: str = "", form: TemplateForm | None = None
+) -> Any:
     """A Packer variable: its HCL type, the template's default, what it is."""
     metadata = {
         "hcl": hcl,
         "default": default,
         "description": description,
-        "verify_only": verify_only,
+        "form": form,
     }
     return field(default=None, metadata=metadata)
 
@@ -81,7 +91,12 @@ class PackerVars:
     verify_command: str | None = _var(
         "string",
         description="builder verify for this role set's image layer (builder build --verify).",
-        verify_only=True,
+        form=TemplateForm.VERIFY,
+    )
+    mirror_directory: str | None = _var(
+        "string",
+        description="The mirror (builder mirror) copied into the instance to install from.",
+        form=TemplateForm.MIRROR,
     )
     aws_region: str | None = _var("string")
     aws_instance_type: str | None = _var("string")
@@ -136,12 +151,12 @@ class PackerVars:
         }
 
 
-def hcl_variables(verify: bool) -> str:
+def hcl_variables(forms: frozenset[TemplateForm]) -> str:
     """The template's `variable` blocks, one per field of PackerVars, each followed by a
-    blank line (`verify_command` only in a --verify template)."""
+    blank line (a form's own variables only in a template of that form)."""
     blocks = []
     for var in fields(PackerVars):
-        if var.metadata["verify_only"] and not verify:
+        if var.metadata["form"] is not None and var.metadata["form"] not in forms:
             continue
         attributes = [("type", var.metadata["hcl"])]
         if var.metadata["default"] is not None:

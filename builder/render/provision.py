@@ -20,6 +20,10 @@ from builder.render.kickstart import BUILD_KEY_COMMENT
 
 ROLES_FILE = "/etc/builder/roles"
 YUM_REPO_FILE = "/etc/yum.repos.d/builder.repo"
+# An AMI build with --mirror: where the mirror is copied in the instance, and the
+# repository file that points at it while `install` runs (both removed after).
+MIRROR_ON_INSTANCE = "/var/tmp/builder-mirror"
+MIRROR_REPO_FILE = "/etc/yum.repos.d/builder-mirror.repo"
 
 
 class BakedState(StrEnum):
@@ -100,4 +104,7 @@ def provision_script(loaded: LoadedConfig, roles: RoleSet, env: jinja2.Environme
         mask_units=[unit for unit, state in states.items() if state is BakedState.MASKED],
         roles_file=roles_file(roles),
         build_key_comment=BUILD_KEY_COMMENT,
+        mirror_repo_file=MIRROR_REPO_FILE,
+        # the mirror's RPMs are checked as strictly as the strictest of their sources
+        mirror_gpgcheck=int(all(repo.gpgcheck for repo in (*os_config.repos, *roles.repos))),
     )

@@ -16,8 +16,8 @@ from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.fsutil import replace_tree
 from builder.render.kickstart import check_build_key, kickstart
-from builder.render.packer_template import PackerVars, hcl_variables, modern_packer
-from builder.render.provision import provision_script
+from builder.render.packer_template import PackerVars, TemplateForm, hcl_variables, modern_packer
+from builder.render.provision import MIRROR_ON_INSTANCE, provision_script
 from builder.render.templates import template_environment
 
 KICKSTART = "ks.cfg"
@@ -44,6 +44,7 @@ def render_role(
     build_key: str | None = None,
     offline_repo: str | None = None,
     verify: bool = False,
+    mirror: bool = False,
 ) -> RenderedRole:
     """Everything a role set needs, as file name -> text.
 
@@ -51,15 +52,24 @@ def render_role(
     from the installer's media (`cdrom`) and that one repository instead of
     the configured network repos. `verify`: the image specs run inside the
     build, after seal; `verify_command` is then a build-time variable.
+    `mirror`: an AMI build copies the mirror (`mirror_directory`) into the
+    instance and installs from it alone.
     """
     env = template_environment()
     if build_key is not None:
         check_build_key(build_key)
     provision = provision_script(loaded, roles, env)
+    forms = frozenset(
+        form
+        for form, wanted in ((TemplateForm.VERIFY, verify), (TemplateForm.MIRROR, mirror))
+        if wanted
+    )
     template = env.get_template("build.pkr.hcl.j2").render(
         modern_packer=modern_packer(packer_version),
         verify=verify,
-        variable_blocks=hcl_variables(verify),
+        mirror=mirror,
+        mirror_on_instance=MIRROR_ON_INSTANCE,
+        variable_blocks=hcl_variables(forms),
     )
     return RenderedRole(
         roles=roles,

@@ -200,3 +200,33 @@ def test_validate_repos_checks_the_repositories_or_the_mirror(
     )
     assert offline.returncode == 0, offline.stderr
     assert offline.stdout.splitlines()[1].startswith(f"slave: packages: mirror {mirror}: ")
+
+
+def test_the_ami_template_copies_the_mirror_in_and_packer_validates_it(
+    mirrored: dict[str, Path], tmp_path: Path
+) -> None:
+    """An AMI build with a mirror: the mirror is uploaded before the role's script, which
+    installs from it alone (BUILDER_MIRROR); the template is valid to the real Packer."""
+    require_tool("packer")
+    from builder.config.load import load_config
+    from builder.config.roles import compose
+    from builder.image.validate import validate_packer
+    from builder.render.packer_template import LATEST_KNOWN_PACKER
+    from builder.render.role import PACKER_TEMPLATE, PROVISION, render_role
+
+    loaded = load_config(mirrored["config"])
+    rendered = render_role(
+        loaded, compose(loaded, ("slave",)), packer_version=(1, 6, 6), mirror=True
+    )
+    rendered.write(tmp_path / "render")
+    template = rendered.files[PACKER_TEMPLATE]
+    upload = template.index('provisioner "file"')
+    role_script = template.index("install configure seal")
+    assert upload < role_script
+    assert 'environment_vars = ["BUILDER_MIRROR=/var/tmp/builder-mirror"]' in template
+    assert validate_packer(tmp_path / "render", mirror_directory=str(mirrored["mirror"])) == []
+    without = render_role(loaded, compose(loaded, ("slave",)), packer_version=LATEST_KNOWN_PACKER)
+    assert "BUILDER_MIRROR" not in without.files[PACKER_TEMPLATE]
+    script = rendered.files[PROVISION]
+    assert "--disablerepo='*' --enablerepo=builder-mirror install" in script
+    assert 'rm -rf "$BUILDER_MIRROR"' in script

@@ -16,7 +16,7 @@ import pytest
 
 from builder.config.load import LoadedConfig
 from builder.config.roles import compose
-from builder.render.packer_template import LATEST_KNOWN_PACKER, PackerVars
+from builder.render.packer_template import LATEST_KNOWN_PACKER, PackerVars, TemplateForm
 from builder.render.role import (
     KICKSTART,
     PACKER_TEMPLATE,
@@ -175,17 +175,24 @@ def declared_variables(template: str) -> dict[str, dict[str, str]]:
     return declared
 
 
-@pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.parametrize(("verify", "mirror"), [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("packer", list(PACKERS))
 def test_the_templates_variables_are_the_fields_of_packer_vars(
-    loaded: LoadedConfig, packer: str, verify: bool
+    loaded: LoadedConfig, packer: str, verify: bool, mirror: bool
 ) -> None:
     rendered = render_role(
-        loaded, compose(loaded, ("slave",)), packer_version=PACKERS[packer], verify=verify
+        loaded,
+        compose(loaded, ("slave",)),
+        packer_version=PACKERS[packer],
+        verify=verify,
+        mirror=mirror,
     )
     declared = declared_variables(rendered.files[PACKER_TEMPLATE])
+    forms = {TemplateForm.VERIFY: verify, TemplateForm.MIRROR: mirror}
     expected = [
-        var for var in dataclasses.fields(PackerVars) if verify or not var.metadata["verify_only"]
+        var
+        for var in dataclasses.fields(PackerVars)
+        if var.metadata["form"] is None or forms[var.metadata["form"]]
     ]
     assert list(declared) == [var.name for var in expected]
     for var in expected:

@@ -82,7 +82,21 @@ install_packages() {
     write_repos
     rpm --import file:///etc/pki/rpm-gpg/RPM-GPG-KEY-CentOS-7
     rpm --import http://repos.mesosphere.io/el/RPM-GPG-KEY-mesosphere
-    yum -y install @core cloud-init cloud-utils-growpart firewalld java-1.8.0-openjdk-headless mesosphere-zookeeper mesos marathon chronos
+    if [ -n "${BUILDER_MIRROR:-}" ]; then
+        # builder build --mirror: the mirror copied into this machine, and nothing else.
+        log "install: from the mirror in $BUILDER_MIRROR only"
+        write_file /etc/yum.repos.d/builder-mirror.repo 0644 root "[builder-mirror]
+name=builder mirror
+baseurl=file://$BUILDER_MIRROR
+enabled=1
+gpgcheck=1
+"
+        yum -y --disablerepo='*' --enablerepo=builder-mirror install @core cloud-init cloud-utils-growpart firewalld java-1.8.0-openjdk-headless mesosphere-zookeeper mesos marathon chronos
+        rm -f /etc/yum.repos.d/builder-mirror.repo
+        rm -rf "$BUILDER_MIRROR"
+    else
+        yum -y install @core cloud-init cloud-utils-growpart firewalld java-1.8.0-openjdk-headless mesosphere-zookeeper mesos marathon chronos
+    fi
     yum clean all
 }
 
