@@ -53,3 +53,22 @@ def test_port_short_forms(value: object, expected: str) -> None:
 def test_ports_outside_the_range_are_rejected(value: object) -> None:
     with pytest.raises(ValidationError):
         Port.model_validate(value)
+
+
+def test_the_readmes_repository_examples_are_valid_repos() -> None:
+    """Every ```yaml block of README.md that configures repos passes the model."""
+    import re
+    import textwrap
+
+    from ruamel.yaml import YAML
+
+    from builder.config.model import Repo
+    from tests.conftest import REPO
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    # the loader's own parser for YAML 1.2 (a URL inside a flow sequence)
+    examples = [YAML(typ="safe", pure=True).load(textwrap.dedent(block)) for block in blocks]
+    repos = [repo for example in examples for repo in example.get("repos", [])]
+    assert len(repos) >= 2
+    for repo in repos:
+        Repo.model_validate(repo)
