@@ -28,8 +28,11 @@ from builder.errors import ConfigError, Problem, UserError
 RESOLVER = Path(__file__).resolve().parent / "dnf_resolve.py"
 RELEASEVER = "7"
 ARCH = "x86_64"
-# Seconds dnf waits for a repository: a dead one fails the resolution this fast.
-REPO_TIMEOUT = 5
+# Seconds a repository has to answer for its repomd.xml (all asked at once, before dnf):
+# a dead or silent one fails the resolution this fast.
+PROBE_TIMEOUT = 5.0
+# dnf's own low-speed timeout for the metadata, once every repository has answered.
+REPO_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,49 @@ def dnf_interpreter() -> str:
     return first[2:].strip().split()[0]
 
 
+def probe(repos: Sequence[Repo]) -> None:
+    """Every repository answers for its repodata/repomd.xml within PROBE_TIMEOUT, all asked
+    at once; the first that does not is a UserError naming it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(repos))) as pool:
+        answers = list(pool.map(_probe_one, repos))
+    for repo, problem in zip(repos, answers, strict=True):
+        if problem:
+            raise UserError(
+                f"repository {repo.name} ({proc.redact(repo.baseurl)}) does not answer: {problem}"
+            )
+
+
+def _probe_one(repo: Repo) -> str:
+    """Why the repository's repomd.xml cannot be read, or "" when it can."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from builder.mirror.download import authorized_request
+
+    url = repo.baseurl.rstrip("/") + "/repodata/repomd.xml"
+    if url.startswith("file://"):
+        return "" if Path(url.removeprefix("file://")).is_file() else f"no {url}"
+    try:
+        with urllib.request.urlopen(authorized_request(url), timeout=PROBE_TIMEOUT) as answer:  # noqa: S310
+            answer.read(1)
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} for repodata/repomd.xml"
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT:g} s"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError | socket.timeout):
+            return f"no answer within {PROBE_TIMEOUT:g} s"
+        return str(reason)
+    return ""
+
+
 def resolve(repos: Sequence[Repo], specs: Sequence[str]) -> Resolution:
-    """Exact packages (dependencies included) for `specs` from `repos`."""
+    """Exact packages (dependencies included) for `specs` from `repos` (each probed first)."""
+    probe(repos)
     with tempfile.TemporaryDirectory(prefix="builder-resolve-") as scratch:
         request = {
             "root": str(Path(scratch) / "root"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -260,3 +261,21 @@ def test_repository_credentials_reach_no_lock_log_or_message(
     for text in (lock, made.stdout, made.stderr, refused.stdout, refused.stderr):
         assert secret not in text
         assert "wrong-Pa55" not in text
+
+
+def test_a_repository_that_never_answers_is_named_within_seconds(
+    builder_cli: CliRun, rpmrepo: RpmRepos, tmp_path: Path
+) -> None:
+    """A server that takes the connection and says nothing (a hung mirror): the probe's
+    5 s, not dnf's retries, decide; one line, exit 2, nothing written."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/mesos/"
+        config = write_config(tmp_path / "cfg", rpmrepo, urls={"mesosphere": url})
+        result = builder_cli("--config", str(config), "mirror", "slave", "--to", "out")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: repository mesosphere ({url}) does not answer: no answer within 5 s\n"
+    )
+    assert not (tmp_path / "out").exists()
