@@ -17,6 +17,7 @@ from builder.config.roles import RoleSet
 from builder.errors import Problem
 from builder.image import packer
 from builder.image.sshkey import generate_build_key
+from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.packer_template import PackerVars
 from builder.render.role import PACKER_TEMPLATE, PACKER_VARS, PROVISION, render_role
 
@@ -117,5 +118,5 @@ def _sample_build_key() -> str:
     # exercises the same lines for validation.
     return (
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1aWxkZXItdmFsaWRhdGUtc2FtcGxlLWtleS0wMDA "
-        "builder-build-key"
+        + BUILD_KEY_COMMENT
     )
