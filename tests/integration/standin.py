@@ -229,3 +229,45 @@ class DiskReader:
 
     def close(self) -> None:
         self.raw.unlink(missing_ok=True)
+
+
+def lay_out_build(output: Path, image: Path, label: str, slug: str) -> Path:
+    """output/SLUG/ as `builder build` leaves it, from a configured stand-in image: the
+    qcow2 (converted once, cached beside the image) and a manifest naming it."""
+    from builder.image.manifest import (
+        Artifact,
+        BuildManifest,
+        Fingerprint,
+        ImageFormat,
+        PackerRecord,
+        SourceIso,
+        Tools,
+        image_file,
+    )
+
+    qcow2 = image.with_suffix(".qcow2")
+    if not qcow2.exists():
+        scratch = image.with_name(f".{image.stem}.{os.getpid()}.qcow2")
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(image), str(scratch)], check=True)
+        os.replace(scratch, qcow2)
+    directory = output / slug
+    directory.mkdir(parents=True, exist_ok=True)
+    name = image_file(slug, ImageFormat.QCOW2)
+    target = directory / name
+    target.unlink(missing_ok=True)
+    target.symlink_to(qcow2)
+    BuildManifest(
+        role=label,
+        roles=tuple(label.split(",")),
+        target="qemu",
+        input_digest="standin-" + image.stem,
+        source_iso=SourceIso(None, "0" * 64),
+        accelerator="tcg",
+        artifacts=(Artifact(name, ImageFormat.QCOW2, "0" * 64, Fingerprint.of(target)),),
+        packer=PackerRecord("1.6.6", ()),
+        tools=Tools("standin", None),
+        started="",
+        finished="",
+        verified=False,
+    ).write(directory)
+    return target
