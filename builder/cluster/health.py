@@ -13,13 +13,14 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from builder.cluster.machine import LOOPBACK, VmSpec
 
 TIMEOUT = 3.0
+SERVING = ("leader", "follower", "standalone")
 
 
 @dataclass(frozen=True)
@@ -81,17 +82,23 @@ def http_answers(port: int, path: str) -> bool:
 
 
 def zookeeper_part(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> Part:
+    """A quorum (a majority serving, one leader), and every running member serving: a
+    member that runs but does not serve (a wrong myid, a zoo.cfg without it) is named."""
     modes = {}
     for m in masters:
         port = m.host_port("zookeeper")
         modes[m.hostname] = zookeeper_mode(port) if running[m.hostname] and port else "down"
-    serving = [name for name, mode in modes.items() if mode in ("leader", "follower", "standalone")]
+    serving = [name for name, mode in modes.items() if mode in SERVING]
     leaders = [name for name, mode in modes.items() if mode in ("leader", "standalone")]
+    stray = [name for name, mode in modes.items() if mode not in (*SERVING, "down")]
     quorum = len(masters) // 2 + 1
     seen = ", ".join(f"{name} {mode}" for name, mode in modes.items())
-    if len(serving) >= quorum and len(leaders) == 1:
-        return Part("zookeeper", True, f"quorum {len(serving)}/{len(masters)} ({seen})")
-    return Part("zookeeper", False, f"no quorum: {len(serving)} of {len(masters)} serving ({seen})")
+    if len(serving) < quorum or len(leaders) != 1:
+        detail = f"no quorum: {len(serving)} of {len(masters)} serving ({seen})"
+        return Part("zookeeper", False, detail)
+    if stray:
+        return Part("zookeeper", False, f"{', '.join(stray)} not in the ensemble ({seen})")
+    return Part("zookeeper", True, f"quorum {len(serving)}/{len(masters)} ({seen})")
 
 
 def mesos_parts(
@@ -142,10 +149,18 @@ def framework_parts(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> l
     ]
 
 
-def check(vms: Sequence[VmSpec], agents: Sequence[str], running: Mapping[str, bool]) -> Health:
-    """The cluster's health now. `agents`: the slaves' names as their agents report them."""
+def check(
+    vms: Sequence[VmSpec],
+    agents: Sequence[str],
+    running: Mapping[str, bool],
+    required: Collection[str] | None = None,
+) -> Health:
+    """The cluster's health now. `agents`: the slaves' names as their agents report them;
+    `required`: the VMs that must run (default: all; a master that is down on purpose
+    costs the cluster nothing while its quorum holds)."""
     masters = [vm for vm in vms if "master" in vm.roles]
-    down = [vm.hostname for vm in vms if not running[vm.hostname]]
+    wanted = set(required) if required is not None else {vm.hostname for vm in vms}
+    down = [vm.hostname for vm in vms if vm.hostname in wanted and not running[vm.hostname]]
     parts = [Part("vms", not down, f"not running: {', '.join(down)}" if down else "running")]
     parts.append(zookeeper_part(masters, running))
     mesos, leader = mesos_parts(masters, agents, running)

@@ -343,7 +343,8 @@ def up(
     for line in url_lines(state):
         say(line)
     limit = deadline if deadline is not None else DEADLINES[state.accelerator]
-    return state, wait_healthy(state, agents(facts, state), limit, say)
+    required = set(names) or {vm.hostname for vm in state.vms}
+    return state, wait_healthy(state, agents(facts, state), required, limit, say)
 
 
 def agents(facts: ClusterFacts, state: ClusterState) -> list[str]:
@@ -353,12 +354,16 @@ def agents(facts: ClusterFacts, state: ClusterState) -> list[str]:
 
 
 def wait_healthy(
-    state: ClusterState, agent_names: Sequence[str], limit: float, say: Callable[[str], None]
+    state: ClusterState,
+    agent_names: Sequence[str],
+    required: set[str],
+    limit: float,
+    say: Callable[[str], None],
 ) -> health.Health:
     start = time.monotonic()
     last = ""
     while True:
-        seen = health.check(state.vms, agent_names, running(state))
+        seen = health.check(state.vms, agent_names, running(state), required)
         elapsed = time.monotonic() - start
         if seen.healthy:
             say(f"healthy after {elapsed:.0f} s: {seen.leader} leads")

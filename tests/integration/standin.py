@@ -153,8 +153,18 @@ def _wait_for(predicate: object, what: str, deadline: float, vm: Vm) -> None:
 
 
 @contextmanager
-def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[Vm]:
-    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM."""
+def boot(
+    disk: Path, seed: Path, work: Path, key: Path, user: str, address: tuple[str, str] | None = None
+) -> Iterator[Vm]:
+    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM.
+
+    `address` (IP, network): the node's inventory address, which QEMU's user network
+    (restricted: the guest reaches nothing beyond it) then hands out by DHCP, so a node
+    booted alone still has the address its Mesos flags name."""
+    user_net = "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"
+    if address is not None:
+        ip, network = address
+        user_net += f",restrict=on,net={network},dhcpstart={ip}"
     require_tool("qemu-system-x86_64")
     work.mkdir(parents=True, exist_ok=True)
     serial = work / f"serial-{len(list(work.glob('serial-*.log')))}.log"
@@ -176,7 +186,7 @@ def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[V
             "-drive",
             f"file={seed},media=cdrom,format=raw,readonly=on",
             "-netdev",
-            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            user_net.format(port=port),
             "-device",
             "virtio-net-pci,netdev=n0",
         ],
