@@ -42,14 +42,8 @@ nodes:
   - {hostname: m3, ip: 10.86.255.13, roles: [master]}
   - {hostname: s1, ip: 10.86.255.21, roles: [slave]}
 """
-BROKEN_ENSEMBLE = """\
-name: broken
-network: 10.86.255.0/24
-nodes:
-  - {hostname: m1, ip: 10.86.255.11, roles: [master]}
-  - {hostname: m2, ip: 10.86.255.12, roles: [master]}
-  - {hostname: m3, ip: 10.86.255.13, roles: [master]}
-"""
+# The same three masters without the slave (the ensemble is what breaks).
+BROKEN_ENSEMBLE = "\n".join(line for line in THREE_MASTERS.splitlines() if "s1" not in line) + "\n"
 
 
 @dataclass
