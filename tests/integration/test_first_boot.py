@@ -238,7 +238,7 @@ def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
     if MASTER_ROLE in booted.node.roles:
         for port in (2181, 5050, 8080, 4400):
             assert any(f"listening on TCP {port}" in what for what in verified.checks)
-        assert "http://127.0.0.1:8080/v2/info master, zk" in verified.checks
+        assert f"http://{booted.node.ip}:8080/v2/info master, zk" in verified.checks
     return verified
 
 
