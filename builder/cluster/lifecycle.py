@@ -110,17 +110,18 @@ def read_pid(pidfile: str | Path) -> int | None:
         return None
 
 
+def pid_running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def alive(pidfile: str | Path) -> bool:
     pid = read_pid(pidfile)
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid is not None and pid_running(pid)
 
 
 def running(state: ClusterState) -> dict[str, bool]:
@@ -303,6 +304,7 @@ def up(
     say: Callable[[str], None],
 ) -> tuple[ClusterState, health.Health]:
     """Boot the cluster (or restart its dead VMs) and wait until it is healthy."""
+    directory = directory.absolute()  # the state names its files wherever it is read from
     facts = ClusterFacts.of(loaded)
     every = list(loaded.config.cluster.nodes)
     by_name = {node.hostname: node for node in every}

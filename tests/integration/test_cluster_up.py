@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cluster.lifecycle import STATE_DIR, ClusterState, read_pid
+from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.roles import node_roles
 from builder.render.role import PROVISION, render_role
@@ -110,16 +110,8 @@ def cluster(tmp_path: Path, standin: Path) -> Iterator[MakeCluster]:
         hub = read_pid(state.hub_pidfile) if state else None
         work.builder("down", timeout=300)
         for pid in [*pids, hub]:
-            if pid is not None and _running(pid):
+            if pid is not None and pid_running(pid):
                 os.kill(pid, signal.SIGKILL)  # the test's own VM: never left behind
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _until(predicate: object, what: str, deadline: float) -> None:
@@ -156,7 +148,7 @@ def _stop(work: Work, node: str) -> None:
     pid = read_pid(work.state().vm(node).pidfile)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    _until(lambda: not _running(pid), f"{node} stopped", 60)
+    _until(lambda: not pid_running(pid), f"{node} stopped", 60)
 
 
 def test_default_cluster_up_verify_down(cluster: MakeCluster) -> None:
@@ -216,10 +208,10 @@ def test_default_cluster_up_verify_down(cluster: MakeCluster) -> None:
     state_dir = work.directory / STATE_DIR
     final = work.state()
     pids = [read_pid(vm.pidfile) for vm in final.vms] + [read_pid(final.hub_pidfile)]
-    assert all(pid is not None and _running(pid) for pid in pids)
+    assert all(pid is not None and pid_running(pid) for pid in pids)
     down = work.builder("down", timeout=300)
     assert down.returncode == 0, down.stderr
-    assert not any(_running(pid) for pid in pids if pid is not None)
+    assert not any(pid_running(pid) for pid in pids if pid is not None)
     assert not state_dir.exists()
     assert not (work.directory / ".builder").exists()
     assert work.builder("down").returncode == 0
