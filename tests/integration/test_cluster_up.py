@@ -151,12 +151,15 @@ def _stop(work: Work, node: str) -> None:
     _until(lambda: not pid_running(pid), f"{node} stopped", 60)
 
 
-def test_default_cluster_up_verify_down(cluster: MakeCluster) -> None:
+def test_default_cluster_up_verify_down(
+    cluster: MakeCluster, record_property: Callable[[str, object], None]
+) -> None:
     work = cluster(None)
     started = time.monotonic()
     result = work.builder("up", "--ssh-user", STANDIN_USER)
     assert result.returncode == 0, result.stdout + result.stderr
-    print(f"2-node cluster: up to healthy {time.monotonic() - started:.0f} s")
+    # The figure for the record (--junit-xml keeps it): `up` to healthy, under TCG here.
+    record_property("up_to_healthy_seconds", round(time.monotonic() - started))
     assert _up_seconds(result.stdout) > 0
     table = result.stdout.splitlines()
     assert any(line.startswith("test166  10.86.255.166  master,slave") for line in table)
@@ -218,13 +221,13 @@ def test_default_cluster_up_verify_down(cluster: MakeCluster) -> None:
 
 
 def test_three_masters_elect_fail_over_and_lose_quorum(
-    cluster: MakeCluster,
+    cluster: MakeCluster, record_property: Callable[[str, object], None]
 ) -> None:
     work = cluster(THREE_MASTERS)
     started = time.monotonic()
     result = work.builder("up", "--ssh-user", STANDIN_USER)
     assert result.returncode == 0, result.stdout + result.stderr
-    print(f"4-node cluster: up to healthy {time.monotonic() - started:.0f} s")
+    record_property("up_to_healthy_seconds", round(time.monotonic() - started))
     code, status = work.status()
     assert code == 0, status
     zookeeper = _parts(status)["zookeeper"]
@@ -258,7 +261,12 @@ def test_three_masters_elect_fail_over_and_lose_quorum(
     _until(lambda: not _parts(work.status()[1])["zookeeper"][0], "ZooKeeper losing its quorum", 300)
     code, status = work.status()
     assert code == 1
-    assert _parts(status)["zookeeper"][1].startswith("no quorum: 0 of 3 serving"), status
+    # The one left may still call itself a follower until it notices (syncLimit): either
+    # way, fewer than two of three serve.
+    detail = _parts(status)["zookeeper"][1]
+    assert detail.startswith(("no quorum: 0 of 3 serving", "no quorum: 1 of 3 serving")), status
+    assert f"{first} down" in detail, detail
+    assert f"{second} down" in detail, detail
     # One back: the quorum is there again.
     back = work.builder("up", first)
     assert back.returncode == 0, back.stdout + back.stderr
