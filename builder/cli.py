@@ -573,6 +573,13 @@ def verify(
     if cluster:
         if role or host_spec:
             raise UserError("--cluster takes no ROLE and no --host: it checks every node")
+        from builder.cluster.lifecycle import STATE_DIR, ClusterState
+
+        running = ClusterState.load(STATE_DIR)
+        if running is not None:  # `builder up`'s cluster: its key, user and forwarded SSH
+            ssh_config = ssh_config or running.ssh_config
+            ssh_identity = ssh_identity or running.key
+            ssh_user = ssh_user or running.ssh_user
         rows = checks.verify_cluster(
             loaded, ssh_user or loaded.config.os.admin.name, ssh_identity, ssh_config, junit_xml
         )
@@ -591,6 +598,85 @@ def verify(
     for line in checks.report_lines(report):
         click.echo(line)
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("nodes", nargs=-1)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("output"),
+    show_default=True,
+    help="Where the builds are (output/SLUG/).",
+)
+@click.option(
+    "--seeds",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Seeds made with `builder seed --all --format dir` (default: made from cluster.yaml).",
+)
+@click.option("--ssh-user", help="The user the seed's keys log in as (default: os.yaml's admin).")
+@click.option("--deadline", type=float, help="Seconds to wait for health (KVM 300, TCG 1200).")
+@click.pass_context
+def up(
+    ctx: click.Context,
+    nodes: tuple[str, ...],
+    out: Path,
+    seeds: Path | None,
+    ssh_user: str | None,
+    deadline: float | None,
+) -> None:
+    """Boot the cluster's nodes (default: all) as VMs and wait until the cluster is healthy.
+
+    Each node boots its role set's latest build (a copy-on-write overlay) with its seed,
+    on a private network with its inventory address; SSH and the web UIs are forwarded
+    to 127.0.0.1. A second `up` restarts VMs that died. State: .builder/cluster/.
+    """
+    from builder.cluster import lifecycle
+
+    loaded = _load(ctx)
+    lifecycle.up(
+        loaded,
+        nodes,
+        output=out,
+        seeds=seeds,
+        ssh_user=ssh_user,
+        deadline=deadline,
+        say=lambda line: click.echo(line),
+    )
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Each VM of the running cluster, its addresses, its health (exit 1: unhealthy)."""
+    from builder.cluster import lifecycle
+
+    lines, healthy = lifecycle.status(_load(ctx))
+    for line in lines:
+        click.echo(line)
+    sys.exit(0 if healthy else 1)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(node: str, command: tuple[str, ...]) -> None:
+    """SSH to NODE of the running cluster (with COMMAND: run it there)."""
+    import os
+
+    from builder.cluster import lifecycle
+
+    argv = lifecycle.ssh_command(lifecycle.STATE_DIR, node, command)
+    os.execvp(argv[0], argv)  # noqa: S606 - `builder ssh` becomes ssh
+
+
+@main.command()
+def down() -> None:
+    """Stop every VM of the running cluster and remove everything `up` made."""
+    from builder.cluster import lifecycle
+
+    for line in lifecycle.down():
+        click.echo(line)
 
 
 @main.command()

@@ -73,15 +73,21 @@ def fqdn(cluster: Cluster, node: Node) -> str:
     return f"{node.hostname}.{cluster.domain}" if cluster.domain else node.hostname
 
 
+def hosts_line(cluster: Cluster, node: Node) -> str:
+    names = [fqdn(cluster, node), node.hostname] if cluster.domain else [node.hostname]
+    return f"{node.ip} {' '.join(names)}\n"
+
+
 def hosts_file(cluster: Cluster) -> str:
+    """What every node's /etc/hosts holds: localhost and the masters (ZooKeeper's peers,
+    the zk URL's hosts). Not every agent: a node resolves the masters and itself, so a
+    seed stays the same size however many agents the cluster has."""
     lines = [
-        "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4",
-        "::1         localhost localhost.localdomain localhost6 localhost6.localdomain6",
+        "127.0.0.1   localhost localhost.localdomain localhost4 localhost4.localdomain4\n",
+        "::1         localhost localhost.localdomain localhost6 localhost6.localdomain6\n",
     ]
-    for node in cluster.nodes:
-        names = [fqdn(cluster, node), node.hostname] if cluster.domain else [node.hostname]
-        lines.append(f"{node.ip} {' '.join(names)}")
-    return "\n".join(lines) + "\n"
+    lines += [hosts_line(cluster, node) for node in masters(cluster)]
+    return "".join(lines)
 
 
 def zoo_cfg(numbered: Mapping[str, int]) -> str:
@@ -109,7 +115,7 @@ class ClusterFacts:
     zk_url: str  # zk://m1:2181,m2:2181/mesos: Mesos, Marathon's master, Chronos
     marathon_zk: str  # zk://m1:2181,m2:2181/marathon: Marathon's own state
     quorum: int
-    hosts: str  # /etc/hosts
+    hosts: str  # /etc/hosts shared by every node: localhost and the masters (hosts_for)
     zoo_cfg: str
     agents: tuple[str, ...]  # the slaves' names as their agents report them (FQDN)
     services: Mapping[tuple[str, ...], tuple[str, ...]]  # role_key -> units in start order
@@ -140,6 +146,12 @@ class ClusterFacts:
 
     def fqdn(self, node: Node) -> str:
         return fqdn(self.cluster, node)
+
+    def hosts_for(self, node: Node) -> str:
+        """The node's /etc/hosts: the shared part, and the node itself unless it is a master."""
+        if MASTER_ROLE in node.roles:
+            return self.hosts
+        return self.hosts + hosts_line(self.cluster, node)
 
     def units(self, node: Node) -> tuple[str, ...]:
         """The node's units, enabled and started at first boot in this order."""

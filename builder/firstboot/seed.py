@@ -63,7 +63,7 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
     """Every node-specific file, path -> content, in the order they are written."""
     cluster = facts.cluster
     name = facts.fqdn(node)
-    files = {"/etc/hosts": facts.hosts, "/etc/mesos/zk": facts.zk_url + "\n"}
+    files = {"/etc/hosts": facts.hosts_for(node), "/etc/mesos/zk": facts.zk_url + "\n"}
     if MASTER_ROLE in node.roles:
         files |= {
             "/etc/mesos-master/quorum": f"{facts.quorum}\n",

@@ -66,6 +66,7 @@ class NodeContract:
     """True once first boot has run."""
 
     hostname: str
+    address: str  # the inventory IP: Mesos binds its --ip, so the HTTP checks ask there
     roles: tuple[str, ...]
     files: tuple[tuple[str, str], ...]  # path, exact content
     services: tuple[str, ...]  # enabled and running
@@ -110,6 +111,7 @@ def node_contract(
     states = unit_states(loaded.config.os.stack_units, services)
     return NodeContract(
         hostname=node.hostname,
+        address=node.ip,
         roles=tuple(node.roles),
         files=tuple(node_files(facts, node).items()),
         services=services,

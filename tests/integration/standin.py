@@ -153,8 +153,18 @@ def _wait_for(predicate: object, what: str, deadline: float, vm: Vm) -> None:
 
 
 @contextmanager
-def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[Vm]:
-    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM."""
+def boot(
+    disk: Path, seed: Path, work: Path, key: Path, user: str, address: tuple[str, str] | None = None
+) -> Iterator[Vm]:
+    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM.
+
+    `address` (IP, network): the node's inventory address, which QEMU's user network
+    (restricted: the guest reaches nothing beyond it) then hands out by DHCP, so a node
+    booted alone still has the address its Mesos flags name."""
+    user_net = "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"
+    if address is not None:
+        ip, network = address
+        user_net += f",restrict=on,net={network},dhcpstart={ip}"
     require_tool("qemu-system-x86_64")
     work.mkdir(parents=True, exist_ok=True)
     serial = work / f"serial-{len(list(work.glob('serial-*.log')))}.log"
@@ -176,7 +186,7 @@ def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[V
             "-drive",
             f"file={seed},media=cdrom,format=raw,readonly=on",
             "-netdev",
-            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            user_net.format(port=port),
             "-device",
             "virtio-net-pci,netdev=n0",
         ],
@@ -229,3 +239,45 @@ class DiskReader:
 
     def close(self) -> None:
         self.raw.unlink(missing_ok=True)
+
+
+def lay_out_build(output: Path, image: Path, label: str, slug: str) -> Path:
+    """output/SLUG/ as `builder build` leaves it, from a configured stand-in image: the
+    qcow2 (converted once, cached beside the image) and a manifest naming it."""
+    from builder.image.manifest import (
+        Artifact,
+        BuildManifest,
+        Fingerprint,
+        ImageFormat,
+        PackerRecord,
+        SourceIso,
+        Tools,
+        image_file,
+    )
+
+    qcow2 = image.with_suffix(".qcow2")
+    if not qcow2.exists():
+        scratch = image.with_name(f".{image.stem}.{os.getpid()}.qcow2")
+        subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(image), str(scratch)], check=True)
+        os.replace(scratch, qcow2)
+    directory = output / slug
+    directory.mkdir(parents=True, exist_ok=True)
+    name = image_file(slug, ImageFormat.QCOW2)
+    target = directory / name
+    target.unlink(missing_ok=True)
+    target.symlink_to(qcow2)
+    BuildManifest(
+        role=label,
+        roles=tuple(label.split(",")),
+        target="qemu",
+        input_digest="standin-" + image.stem,
+        source_iso=SourceIso(None, "0" * 64),
+        accelerator="tcg",
+        artifacts=(Artifact(name, ImageFormat.QCOW2, "0" * 64, Fingerprint.of(target)),),
+        packer=PackerRecord("1.6.6", ()),
+        tools=Tools("standin", None),
+        started="",
+        finished="",
+        verified=False,
+    ).write(directory)
+    return target

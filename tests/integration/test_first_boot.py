@@ -17,6 +17,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,13 @@ class Booted:
     work: Path
     key: Path
 
+    def boot(self) -> AbstractContextManager[Vm]:
+        """Boot the node alone, its one NIC on its inventory address."""
+        network = self.loaded.config.cluster.network or f"{self.node.ip}/24"
+        return boot(
+            self.disk, self.seed, self.work, self.key, DEFAULT_USER, (self.node.ip, network)
+        )
+
 
 Prepare = Callable[[str, str], Booted]
 
@@ -108,6 +116,21 @@ def _get_json(vm: Vm, url: str) -> dict[str, object]:
     return result
 
 
+def _wait_listening(vm: Vm, port: int, deadline: int = 300) -> None:
+    program = (
+        "import socket, time\n"
+        f"end = time.monotonic() + {deadline}\n"
+        "while time.monotonic() < end:\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), timeout=3).close(); break\n"
+        "    except OSError:\n"
+        "        time.sleep(2)\n"
+        "else:\n"
+        f"    raise SystemExit('nothing listens on {port}')\n"
+    )
+    vm.ssh(f"python3 -c {shlex.quote(program)}")
+
+
 def check_running_node(vm: Vm, booted: Booted) -> None:
     node, facts = booted.node, ClusterFacts.of(booted.loaded)
     assert vm.ssh("hostname").strip() == node.hostname
@@ -127,15 +150,17 @@ def check_running_node(vm: Vm, booted: Booted) -> None:
         times = [started[unit] for unit in role_order if unit in services]
         assert times == sorted(times), f"start order {role_order}: {times}"
     if MASTER_ROLE in node.roles:
-        state = _get_json(vm, "http://127.0.0.1:5050/master/state")
+        # ZooKeeper (Java, under TCG) takes a minute or two to listen: wait for it.
+        _wait_listening(vm, 2181)
+        state = _get_json(vm, f"http://{node.ip}:5050/master/state")
         flags = state["flags"]
         assert isinstance(flags, dict)
         assert flags["zk"] == facts.zk_url
         assert flags["quorum"] == str(facts.quorum)
-        info = _get_json(vm, "http://127.0.0.1:8080/v2/info")
+        info = _get_json(vm, f"http://{node.ip}:8080/v2/info")
         assert info["zookeeper_config"] == {"zk": facts.marathon_zk}
     if SLAVE_ROLE in node.roles:
-        slave = _get_json(vm, "http://127.0.0.1:5051/state")["flags"]
+        slave = _get_json(vm, f"http://{node.ip}:5051/state")["flags"]
         assert isinstance(slave, dict)
         assert slave["master"] == facts.zk_url
         assert slave["containerizers"] == "docker,mesos"
@@ -213,7 +238,7 @@ def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
     if MASTER_ROLE in booted.node.roles:
         for port in (2181, 5050, 8080, 4400):
             assert any(f"listening on TCP {port}" in what for what in verified.checks)
-        assert "http://127.0.0.1:8080/v2/info master, zk" in verified.checks
+        assert f"http://{booted.node.ip}:8080/v2/info master, zk" in verified.checks
     return verified
 
 
@@ -235,7 +260,7 @@ def check_disk(reader: DiskReader, booted: Booted) -> None:
 @pytest.mark.parametrize("hostname", ["test166", "test167"])
 def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
     booted = first_boot((embedded_config_dir() / "cluster.yaml").read_text(), hostname)
-    with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
+    with booted.boot() as vm:
         check_running_node(vm, booted)
         verify_node_layer(booted, vm)
         if hostname == "test166":
@@ -250,7 +275,7 @@ def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
     if hostname != "test167":
         return
     # The same node again: cloud-init redoes nothing, the units come up by themselves.
-    with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
+    with booted.boot() as vm:
         check_running_node(vm, booted)
         image_specs_fail_for_the_right_reason(booted, vm)
     reader = DiskReader(booted.disk, booted.work)
@@ -265,7 +290,7 @@ def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
 @pytest.mark.parametrize("hostname", ["m2", "s1"])
 def test_three_master_cluster(first_boot: Prepare, hostname: str) -> None:
     booted = first_boot(THREE_MASTERS.read_text(), hostname)
-    with boot(booted.disk, booted.seed, booted.work, booted.key, DEFAULT_USER) as vm:
+    with booted.boot() as vm:
         check_running_node(vm, booted)
         verify_node_layer(booted, vm)
     reader = DiskReader(booted.disk, booted.work)

@@ -39,10 +39,10 @@ def test_local_roles_config_is_preferred(builder_cli: CliRun, tmp_path: Path) ->
     assert result.stdout.splitlines() == ["seeds/test166", "seeds/node2"]
     meta_data = (tmp_path / "seeds" / "node2" / "meta-data").read_text().splitlines()
     assert meta_data[1] == "local-hostname: node2"
-    # The other node learns the new name too: it comes from the same cluster.yaml.
-    hosts = (tmp_path / "seeds" / "test166" / "user-data").read_text()
+    # The node's own hosts file names it: it comes from the same cluster.yaml.
+    hosts = (tmp_path / "seeds" / "node2" / "user-data").read_text()
     assert "10.86.255.167 node2\n" in hosts
-    assert "test167" not in hosts
+    assert "test167" not in hosts + (tmp_path / "seeds" / "test166" / "user-data").read_text()
 
 
 def test_init_refuses_a_non_empty_directory(builder_cli: CliRun, tmp_path: Path) -> None:

@@ -17,7 +17,17 @@ from tests.conftest import REPO
 
 PACKAGE = "builder"
 # The stage packages in pipeline order; a stage may import the ones before it.
-STAGES = ("config", "render", "firstboot", "mirror", "installer", "image", "publish", "verify")
+STAGES = (
+    "config",
+    "render",
+    "firstboot",
+    "mirror",
+    "installer",
+    "image",
+    "publish",
+    "verify",
+    "cluster",
+)
 # The common modules: any layer may import them; they import no stage package.
 COMMON = frozenset({"errors", "proc", "fsutil", "clock", "progress", "resources"})
 # The top: the command line and what only it uses. They may import everything.

@@ -33,7 +33,7 @@ def _json(probe: Probe, url: str) -> dict[str, Any] | None:
 
 def test_mesos_master_state(probe: Probe, contract: NodeContract, check: Check) -> None:
     master = _master(contract)
-    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
+    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/state"
     state = _json(probe, url)
     flags = state.get("flags", {}) if state else {}
     check(
@@ -46,7 +46,7 @@ def test_mesos_master_state(probe: Probe, contract: NodeContract, check: Check) 
 def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Check) -> None:
     """Every registered agent is a slave of the inventory; with --cluster, every slave is."""
     master = _master(contract)
-    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-master']}/master/state"
+    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/state"
     state = _json(probe, url)
     if state is None:
         check(f"{url} agents", "an answer", "no answer", False)
@@ -67,7 +67,7 @@ def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Ch
 
 def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> None:
     master = _master(contract)
-    url = f"http://127.0.0.1:{SERVICE_PORTS['marathon']}/v2/info"
+    url = f"http://{contract.address}:{SERVICE_PORTS['marathon']}/v2/info"
     info = _json(probe, url)
     found: object = "no answer"
     if info is not None:
@@ -82,7 +82,7 @@ def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:
     """Chronos 2.x serves its UI page (`<title>Chronos</title>`) at /; 3.x a React page with
     no title: the check is an HTML page on Chronos' port."""
     _master(contract)
-    url = f"http://127.0.0.1:{SERVICE_PORTS['chronos']}/"
+    url = f"http://{contract.address}:{SERVICE_PORTS['chronos']}/"
     page = probe.http(url)
     found = (
         "no answer" if page is None else ("an HTML page" if "<html" in page.lower() else page[:60])

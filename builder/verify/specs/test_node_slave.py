@@ -11,7 +11,7 @@ from builder.verify.specs.plugin import Check, Probe
 
 def test_mesos_agent_state(probe: Probe, contract: NodeContract, check: Check) -> None:
     assert contract.slave_zk_url is not None, "a slave spec on a node without the slave role"
-    url = f"http://127.0.0.1:{SERVICE_PORTS['mesos-slave']}/state"
+    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-slave']}/state"
     body = probe.http(url)
     found: object = "no answer"
     if body is not None:

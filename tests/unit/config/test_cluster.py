@@ -35,8 +35,11 @@ def test_default_cluster_facts(loaded: LoadedConfig) -> None:
         "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/var/lib/zookeeper\n"
         "clientPort=2181\nserver.1=test166:2888:3888\n"
     )
-    assert facts.hosts.endswith("10.86.255.166 test166\n10.86.255.167 test167\n")
+    assert facts.hosts.endswith("localdomain6\n10.86.255.166 test166\n")
     [test166, test167] = loaded.config.cluster.nodes
+    # A node resolves the masters and itself, not every agent.
+    assert facts.hosts_for(test166) == facts.hosts
+    assert facts.hosts_for(test167) == facts.hosts + "10.86.255.167 test167\n"
     # The image's role set and the seed start the same units in the same order.
     assert facts.units(test166) == compose(loaded, ("master", "slave")).services
     assert facts.units(test167) == ("docker", "mesos-slave")
@@ -69,7 +72,9 @@ def test_zk_url_and_quorum_follow_the_masters(
         "".join(f"server.{i}={h}:2888:3888\n" for i, h in enumerate(hosts, start=1))
     )
     assert facts.agents == ("s1.example.org",)
-    assert facts.hosts.endswith("10.0.0.100 s1.example.org s1\n")
+    assert facts.hosts.endswith(f"10.0.0.{len(hosts)} {hosts[-1]}.example.org {hosts[-1]}\n")
+    [slave] = [n for n in loaded.config.cluster.nodes if n.hostname == "s1"]
+    assert facts.hosts_for(slave).endswith("10.0.0.100 s1.example.org s1\n")
 
 
 def test_zookeeper_ports_are_the_constants(loaded: LoadedConfig) -> None:

@@ -1,0 +1,169 @@
+"""Is the cluster healthy? Asked the way a real cluster answers, through forwarded ports.
+
+ZooKeeper: `srvr` on every master (a quorum: a majority of the ensemble serving, one
+of them the leader). Mesos: `/master/state` on every master (one leader, whose own
+state answers, every inventory slave among its activated agents). Marathon:
+`/v2/leader`; Chronos: its UI on 4400. The same questions work on real CentOS
+nodes; builder/verify's node specs ask them from inside each node.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from builder.cluster.machine import LOOPBACK, VmSpec
+
+TIMEOUT = 3.0
+SERVING = ("leader", "follower", "standalone")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the cluster's health: its name, whether it is healthy, and what was seen."""
+
+    name: str
+    healthy: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Health:
+    parts: tuple[Part, ...]
+    leader: str | None  # the leading master's hostname
+
+    @property
+    def healthy(self) -> bool:
+        return all(part.healthy for part in self.parts)
+
+    def unhealthy(self) -> list[Part]:
+        return [part for part in self.parts if not part.healthy]
+
+    def line(self) -> str:
+        return "; ".join(f"{p.name}: {'ok' if p.healthy else p.detail}" for p in self.parts)
+
+
+def zookeeper_mode(port: int) -> str:
+    """`srvr`'s Mode (leader, follower, standalone), or why there is none."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=TIMEOUT) as conn:
+            conn.sendall(b"srvr")
+            reply = b""
+            while chunk := conn.recv(4096):
+                reply += chunk
+    except OSError:
+        return "no answer"
+    text = reply.decode(errors="replace")
+    for line in text.splitlines():
+        if line.startswith("Mode:"):
+            return line.split(":", 1)[1].strip()
+    return "not serving" if "not currently serving" in text else "no answer"
+
+
+def http_json(port: int, path: str) -> Any:
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT) as reply:
+            return json.load(reply)
+    except (OSError, ValueError):
+        return None
+
+
+def http_answers(port: int, path: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def zookeeper_part(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> Part:
+    """A quorum (a majority serving, one leader), and every running member serving: a
+    member that runs but does not serve (a wrong myid, a zoo.cfg without it) is named."""
+    modes = {}
+    for m in masters:
+        port = m.host_port("zookeeper")
+        modes[m.hostname] = zookeeper_mode(port) if running[m.hostname] and port else "down"
+    serving = [name for name, mode in modes.items() if mode in SERVING]
+    leaders = [name for name, mode in modes.items() if mode in ("leader", "standalone")]
+    stray = [name for name, mode in modes.items() if mode not in (*SERVING, "down")]
+    quorum = len(masters) // 2 + 1
+    seen = ", ".join(f"{name} {mode}" for name, mode in modes.items())
+    if len(serving) < quorum or len(leaders) != 1:
+        detail = f"no quorum: {len(serving)} of {len(masters)} serving ({seen})"
+        return Part("zookeeper", False, detail)
+    if stray:
+        return Part("zookeeper", False, f"{', '.join(stray)} not in the ensemble ({seen})")
+    return Part("zookeeper", True, f"quorum {len(serving)}/{len(masters)} ({seen})")
+
+
+def mesos_parts(
+    masters: Sequence[VmSpec], agents: Sequence[str], running: Mapping[str, bool]
+) -> tuple[list[Part], str | None]:
+    states = {}
+    for m in masters:
+        port = m.host_port("mesos")
+        states[m.hostname] = (
+            http_json(port, "/master/state") if running[m.hostname] and port else None
+        )
+    leaders = {s.get("leader") for s in states.values() if isinstance(s, dict) and s.get("leader")}
+    leading = [
+        (name, s) for name, s in states.items() if isinstance(s, dict) and s.get("pid") in leaders
+    ]
+    if len(leaders) != 1 or len(leading) != 1:
+        seen = ", ".join(sorted(str(x) for x in leaders)) or "none"
+        return [
+            Part("mesos", False, f"no master is currently leading (leaders seen: {seen})"),
+            Part("agents", False, "no leading master to register with"),
+        ], None
+    name, state = leading[0]
+    registered = sorted(
+        str(agent.get("hostname")) for agent in state.get("slaves", []) if agent.get("active")
+    )
+    missing = [agent for agent in agents if agent not in registered]
+    agents_part = (
+        Part("agents", True, f"{len(registered)} registered")
+        if not missing
+        else Part("agents", False, f"not registered with {name}: {', '.join(missing)}")
+    )
+    return [Part("mesos", True, f"{name} leads"), agents_part], name
+
+
+def framework_parts(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> list[Part]:
+    up = [m for m in masters if running[m.hostname]]
+    marathon = [
+        m.hostname
+        for m in up
+        if (port := m.host_port("marathon")) and isinstance(http_json(port, "/v2/leader"), dict)
+    ]
+    chronos = [
+        m.hostname for m in up if (port := m.host_port("chronos")) and http_answers(port, "/")
+    ]
+    return [
+        Part("marathon", bool(marathon), "answers" if marathon else "no /v2/leader answers"),
+        Part("chronos", bool(chronos), "answers" if chronos else "no UI answers on 4400"),
+    ]
+
+
+def check(
+    vms: Sequence[VmSpec],
+    agents: Sequence[str],
+    running: Mapping[str, bool],
+    required: Collection[str] | None = None,
+) -> Health:
+    """The cluster's health now. `agents`: the slaves' names as their agents report them;
+    `required`: the VMs that must run (default: all; a master that is down on purpose
+    costs the cluster nothing while its quorum holds)."""
+    masters = [vm for vm in vms if "master" in vm.roles]
+    wanted = set(required) if required is not None else {vm.hostname for vm in vms}
+    down = [vm.hostname for vm in vms if vm.hostname in wanted and not running[vm.hostname]]
+    parts = [Part("vms", not down, f"not running: {', '.join(down)}" if down else "running")]
+    parts.append(zookeeper_part(masters, running))
+    mesos, leader = mesos_parts(masters, agents, running)
+    parts += mesos
+    parts += framework_parts(masters, running)
+    return Health(tuple(parts), leader)

@@ -1,0 +1,488 @@
+"""`builder up`, `status`, `ssh`, `down`: the cluster's VMs and the one directory they live in.
+
+State lives in `.builder/cluster/` of the working directory: `cluster.json` (the hub
+and every VM: ports, files, pid file), each node's overlay, seed ISO, serial log and
+pid file, the hub's pid file, an SSH key made for the cluster (its public half goes
+into every seed) and an ssh_config that `builder ssh` and `builder verify --cluster`
+use. `down` stops every process by its pid and removes the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder import proc
+from builder.cluster import health
+from builder.cluster.machine import (
+    LOOPBACK,
+    SSH_PORT,
+    VmSpec,
+    guest_ports,
+    network_config,
+    overlay_command,
+    qemu_command,
+)
+from builder.config.cluster import ClusterFacts
+from builder.config.load import LoadedConfig
+from builder.config.model import Node
+from builder.config.roles import node_roles
+from builder.errors import BuilderError, UserError
+from builder.firstboot.seed import META_DATA, NETWORK_CONFIG, USER_DATA, node_seed
+from builder.firstboot.seed_iso import write_iso
+from builder.firstboot.yamldump import dump
+from builder.image.manifest import BuildManifest, ImageFormat, ManifestError, image_file
+
+STATE_DIR = Path(".builder") / "cluster"
+STATE_FILE = "cluster.json"
+KEY = "id_ed25519"
+SSH_CONFIG = "ssh_config"
+DEADLINES = {"kvm": 300.0, "tcg": 1200.0}
+POLL = 5.0
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    directory: Path
+    hub_port: int
+    hub_pidfile: str
+    accelerator: str
+    ssh_user: str
+    vms: tuple[VmSpec, ...]
+
+    def save(self) -> None:
+        data = {
+            "hub_port": self.hub_port,
+            "hub_pidfile": self.hub_pidfile,
+            "accelerator": self.accelerator,
+            "ssh_user": self.ssh_user,
+            "vms": [vm.to_json() for vm in self.vms],
+        }
+        temporary = self.directory / f".{STATE_FILE}.new"
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, self.directory / STATE_FILE)
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterState | None:
+        try:
+            data = json.loads((directory / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{directory / STATE_FILE}: unreadable ({exc})") from exc
+        return cls(
+            directory=directory,
+            hub_port=int(data["hub_port"]),
+            hub_pidfile=str(data["hub_pidfile"]),
+            accelerator=str(data["accelerator"]),
+            ssh_user=str(data["ssh_user"]),
+            vms=tuple(VmSpec.from_json(vm) for vm in data["vms"]),
+        )
+
+    @property
+    def key(self) -> Path:
+        return self.directory / KEY
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.directory / SSH_CONFIG
+
+    def vm(self, hostname: str) -> VmSpec:
+        for vm in self.vms:
+            if vm.hostname == hostname:
+                return vm
+        known = ", ".join(vm.hostname for vm in self.vms)
+        raise UserError(f"no node {hostname!r} in the running cluster ({known})")
+
+
+def read_pid(pidfile: str | Path) -> int | None:
+    try:
+        return int(Path(pidfile).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def alive(pidfile: str | Path) -> bool:
+    pid = read_pid(pidfile)
+    return pid is not None and pid_running(pid)
+
+
+def running(state: ClusterState) -> dict[str, bool]:
+    return {vm.hostname: alive(vm.pidfile) for vm in state.vms}
+
+
+def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    """Ports free on loopback now (held open together, so all differ)."""
+    sockets = [socket.socket(socket.AF_INET, kind) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    accelerator: str
+
+
+def find_images(loaded: LoadedConfig, nodes: Sequence[Node], output: Path) -> dict[str, Image]:
+    """Each node's role set's latest build (output/SLUG/), all missing ones named at once."""
+    found: dict[str, Image] = {}
+    missing: list[str] = []
+    for node in nodes:
+        roles = node_roles(loaded, node)
+        directory = output / roles.slug
+        try:
+            manifest = BuildManifest.read(directory)
+        except ManifestError as exc:
+            raise UserError(f"{directory}/manifest.json: {exc}") from exc
+        artifact = manifest.artifact(ImageFormat.QCOW2) if manifest else None
+        path = directory / (
+            artifact.path if artifact else image_file(roles.slug, ImageFormat.QCOW2)
+        )
+        if manifest is None or not path.is_file():
+            missing.append(f"{node.hostname} needs {path}: run `builder build {roles.label}`")
+            continue
+        found[node.hostname] = Image(path, manifest.accelerator if manifest else "tcg")
+    if missing:
+        raise UserError(
+            "no image for " + "; ".join(missing),
+            hint=f"builder build {' '.join(sorted({node_roles(loaded, n).label for n in nodes}))}",
+        )
+    return found
+
+
+def choose_accelerator(images: Sequence[Image]) -> str:
+    """KVM when the builds ran under KVM on this host (the build's probe proved it), else TCG."""
+    if Path("/dev/kvm").exists() and images and all(i.accelerator == "kvm" for i in images):
+        return "kvm"
+    return "tcg"
+
+
+def ensure_key(directory: Path) -> str:
+    key = directory / KEY
+    if not key.exists():
+        proc.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "builder-up", "-f", str(key)]
+        )
+    return key.with_suffix(".pub").read_text().strip()
+
+
+def seed_files(
+    loaded: LoadedConfig, facts: ClusterFacts, node: Node, public_key: str, seeds: Path | None
+) -> dict[str, bytes]:
+    """The node's seed (its own, or the one under --seeds), the cluster key added, and the
+    network config of `builder up`'s network."""
+    if seeds is not None:
+        directory = seeds / node.hostname
+        try:
+            files = {name: (directory / name).read_text() for name in (USER_DATA, META_DATA)}
+        except OSError as exc:
+            raise UserError(f"{directory}: no seed ({exc.strerror})") from exc
+    else:
+        files = dict(node_seed(loaded, node, facts).files)
+    user_data = files[USER_DATA]
+    if not user_data.startswith("#cloud-config\n"):
+        raise UserError(f"{node.hostname}: user-data is not #cloud-config")
+    files[USER_DATA] = user_data.rstrip("\n") + f"\nssh_authorized_keys:\n  - {public_key}\n"
+    if "\nssh_authorized_keys:" in user_data:
+        files[USER_DATA] = user_data.replace(
+            "\nssh_authorized_keys:\n", f"\nssh_authorized_keys:\n  - {public_key}\n", 1
+        )
+    network = loaded.config.cluster.network or f"{node.ip}/24"
+    files[NETWORK_CONFIG] = dump(network_config(node.hostname, node.ip, network))
+    return {name: text.encode() for name, text in files.items()}
+
+
+def write_ssh_config(state: ClusterState) -> None:
+    lines = []
+    for vm in state.vms:
+        lines += [
+            f"Host {vm.hostname} {vm.ip}",
+            f"  HostName {LOOPBACK}",
+            f"  Port {vm.host_port('ssh')}",
+        ]
+    lines += [
+        "Host *",
+        f"  User {state.ssh_user}",
+        f"  IdentityFile {state.key.resolve()}",
+        "  IdentitiesOnly yes",
+        "  StrictHostKeyChecking no",
+        "  UserKnownHostsFile /dev/null",
+        "  LogLevel ERROR",
+        "  ConnectTimeout 10",
+    ]
+    state.ssh_config.write_text("\n".join(lines) + "\n")
+
+
+def start_hub(state: ClusterState) -> None:
+    if alive(state.hub_pidfile):
+        return
+    log = open(state.directory / "hub.log", "ab")  # noqa: SIM115 - the hub keeps it
+    hub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "builder.cluster.hub",
+            str(state.hub_port),
+            *(str(vm.cluster_port) for vm in state.vms),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env=proc.minimal_env({"PYTHONPATH": str(Path(__file__).resolve().parents[2])}),
+    )
+    log.close()
+    Path(state.hub_pidfile).write_text(f"{hub.pid}\n")
+
+
+def start_vm(vm: VmSpec, state: ClusterState) -> None:
+    Path(vm.pidfile).unlink(missing_ok=True)
+    proc.run(qemu_command(vm, state.hub_port, state.accelerator), timeout=120)
+
+
+def plan(
+    loaded: LoadedConfig, directory: Path, nodes: Sequence[Node], images: dict[str, Image]
+) -> list[VmSpec]:
+    specs = []
+    udp = free_ports(len(nodes), socket.SOCK_DGRAM)
+    for node, cluster_port in zip(nodes, udp, strict=True):
+        wanted = guest_ports(node)
+        hosts = free_ports(len(wanted))
+        base = directory / node.hostname
+        specs.append(
+            VmSpec(
+                hostname=node.hostname,
+                ip=node.ip,
+                roles=tuple(node_roles(loaded, node).names),
+                image=str(images[node.hostname].path.resolve()),
+                overlay=str(base.with_suffix(".qcow2")),
+                seed=str(base.with_name(f"{node.hostname}-cidata.iso")),
+                serial=str(base.with_suffix(".serial.log")),
+                pidfile=str(base.with_suffix(".pid")),
+                cluster_port=cluster_port,
+                forwards={
+                    name: (host, guest)
+                    for (name, guest), host in zip(wanted.items(), hosts, strict=True)
+                },
+            )
+        )
+    return specs
+
+
+def up(
+    loaded: LoadedConfig,
+    names: Sequence[str],
+    *,
+    output: Path,
+    directory: Path = STATE_DIR,
+    seeds: Path | None = None,
+    ssh_user: str | None = None,
+    deadline: float | None = None,
+    say: Callable[[str], None],
+) -> tuple[ClusterState, health.Health]:
+    """Boot the cluster (or restart its dead VMs) and wait until it is healthy."""
+    directory = directory.absolute()  # the state names its files wherever it is read from
+    facts = ClusterFacts.of(loaded)
+    every = list(loaded.config.cluster.nodes)
+    by_name = {node.hostname: node for node in every}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise UserError(f"no node {', '.join(unknown)} in the cluster ({', '.join(by_name)})")
+    state = ClusterState.load(directory)
+    if state is None:
+        chosen = [by_name[name] for name in dict.fromkeys(names)] or every
+        images = find_images(loaded, chosen, output)
+        directory.mkdir(parents=True, exist_ok=True)
+        public_key = ensure_key(directory)
+        specs = plan(loaded, directory, chosen, images)
+        state = ClusterState(
+            directory=directory,
+            hub_port=free_ports(1, socket.SOCK_DGRAM)[0],
+            hub_pidfile=str(directory / "hub.pid"),
+            accelerator=choose_accelerator(list(images.values())),
+            ssh_user=ssh_user or loaded.config.os.admin.name,
+            vms=tuple(specs),
+        )
+        for node, vm in zip(chosen, specs, strict=True):
+            proc.run(overlay_command(Path(vm.image), Path(vm.overlay)))
+            write_iso(Path(vm.seed), "cidata", seed_files(loaded, facts, node, public_key, seeds))
+        state.save()
+        write_ssh_config(state)
+        starting = list(state.vms)
+    else:
+        wanted = set(names) or {vm.hostname for vm in state.vms}
+        starting = [vm for vm in state.vms if vm.hostname in wanted and not alive(vm.pidfile)]
+        if not starting and alive(state.hub_pidfile):
+            say(f"the cluster is already running ({len(state.vms)} VMs): builder status")
+            return state, health.check(state.vms, agents(facts, state), running(state))
+    start_hub(state)
+    say(f"starting {', '.join(vm.hostname for vm in starting)} ({state.accelerator})")
+    for vm in starting:
+        start_vm(vm, state)
+    for line in url_lines(state):
+        say(line)
+    limit = deadline if deadline is not None else DEADLINES[state.accelerator]
+    required = set(names) or {vm.hostname for vm in state.vms}
+    return state, wait_healthy(state, agents(facts, state), required, limit, say)
+
+
+def agents(facts: ClusterFacts, state: ClusterState) -> list[str]:
+    """The slaves of the running cluster, as their agents name themselves."""
+    names = {vm.hostname for vm in state.vms if "slave" in vm.roles}
+    return [facts.fqdn(node) for node in facts.cluster.nodes if node.hostname in names]
+
+
+def wait_healthy(
+    state: ClusterState,
+    agent_names: Sequence[str],
+    required: set[str],
+    limit: float,
+    say: Callable[[str], None],
+) -> health.Health:
+    start = time.monotonic()
+    last = ""
+    while True:
+        seen = health.check(state.vms, agent_names, running(state), required)
+        elapsed = time.monotonic() - start
+        if seen.healthy:
+            say(f"healthy after {elapsed:.0f} s: {seen.leader} leads")
+            return seen
+        if elapsed > limit:
+            parts = "; ".join(f"{p.name}: {p.detail}" for p in seen.unhealthy())
+            raise BuilderError(
+                f"the cluster is not healthy after {limit:g} s: {parts}",
+                hint=f"serial logs in {state.directory}; builder status; builder down",
+            )
+        line = seen.line()
+        if line != last:
+            say(f"[{elapsed:4.0f} s] {line}")
+            last = line
+        time.sleep(POLL)  # polling with a deadline
+
+
+def url_lines(state: ClusterState) -> list[str]:
+    table = [("NODE", "ADDRESS", "ROLES", "SSH", "URLS")]
+    for vm in state.vms:
+        urls = " ".join(
+            f"{name}=http://{LOOPBACK}:{vm.host_port(name)}"
+            for name in ("mesos", "marathon", "chronos", "agent")
+            if vm.host_port(name)
+        )
+        table.append(
+            (vm.hostname, vm.ip, ",".join(vm.roles), f"{LOOPBACK}:{vm.host_port('ssh')}", urls)
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    return [
+        "  ".join(f"{cell:{widths[i]}}" for i, cell in enumerate(row[:4])) + "  " + row[4]
+        for row in table
+    ]
+
+
+def status(loaded: LoadedConfig, directory: Path = STATE_DIR) -> tuple[list[str], bool]:
+    state = ClusterState.load(directory)
+    if state is None:
+        return ["no cluster is running here (builder up starts one)"], False
+    facts = ClusterFacts.of(loaded)
+    up_now = running(state)
+    seen = health.check(state.vms, agents(facts, state), up_now)
+    lines = []
+    for line, vm in zip(url_lines(state), (None, *state.vms), strict=True):
+        mark = "STATE" if vm is None else ("running" if up_now[vm.hostname] else "DEAD")
+        lines.append(f"{mark:8} {line}")
+    lines.append(f"leading master: {seen.leader or 'none'}")
+    for part in seen.parts:
+        lines.append(f"{'ok  ' if part.healthy else 'FAIL'}  {part.name}: {part.detail}")
+    return lines, seen.healthy
+
+
+def ssh_command(directory: Path, hostname: str, command: Sequence[str]) -> list[str]:
+    state = ClusterState.load(directory)
+    if state is None:
+        raise UserError("no cluster is running here (builder up starts one)")
+    state.vm(hostname)
+    return ["ssh", "-F", str(state.ssh_config), hostname, *command]
+
+
+def _stop(pidfile: str | Path, name: str) -> None:
+    pid = read_pid(pidfile)
+    if pid is None or not alive(pidfile):
+        return
+    if "qemu" not in name and "hub" not in name:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + 20
+    while time.monotonic() < end and alive(pidfile):
+        time.sleep(0.2)
+    if alive(pidfile):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _owned(pid: int | None, marker: str) -> bool:
+    """The pid still runs the process we started (not a reused pid)."""
+    if pid is None:
+        return False
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def stop_vm(vm: VmSpec) -> None:
+    if _owned(read_pid(vm.pidfile), f"builder-{vm.hostname}"):
+        _stop(vm.pidfile, "qemu")
+    Path(vm.pidfile).unlink(missing_ok=True)
+
+
+def down(directory: Path = STATE_DIR) -> list[str]:
+    state = ClusterState.load(directory)
+    if state is None:
+        if directory.exists():
+            _remove(directory)
+        return ["no cluster is running here"]
+    stopped = []
+    for vm in state.vms:
+        if alive(vm.pidfile):
+            stopped.append(vm.hostname)
+        stop_vm(vm)
+    if _owned(read_pid(state.hub_pidfile), "builder.cluster.hub"):
+        _stop(state.hub_pidfile, "hub")
+    _remove(directory)
+    return [f"stopped {', '.join(stopped) or 'nothing (no VM was running)'}; removed {directory}"]
+
+
+def _remove(directory: Path) -> None:
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+    parent = directory.parent
+    if parent.name == ".builder" and parent.exists() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+__all__ = ["SSH_PORT", "ClusterState", "down", "ssh_command", "status", "up"]

@@ -1,0 +1,249 @@
+"""The cluster's health from what its services answer: fake answers on loopback, each
+check shown passing and failing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from builder.cluster import health
+from builder.cluster.hub import serve
+from builder.cluster.machine import VmSpec
+
+
+class Fakes:
+    """ZooKeeper `srvr` and HTTP answers on loopback ports, changeable while running."""
+
+    def __init__(self) -> None:
+        self.srvr: dict[int, str] = {}
+        self.http: dict[tuple[int, str], Any] = {}
+        self.servers: list[socketserver.BaseServer] = []
+
+    def zookeeper(self, text: str) -> int:
+        fakes = self
+
+        port = 0
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if self.request.recv(4) == b"srvr":
+                    self.request.sendall(fakes.srvr[port].encode())
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        port = int(server.server_address[1])
+        self.srvr[port] = text
+        self._start(server)
+        return port
+
+    def web(self, answers: dict[str, Any]) -> int:
+        fakes = self
+        port = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                key = (port, self.path)
+                if key not in fakes.http:
+                    self.send_error(404)
+                    return
+                body = fakes.http[key]
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        port = int(server.server_address[1])
+        for path, body in answers.items():
+            self.http[(port, path)] = body
+        self._start(server)
+        return port
+
+    def _start(self, server: socketserver.BaseServer) -> None:
+        self.servers.append(server)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def fakes() -> Iterator[Fakes]:
+    made = Fakes()
+    yield made
+    made.close()
+
+
+def _vm(name: str, roles: tuple[str, ...], ports: dict[str, int]) -> VmSpec:
+    return VmSpec(
+        hostname=name,
+        ip="10.86.255.1",
+        roles=roles,
+        image="",
+        overlay="",
+        seed="",
+        serial="",
+        pidfile="",
+        cluster_port=0,
+        forwards={key: (port, 0) for key, port in ports.items()},
+    )
+
+
+def _master_state(pid: str, leader: str, agents: list[str]) -> dict[str, Any]:
+    return {
+        "pid": pid,
+        "leader": leader,
+        "slaves": [{"hostname": name, "active": True} for name in agents],
+    }
+
+
+def _cluster(fakes: Fakes, modes: list[str], agents: list[str]) -> list[VmSpec]:
+    vms = []
+    for index, mode in enumerate(modes, start=1):
+        name = f"m{index}"
+        text = f"Zookeeper version: 3.8.0\nMode: {mode}\n" if mode else "not currently serving\n"
+        state = _master_state(f"master@{name}:5050", "master@m1:5050", agents if index == 1 else [])
+        web = fakes.web(
+            {"/master/state": state, "/v2/leader": {"leader": "m1:8080"}, "/": "<html></html>"}
+        )
+        ports = {"zookeeper": fakes.zookeeper(text), "mesos": web, "marathon": web, "chronos": web}
+        vms.append(_vm(name, ("master",), ports))
+    return [*vms, _vm("s1", ("slave",), {})]
+
+
+def _up(vms: list[VmSpec], *down: str) -> dict[str, bool]:
+    return {vm.hostname: vm.hostname not in down for vm in vms}
+
+
+def test_a_healthy_cluster(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
+    seen = health.check(vms, ["s1"], _up(vms))
+    assert seen.healthy, seen.line()
+    assert seen.leader == "m1"
+    assert [p.name for p in seen.parts] == [
+        "vms",
+        "zookeeper",
+        "mesos",
+        "agents",
+        "marathon",
+        "chronos",
+    ]
+    assert seen.parts[1].detail == "quorum 3/3 (m1 leader, m2 follower, m3 follower)"
+
+
+def test_no_quorum_is_named(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["", "", "follower"], ["s1"])
+    seen = health.check(vms, ["s1"], _up(vms))
+    [zookeeper] = [p for p in seen.unhealthy() if p.name == "zookeeper"]
+    assert zookeeper.detail == (
+        "no quorum: 1 of 3 serving (m1 not serving, m2 not serving, m3 follower)"
+    )
+
+
+def test_a_running_member_outside_the_ensemble_is_named(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "", "follower"], ["s1"])
+    [part] = health.check(vms, ["s1"], _up(vms)).unhealthy()
+    assert part.name == "zookeeper"
+    assert part.detail.startswith("m2 not in the ensemble")
+
+
+def test_a_master_down_on_purpose_costs_nothing_while_the_quorum_holds(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
+    required = {"m1", "m2", "s1"}
+    seen = health.check(vms, ["s1"], _up(vms, "m3"), required)
+    assert seen.healthy, seen.line()
+    assert "m3 down" in seen.parts[1].detail
+    everything = health.check(vms, ["s1"], _up(vms, "m3"))
+    assert everything.unhealthy()[0].detail == "not running: m3"
+
+
+def test_two_leaders_is_not_quorum(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "leader", "follower"], ["s1"])
+    assert health.check(vms, ["s1"], _up(vms)).parts[1].detail.startswith("no quorum")
+
+
+def test_an_unregistered_agent_is_named(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "follower", "follower"], [])
+    [part] = health.check(vms, ["s1"], _up(vms)).unhealthy()
+    assert (part.name, part.detail) == ("agents", "not registered with m1: s1")
+
+
+def test_no_leading_master(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
+    for vm in vms[:3]:
+        port = vm.host_port("mesos")
+        assert port is not None
+        fakes.http[(port, "/master/state")] = {"pid": f"master@{vm.hostname}:5050"}
+    seen = health.check(vms, ["s1"], _up(vms))
+    assert seen.leader is None
+    assert [p.name for p in seen.unhealthy()] == ["mesos", "agents"]
+    assert seen.unhealthy()[0].detail.startswith("no master is currently leading")
+
+
+def test_marathon_and_chronos_silent(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
+    for vm in vms[:3]:
+        port = vm.host_port("marathon")
+        assert port is not None
+        del fakes.http[(port, "/v2/leader")]
+        del fakes.http[(port, "/")]
+    assert [p.name for p in health.check(vms, ["s1"], _up(vms)).unhealthy()] == [
+        "marathon",
+        "chronos",
+    ]
+
+
+def test_zookeeper_mode_of_nothing_listening() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert health.zookeeper_mode(port) == "no answer"
+
+
+def test_the_hub_repeats_frames_to_every_other_node_only() -> None:
+    nodes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in [*nodes, stranger]:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        hub_port = probe.getsockname()[1]
+    ports = [sock.getsockname()[1] for sock in nodes]
+    threading.Thread(target=serve, args=(hub_port, ports), daemon=True).start()
+    hub = ("127.0.0.1", hub_port)
+    stranger.sendto(b"not ours", hub)
+    # The hub may not be listening yet: send until the other nodes hear it.
+    nodes[1].settimeout(0.2)
+    for _ in range(50):
+        nodes[0].sendto(b"frame", hub)
+        try:
+            assert nodes[1].recv(100) == b"frame"
+            break
+        except TimeoutError:
+            continue
+    while True:  # the frames of the earlier tries, if any reached it
+        assert nodes[2].recv(100) == b"frame"
+        nodes[2].settimeout(0.2)
+        try:
+            while nodes[2].recv(100):
+                pass
+        except TimeoutError:
+            break
+    nodes[0].settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        nodes[0].recv(100)  # not echoed to its sender; the stranger's frame went nowhere
+    for sock in [*nodes, stranger]:
+        sock.close()

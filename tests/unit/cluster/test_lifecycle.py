@@ -1,0 +1,70 @@
+"""`builder up`'s inputs and state without VMs: missing images, seeds, down and status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from builder.cluster import lifecycle
+from builder.cluster.machine import mac
+from builder.config.cluster import ClusterFacts
+from builder.config.load import LoadedConfig
+from builder.errors import UserError
+from builder.firstboot.seed import NETWORK_CONFIG, USER_DATA, SeedFormat, write_seeds
+
+
+def test_missing_images_are_named_with_the_build_command(
+    loaded: LoadedConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(UserError) as caught:
+        lifecycle.find_images(loaded, loaded.config.cluster.nodes, tmp_path / "output")
+    assert caught.value.message == (
+        f"no image for test166 needs {tmp_path}/output/master-slave/mesos-master-slave.qcow2: "
+        "run `builder build master,slave`; "
+        f"test167 needs {tmp_path}/output/slave/mesos-slave.qcow2: run `builder build slave`"
+    )
+    assert caught.value.hint == "builder build master,slave slave"
+
+
+def test_seed_gets_the_cluster_key_and_network(loaded: LoadedConfig) -> None:
+    facts = ClusterFacts.of(loaded)
+    test167 = loaded.config.cluster.nodes[1]
+    files = lifecycle.seed_files(loaded, facts, test167, "ssh-ed25519 AAAAkey builder-up", None)
+    document = YAML(typ="safe").load(files[USER_DATA].decode())
+    assert document["ssh_authorized_keys"] == ["ssh-ed25519 AAAAkey builder-up"]
+    assert document["hostname"] == "test167"
+    network = YAML(typ="safe").load(files[NETWORK_CONFIG].decode())
+    assert network["ethernets"]["cluster"] == {
+        "match": {"macaddress": mac("test167", 0)},
+        "addresses": ["10.86.255.167/24"],
+    }
+
+
+def test_seeds_from_a_directory_are_used_as_they_are(loaded: LoadedConfig, tmp_path: Path) -> None:
+    write_seeds(loaded, loaded.config.cluster.nodes, tmp_path / "seeds", SeedFormat.DIR)
+    user_data = tmp_path / "seeds" / "test166" / USER_DATA
+    user_data.write_text(user_data.read_text().replace("      1\n", "      9\n"))
+    facts = ClusterFacts.of(loaded)
+    test166 = loaded.config.cluster.nodes[0]
+    files = lifecycle.seed_files(loaded, facts, test166, "ssh-ed25519 K k", tmp_path / "seeds")
+    assert "      9\n" in files[USER_DATA].decode()
+    with pytest.raises(UserError, match="no seed"):
+        lifecycle.seed_files(loaded, facts, test166, "ssh-ed25519 K k", tmp_path / "nothing")
+
+
+def test_down_and_status_without_a_cluster(loaded: LoadedConfig, tmp_path: Path) -> None:
+    state = tmp_path / ".builder" / "cluster"
+    assert lifecycle.down(state) == ["no cluster is running here"]
+    assert lifecycle.down(state) == ["no cluster is running here"]
+    lines, healthy = lifecycle.status(loaded, state)
+    assert (lines, healthy) == (["no cluster is running here (builder up starts one)"], False)
+    with pytest.raises(UserError, match="no cluster is running here"):
+        lifecycle.ssh_command(state, "test166", [])
+
+
+def test_unknown_node_is_refused_before_anything(loaded: LoadedConfig, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no node nope in the cluster"):
+        lifecycle.up(loaded, ["nope"], output=tmp_path, directory=tmp_path / "state", say=print)
+    assert not (tmp_path / "state").exists()
