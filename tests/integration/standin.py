@@ -153,8 +153,11 @@ def _wait_for(predicate: object, what: str, deadline: float, vm: Vm) -> None:
 
 
 @contextmanager
-def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[Vm]:
-    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM."""
+def boot(
+    disk: Path, seed: Path, work: Path, key: Path, user: str, firmware: tuple[str, ...] = ()
+) -> Iterator[Vm]:
+    """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM;
+    `firmware` is QEMU's firmware option (`-bios OVMF.fd` for UEFI; SeaBIOS by default)."""
     require_tool("qemu-system-x86_64")
     work.mkdir(parents=True, exist_ok=True)
     serial = work / f"serial-{len(list(work.glob('serial-*.log')))}.log"
@@ -166,6 +169,7 @@ def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[V
             "accel=tcg",
             "-m",
             "1024",
+            *firmware,
             "-nographic",
             "-monitor",
             "none",
@@ -200,11 +204,11 @@ def boot(disk: Path, seed: Path, work: Path, key: Path, user: str) -> Iterator[V
 class DiskReader:
     """Files of a powered-off qcow2 disk, read with debugfs (nothing mounted)."""
 
-    def __init__(self, disk: Path, work: Path) -> None:
+    def __init__(self, disk: Path, work: Path, offset: int = PARTITION_OFFSET) -> None:
         require_tool("debugfs")
         self.raw = work / "readback.raw"
         subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk), str(self.raw)], check=True)
-        self.image = f"{self.raw}?offset={PARTITION_OFFSET}"
+        self.image = f"{self.raw}?offset={offset}"
 
     def debugfs(self, request: str) -> str:
         result = subprocess.run(
