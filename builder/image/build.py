@@ -79,7 +79,7 @@ QEMU_HOST_ADDRESS = "10.0.2.2"
 MIRROR_PATH = "mirror"  # the mirror's place under Packer's HTTP directory
 LOGS = ("build.log", "serial.log", "packer-debug.log")  # kept when a build fails
 SERIAL_POLL_SECONDS = 0.5  # how often the installer's serial log is read during a build
-PACKER_STOP_SECONDS = 60.0  # Packer's own cleanup after SIGINT, before SIGKILL
+PACKER_STOP_SECONDS = 30.0  # Packer's own cleanup after SIGINT, before SIGKILL
 
 
 class Target(StrEnum):
@@ -496,10 +496,13 @@ def _wait_quietly(running: Any, done: threading.Event) -> None:
 
 
 def _stop_packer(pid: int, done: threading.Event) -> None:
-    """Packer cancels on SIGINT (stops the VM, cleans up); SIGKILL if it does not end."""
+    """SIGINT to Packer's process group, as Ctrl-C in a terminal sends it (sh starts Packer
+    in a session of its own, so its pid is the group's id): Packer's panicwrap parent
+    ignores a SIGINT of its own, its child cancels the build and QEMU stops. SIGKILL to
+    the group if it has not ended in time."""
     for sig, grace in ((signal.SIGINT, PACKER_STOP_SECONDS), (signal.SIGKILL, 10.0)):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
+            os.killpg(pid, sig)
         if done.wait(grace):
             return
 

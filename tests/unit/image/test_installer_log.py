@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -110,14 +109,19 @@ def test_progress_lines_become_steps_once_and_half_lines_wait(tmp_path: Path) ->
 
 
 _CONSOLE_SCRIPT = """
-import os, sys, time
-serial = sys.argv[1]
-open(serial + ".pid", "w").write(str(os.getpid()))
+import os, signal, subprocess, sys, time
+serial, console = sys.argv[1], sys.argv[2]
+with open(serial + ".pid", "a") as pids:
+    pids.write(f"{os.getpid()}\\n")
+if sys.argv[3] == "parent":  # like Packer's panicwrap wrapper: ignores SIGINT, ends with its child
+    signal.signal(signal.SIGINT, lambda *_: None)  # caught and dropped (not SIG_IGN, inherited)
+    code = open(serial + ".py").read()
+    sys.exit(subprocess.run([sys.executable, "-c", code, serial, console, "child"]).returncode)
 with open(serial, "a") as out:
     out.write("Starting installer, one moment...\\nStarting automated install.\\n")
     out.flush()
     time.sleep(0.5)
-    out.write(sys.argv[2])
+    out.write(console)
     out.flush()
 time.sleep(600)
 """
@@ -143,8 +147,14 @@ def test_an_installer_error_stops_packer_by_its_pid_within_seconds(
     run.work = tmp_path / "work"
     run.work.mkdir()
     console = CMDLINE_STOP.format(REPO, trailing=" ")
+    (run.work / "serial.log.py").write_text(_CONSOLE_SCRIPT)
     command = sh.Command(sys.executable).bake(
-        "-c", _CONSOLE_SCRIPT, str(run.work / "serial.log"), console, _ok_code=list(range(256))
+        "-c",
+        _CONSOLE_SCRIPT,
+        str(run.work / "serial.log"),
+        console,
+        "parent",
+        _ok_code=list(range(256)),
     )
     log = PackerLog(run.work / "build.log", "slave", run.progress, run.started)
     started = time.monotonic()
@@ -156,9 +166,20 @@ def test_an_installer_error_stops_packer_by_its_pid_within_seconds(
     assert isinstance(run.progress, Recorder)
     steps = [e.detail for e in run.progress.events if e.event is EventKind.STEP]
     assert steps == ["installer: starting", "installer: reading the kickstart"]
-    pid = int((run.work / "serial.log.pid").read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # gone (stopped by SIGINT, reaped), ten minutes early
+    pids = [int(line) for line in (run.work / "serial.log.pid").read_text().split()]
+    assert len(pids) == 2  # the wrapper and its child
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)  # the child is reaped by init; polling with a deadline
+    assert not any(_alive(pid) for pid in pids), "the process group outlived the build"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_error_in_reads_only_complete_messages() -> None:
