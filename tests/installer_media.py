@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from builder.fsutil import sha256_of
+from builder.image.build import QEMU_HOST_ADDRESS
 from tests.conftest import REPO, require_tool
+from tests.integration.rpmrepo import RpmRepos, write_config
 
 STANDIN_FILES = REPO / "tests" / "fixtures" / "standin" / "files"
 ISOLINUX = Path("/usr/lib/ISOLINUX")
@@ -100,3 +102,16 @@ def build_rpm(
     shutil.move(str(built), target)
     shutil.rmtree(top)
     return target
+
+
+def guest_config(directory: Path, rpmrepo: RpmRepos, urls: dict[str, str] | None = None) -> Path:
+    """A config whose install tree and repositories are the stand-in repositories as a VM
+    on QEMU's user network reaches them (the host's loopback is 10.0.2.2 there)."""
+    guest = RpmRepos(rpmrepo.root, rpmrepo.base_url.replace("127.0.0.1", QEMU_HOST_ADDRESS))
+    config = write_config(directory, guest, urls=urls)
+    os_yaml = config / "os.yaml"
+    text = os_yaml.read_text().replace(
+        "http://vault.centos.org/7.9.2009/os/x86_64/", guest.url("signed", "os")
+    )
+    os_yaml.write_text(text)
+    return config

@@ -4,10 +4,12 @@ For each role set: render into a fresh work directory beside the output
 (`output/.ROLE.build-*`), with this build's own SSH key in the kickstart;
 pick the accelerator by probing (KVM only if it boots the ISO's kernel);
 run `packer build -machine-readable`, streaming its lines into the progress
-display and a log; convert Packer's qcow2 to raw too; checksum both; write
-the manifest; then rename the work directory to `output/ROLE/`. A failed or
-interrupted build leaves no `output/ROLE/` behind, only its logs in
-`output/ROLE.failed/`.
+display and a log, while the installer's serial log is followed
+(image/installer_log.py: its progress as steps; an installer error stops
+Packer by its pid at once, the error line in the failure); convert Packer's
+qcow2 to raw too; checksum both; write the manifest; then rename the work
+directory to `output/ROLE/`. A failed or interrupted build leaves no
+`output/ROLE/` behind, only its logs in `output/ROLE.failed/`.
 
 The input digest covers everything that shapes the image (the rendered
 kickstart, provisioning script and template without the per-build key, the
@@ -27,12 +29,15 @@ preflight's verdict and the accelerator it would try.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +51,7 @@ from builder.config.roles import RoleSet
 from builder.errors import BuilderError, BuildFailed, UserError
 from builder.image import accel, packer
 from builder.image.in_build import InBuildChecks
+from builder.image.installer_log import InstallerLog
 from builder.image.manifest import (
     Artifact,
     BuildManifest,
@@ -72,6 +78,8 @@ MIN_FREE_BYTES = 4 * 1024**3
 QEMU_HOST_ADDRESS = "10.0.2.2"
 MIRROR_PATH = "mirror"  # the mirror's place under Packer's HTTP directory
 LOGS = ("build.log", "serial.log", "packer-debug.log")  # kept when a build fails
+SERIAL_POLL_SECONDS = 0.5  # how often the installer's serial log is read during a build
+PACKER_STOP_SECONDS = 30.0  # Packer's own cleanup after SIGINT, before SIGKILL
 
 
 class Target(StrEnum):
@@ -461,20 +469,70 @@ def build_variables(run: BuildRun, key: Path, http_port: int | None = None) -> P
 
 
 def _run_packer(run: BuildRun, command: Any, log: packer.PackerLog, variables: PackerVars) -> None:
+    """Packer in the background while the installer's serial log is followed: its progress
+    as steps, and an installer error stops Packer (by its pid) at once."""
     run.emit(EventKind.START, str(log.path), 0.0)
     run.started_at = clock.utc_now()
-    result = command()
-    if int(result.exit_code) != 0:
-        raise _explain_failure(run, int(result.exit_code), log, variables)
+    running = command(_bg=True)
+    done = threading.Event()
+    waiter = threading.Thread(target=_wait_quietly, args=(running, done), daemon=True)
+    waiter.start()
+    console = InstallerLog(run.work / "serial.log")
+    while not done.wait(SERIAL_POLL_SECONDS):
+        for step in console.poll():
+            run.emit(EventKind.STEP, step)
+        if console.error is not None:
+            _stop_packer(int(running.pid), done)
+            raise BuildFailed(
+                run.roles.label,
+                f"the installer stopped: {console.error}",
+                console.tail(12),
+                [],
+            )
+    for step in console.poll():
+        run.emit(EventKind.STEP, step)
+    exit_code = int(running.exit_code)
+    if exit_code != 0:
+        raise _explain_failure(run, exit_code, log, variables, console)
+
+
+def _wait_quietly(running: Any, done: threading.Event) -> None:
+    """Wait for Packer; a signal exit (ours) is not an error here."""
+    try:
+        running.wait()
+    except Exception:  # noqa: S110 - sh raises for a death by signal; the caller knows
+        pass
+    finally:
+        done.set()
+
+
+def _stop_packer(pid: int, done: threading.Event) -> None:
+    """SIGINT to Packer's process group, as Ctrl-C in a terminal sends it (sh starts Packer
+    in a session of its own, so its pid is the group's id): Packer's panicwrap parent
+    ignores a SIGINT of its own, its child cancels the build and QEMU stops. SIGKILL to
+    the group if it has not ended in time."""
+    for sig, grace in ((signal.SIGINT, PACKER_STOP_SECONDS), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        if done.wait(grace):
+            return
 
 
 def _explain_failure(
-    run: BuildRun, exit_code: int, log: packer.PackerLog, variables: PackerVars
+    run: BuildRun,
+    exit_code: int,
+    log: packer.PackerLog,
+    variables: PackerVars,
+    console: InstallerLog | None = None,
 ) -> BuildFailed:
-    """Why Packer failed, in words where we know (no SSH in time, failed specs), and the
-    end of its log (or the failed specs)."""
+    """Why Packer failed, in words where we know (the installer's error, no SSH in time,
+    failed specs), and the end of its log (or the failed specs)."""
     message = f"packer build failed with exit code {exit_code}"
     tail = log.tail(12)
+    if console is not None and console.error is not None:
+        return BuildFailed(
+            run.roles.label, f"the installer stopped: {console.error}", console.tail(12), []
+        )
     if any("Timeout waiting for SSH" in line for line in log.lines):
         waited = variables.ssh_timeout or run.loaded.config.os.packer.ssh_timeout
         message = (

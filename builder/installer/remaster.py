@@ -6,10 +6,11 @@ stick), and maps in the few changed files: the kickstart at `/ks.cfg`, the
 BIOS menu (`isolinux/isolinux.cfg`), the UEFI menu (`EFI/BOOT/grub.cfg`, a
 copy) and `images/efiboot.img` with its own `EFI/BOOT/grub.cfg` edited by
 mtools (no root, no mount). Every installing entry gets
-`inst.ks=hd:LABEL=<volume id>:/ks.cfg`; the plain install entry becomes the
-default with a short timeout. The volume id stays the source's: the installer
-finds its media by that label. `implantisomd5` then implants the media
-checksum, and only then is the file renamed into place.
+`inst.ks=hd:LABEL=<volume id>:/ks.cfg` (and `console=tty0 console=ttyS0,115200n8`
+when it names no serial console: anaconda's output on the serial port); the
+plain install entry becomes the default with a short timeout. The volume id
+stays the source's: the installer finds its media by that label.
+`implantisomd5` then implants the media checksum, and only then is the file renamed into place.
 
 With an offline repository the RPMs go to `/builder-repo/` with createrepo_c
 metadata, and the kickstart installs from the media (`cdrom`) plus
@@ -50,6 +51,9 @@ ISO_MAGIC_OFFSET = 32769  # "CD001" of the primary volume descriptor
 SPARE_BYTES = 64 * 1024**2
 _LABEL_SAFE = re.compile(r"[A-Za-z0-9_.-]")
 _KS_WORD = re.compile(r"\s(inst\.)?ks=\S*")
+# The installer's output on the serial port as well as the screen: the last
+# console= is the one anaconda's text (cmdline mode) goes to.
+SERIAL_CONSOLE = ("console=tty0", "console=ttyS0,115200n8")
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,12 @@ def kickstart_argument(volume_id: str) -> str:
 
 
 def _with_kickstart(line: str, ks_arg: str) -> str:
-    """A kernel line with any old ks= replaced by ks_arg, at its end."""
-    return _KS_WORD.sub("", line.rstrip()) + " " + ks_arg
+    """A kernel line with any old ks= replaced by ks_arg, at its end, and the serial
+    console added when the line names none."""
+    words = _KS_WORD.sub("", line.rstrip())
+    if not any(word.startswith("console=ttyS") for word in words.split()):
+        words += " " + " ".join(SERIAL_CONSOLE)
+    return words + " " + ks_arg
 
 
 def _installs(line: str) -> bool:

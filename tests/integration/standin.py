@@ -154,13 +154,20 @@ def _wait_for(predicate: object, what: str, deadline: float, vm: Vm) -> None:
 
 @contextmanager
 def boot(
-    disk: Path, seed: Path, work: Path, key: Path, user: str, address: tuple[str, str] | None = None
+    disk: Path,
+    seed: Path,
+    work: Path,
+    key: Path,
+    user: str,
+    address: tuple[str, str] | None = None,
+    firmware: tuple[str, ...] = (),
 ) -> Iterator[Vm]:
     """Boot `disk` (a qcow2 overlay, kept between boots) with `seed` as a CD-ROM.
 
     `address` (IP, network): the node's inventory address, which QEMU's user network
     (restricted: the guest reaches nothing beyond it) then hands out by DHCP, so a node
-    booted alone still has the address its Mesos flags name."""
+    booted alone still has the address its Mesos flags name. `firmware` is QEMU's
+    firmware option (`-bios OVMF.fd` for UEFI; SeaBIOS by default)."""
     user_net = "user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"
     if address is not None:
         ip, network = address
@@ -176,6 +183,7 @@ def boot(
             "accel=tcg",
             "-m",
             "1024",
+            *firmware,
             "-nographic",
             "-monitor",
             "none",
@@ -210,11 +218,11 @@ def boot(
 class DiskReader:
     """Files of a powered-off qcow2 disk, read with debugfs (nothing mounted)."""
 
-    def __init__(self, disk: Path, work: Path) -> None:
+    def __init__(self, disk: Path, work: Path, offset: int = PARTITION_OFFSET) -> None:
         require_tool("debugfs")
         self.raw = work / "readback.raw"
         subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk), str(self.raw)], check=True)
-        self.image = f"{self.raw}?offset={PARTITION_OFFSET}"
+        self.image = f"{self.raw}?offset={offset}"
 
     def debugfs(self, request: str) -> str:
         result = subprocess.run(

@@ -15,13 +15,16 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from builder.fsutil import sha256_of
+from builder.image.build import QEMU_HOST_ADDRESS
 from tests.conftest import CliRun
+from tests.installer_media import guest_config
 from tests.integration.rpmrepo import RpmRepos, dead_url, write_config
 from tests.integration.standin import DiskReader
 
@@ -86,14 +89,14 @@ def built(
     (earlier / "old-image.qcow2").write_bytes(b"stale")
     (earlier / "slave-installer.iso").write_bytes(b"made by --target iso")
     # Beside it, at the same time (one build's wall time for two): a --verify build
-    # of an image that does not meet its contract, a package the installer never
-    # installed (the stand-in installer ignores %packages).
+    # of an image that does not meet its contract: a package the mirror has (the
+    # installer resolves it) that the stand-in's node never got (it installs no RPMs).
     broken = root / "broken-config"
     shutil.copytree(config, broken)
     slave = broken / "roles" / "slave.yaml"
     slave.write_text(
         slave.read_text().replace(
-            "packages: [mesos, docker]", "packages: [mesos, docker, mesos-dns]"
+            "packages: [mesos, docker]", "packages: [mesos, docker, mesos-libs]"
         )
     )
     failing = subprocess.Popen(
@@ -104,7 +107,7 @@ def built(
             "--config",
             str(broken),
             *args[2:-2],
-            "--no-preflight",  # the mirror has no mesos-dns: caught before booting otherwise
+            "--no-preflight",
             "--out",
             str(root / "broken-output"),
         ],
@@ -240,7 +243,7 @@ def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> No
 
 
 def test_a_failing_spec_fails_the_build_and_keeps_nothing(built: dict[str, object]) -> None:
-    """An image that does not meet its contract (a package the installer never installed)."""
+    """An image that does not meet its contract (a package the node never got)."""
     failing = built["failing"]
     assert isinstance(failing, tuple)
     returncode, output, out = failing
@@ -249,7 +252,9 @@ def test_a_failing_spec_fails_the_build_and_keeps_nothing(built: dict[str, objec
     assert [line for line in lines if line.startswith("error:")] == [
         "error: slave: the image failed 1 of its specs; nothing was kept"
     ], output
-    assert "  | FAIL slave: package mesos-dns: expected 'installed', found 'not installed'" in lines
+    assert (
+        "  | FAIL slave: package mesos-libs: expected 'installed', found 'not installed'" in lines
+    )
     assert not (out / "slave").exists()
     assert not list(out.glob(".slave.build-*"))
     kept = sorted(path.name for path in (out / "slave.failed").iterdir())
@@ -533,3 +538,97 @@ def test_a_dry_run_downloads_nothing_and_says_what_it_could_not_know(
     [plan] = json.loads(failed.stdout)
     assert plan["preflight"].startswith("failed: repository base (")
     assert failed.stderr.splitlines()[-1].startswith("error: repository base (")
+
+
+# ---- the installer's errors, within seconds ------------------------------------------------------
+INSTALLER_DEADLINE = 120.0  # seconds from `builder build` to its failure with the installer's words
+
+
+def test_an_installer_error_fails_the_build_within_two_minutes(
+    standin: Path, rpmrepo: RpmRepos, tmp_path: Path
+) -> None:
+    """Two builds at once, without the preflight: a repository that does not answer (a
+    dead port on the host, as the VM reaches it), and a package no repository has. Each
+    fails with the installer's own error line, long before the SSH timeout, and Packer
+    and its VM are gone."""
+    dead = dead_url().replace("127.0.0.1", QEMU_HOST_ADDRESS)
+    configs = {
+        "repo": guest_config(tmp_path / "repo-config", rpmrepo, urls={"mesosphere": dead}),
+        "package": guest_config(tmp_path / "package-config", rpmrepo),
+    }
+    slave = configs["package"] / "roles" / "slave.yaml"
+    slave.write_text(
+        slave.read_text().replace(
+            "packages: [mesos, docker]", "packages: [mesos, docker, mesos-dns]"
+        )
+    )
+    iso = standin / ISO_NAME
+    started = time.monotonic()
+    runs = {
+        case: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "builder",
+                "--config",
+                str(config),
+                "build",
+                "slave",
+                "--iso",
+                str(iso),
+                "--iso-checksum",
+                f"sha256:{sha256_of(iso)}",
+                "--no-preflight",
+                "--out",
+                str(tmp_path / case),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        for case, config in configs.items()
+    }
+    results = {}
+    try:
+        for case, process in runs.items():
+            out, err = process.communicate(timeout=600)
+            results[case] = (process.returncode, out + err, time.monotonic() - started)
+    finally:
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    errors = {
+        "repo": "error: slave: the installer stopped: Cannot retrieve repository metadata "
+        "(repomd.xml) for repository: mesosphere. Please verify its path and try again",
+        "package": "error: slave: the installer stopped: You have specified that the package "
+        "'mesos-dns' should be installed.  This package does not exist. Would you like to "
+        "ignore this package and continue with installation?",
+    }
+    for case, (returncode, output, seconds) in results.items():
+        print(f"{case}: failed after {seconds:.0f} s")  # the figure, with -s
+        assert returncode == 1, output
+        assert [line for line in output.splitlines() if line.startswith("error:")] == [
+            errors[case]
+        ], output
+        assert seconds < INSTALLER_DEADLINE, f"{case}: {seconds:.0f} s"
+        failed = tmp_path / case / "slave.failed"
+        assert errors[case].split("stopped: ", 1)[1] in (failed / "serial.log").read_text()
+        assert (failed / "build.log").exists()
+        assert not (tmp_path / case / "slave").exists()
+        assert not _processes_mentioning(str(tmp_path / case)), "Packer or QEMU left running"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line names `text` (read from /proc, nothing signalled)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found

@@ -27,12 +27,15 @@ import pytest
 
 from builder.config.load import embedded_config_dir, load_config
 from builder.config.roles import compose
+from builder.firstboot.seed import SeedFormat, write_seeds
+from builder.image.installer_log import InstallerLog
 from builder.installer.remaster import MEDIA_MOUNT, REPO_ON_MEDIA
 from builder.render.packer_template import LATEST_KNOWN_PACKER
 from builder.render.role import KICKSTART, render_role
-from tests.conftest import IN_CI, require_tool
-from tests.installer_media import build_rpm, checksum_option, tiny_installer_iso
-from tests.integration.standin import BOOT_DEADLINE, DiskReader
+from tests.conftest import IN_CI, REPO, require_tool
+from tests.installer_media import build_rpm, checksum_option, guest_config, tiny_installer_iso
+from tests.integration.rpmrepo import RpmRepos
+from tests.integration.standin import BOOT_DEADLINE, PARTITION_OFFSET, DiskReader, boot
 
 pytestmark = [pytest.mark.integration]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -83,8 +86,11 @@ def _builder(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _remaster(source: Path, role: str, out: Path, repo_dir: Path | None = None) -> Path:
+def _remaster(
+    source: Path, role: str, out: Path, repo_dir: Path | None = None, config: Path | None = None
+) -> Path:
     args = [
+        *(["--config", str(config)] if config else []),
         "build",
         role,
         "--target",
@@ -114,8 +120,8 @@ def _extract(iso: Path, iso_path: str, target: Path) -> Path:
     return target
 
 
-def _rendered_kickstart(role: str, offline: bool) -> str:
-    loaded = load_config(embedded_config_dir())
+def _rendered_kickstart(role: str, offline: bool, config: Path | None = None) -> str:
+    loaded = load_config(config or embedded_config_dir())
     url = f"file://{MEDIA_MOUNT}/{REPO_ON_MEDIA}" if offline else None
     rendered = render_role(
         loaded, compose(loaded, (role,)), packer_version=LATEST_KNOWN_PACKER, offline_repo=url
@@ -124,17 +130,24 @@ def _rendered_kickstart(role: str, offline: bool) -> str:
 
 
 @pytest.fixture(scope="module")
-def isos(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The slave's ISO (network install) and the master's (offline repo), from the stand-in."""
+def isos(
+    standin: Path, rpmrepo: RpmRepos, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """The slave's ISO (a network install from the stand-in repositories) and the master's
+    (offline repo on the media), from the stand-in."""
     for tool in ("xorriso", "mcopy", "createrepo_c", "implantisomd5", "checkisomd5"):
         require_tool(tool)
     root = tmp_path_factory.mktemp("iso")
     rpms = _rpm_dir(root / "rpms")
     source = standin / ISO_NAME
+    config = guest_config(
+        root / "guest-config", rpmrepo
+    )  # not ./roles-config: the master uses the default
     return {
         "source": source,
         "rpms": rpms,
-        "slave": _remaster(source, "slave", root / "output"),
+        "config": config,
+        "slave": _remaster(source, "slave", root / "output", config=config),
         "master": _remaster(source, "master", root / "output", rpms),
     }
 
@@ -194,7 +207,8 @@ def test_a_source_with_its_own_media_checksum(tmp_path: Path) -> None:
 def test_kickstart_and_menus_on_the_media(isos: dict[str, Path], role: str, tmp_path: Path) -> None:
     iso = isos[role]
     kickstart = _extract(iso, "/ks.cfg", tmp_path / "ks.cfg").read_text()
-    assert kickstart == _rendered_kickstart(role, offline=role == "master")
+    config = isos["config"] if role == "slave" else None
+    assert kickstart == _rendered_kickstart(role, offline=role == "master", config=config)
     ks_arg = "inst.ks=hd:LABEL=CentOS\\x207\\x20x86_64:/ks.cfg"
     isolinux = _extract(iso, "/isolinux/isolinux.cfg", tmp_path / "isolinux.cfg").read_text()
     grub = _extract(iso, "/EFI/BOOT/grub.cfg", tmp_path / "grub.cfg").read_text()
@@ -266,6 +280,13 @@ def test_a_dependency_missing_from_the_repo_fails_dnf(tmp_path: Path) -> None:
 
 
 # ---- the installs ------------------------------------------------------------------------------
+OVMF_ARGS = ("-bios", str(OVMF))
+# Under UEFI the installed disk is GPT: the EFI System Partition (reqpart: 200 MiB from
+# sector 2048), then the root file system; under BIOS the msdos root from sector 2048.
+ROOT_OFFSET = {"seabios": PARTITION_OFFSET, "ovmf": (2048 + 200 * 2048) * 512}
+FIRMWARE = {"seabios": (), "ovmf": OVMF_ARGS}
+
+
 @dataclass
 class Install:
     process: subprocess.Popen[bytes]
@@ -274,12 +295,24 @@ class Install:
     started: float
     seconds: float = 0.0
 
+    def console(self) -> str:
+        return self.serial.read_text(errors="replace")
 
-def _start_install(iso: Path, work: Path, firmware: list[str]) -> Install:
+    def installer_error(self) -> str | None:
+        """The installer's error line as `builder build` reads it from the console."""
+        log = InstallerLog(self.serial)
+        log.poll()
+        return log.error
+
+
+def _start_install(iso: Path, work: Path, firmware: str, network: bool = False) -> Install:
     work.mkdir(parents=True, exist_ok=True)
     disk = work / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "2560M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "8G"], check=True)
     serial = work / "serial.log"
+    # QEMU's user network: the guest reaches the host's loopback (the repositories) at
+    # 10.0.2.2 and nothing answers for it anywhere else
+    net = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"] if network else []
     process = subprocess.Popen(
         [
             "qemu-system-x86_64",
@@ -287,7 +320,7 @@ def _start_install(iso: Path, work: Path, firmware: list[str]) -> Install:
             "accel=tcg",
             "-m",
             "1024",
-            *firmware,
+            *FIRMWARE[firmware],
             "-nographic",
             "-monitor",
             "none",
@@ -297,8 +330,7 @@ def _start_install(iso: Path, work: Path, firmware: list[str]) -> Install:
             str(iso),
             "-boot",
             "d",
-            "-net",
-            "none",
+            *(net or ["-net", "none"]),
             "-drive",
             f"file={disk},if=virtio,format=qcow2",
         ],
@@ -309,22 +341,9 @@ def _start_install(iso: Path, work: Path, firmware: list[str]) -> Install:
     return Install(process, serial, disk, time.monotonic())
 
 
-@pytest.fixture(scope="module")
-def installs(
-    isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Install]]:
-    """Both installs at once: the slave's ISO under SeaBIOS, the master's under OVMF."""
-    require_tool("qemu-system-x86_64")
-    if not OVMF.exists():
-        message = f"no {OVMF} (apt-get install ovmf; ./run.sh test installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("installs")
-    runs = {
-        "seabios": _start_install(isos["slave"], root / "seabios", []),
-        "ovmf": _start_install(isos["master"], root / "ovmf", ["-bios", str(OVMF)]),
-    }
+@contextlib.contextmanager
+def _all_finished(runs: dict[str, Install]) -> Iterator[dict[str, Install]]:
+    """Wait (with the boot deadline) for every install's VM to power off; stop any left."""
     try:
         for run in runs.values():
             left = BOOT_DEADLINE - (time.monotonic() - run.started)
@@ -339,24 +358,55 @@ def installs(
                 run.process.wait()
 
 
+def _require_ovmf() -> None:
+    require_tool("qemu-system-x86_64")
+    if not OVMF.exists():
+        message = f"no {OVMF} (apt-get install ovmf; ./run.sh test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def installs(
+    isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Install]]:
+    """Both installs at once: the slave's ISO under SeaBIOS (from the repositories over
+    the network), the master's under OVMF (from its media)."""
+    _require_ovmf()
+    root = tmp_path_factory.mktemp("installs")
+    runs = {
+        "seabios": _start_install(isos["slave"], root / "seabios", "seabios", network=True),
+        "ovmf": _start_install(isos["master"], root / "ovmf", "ovmf", network=True),
+    }
+    with _all_finished(runs) as finished:
+        yield finished
+
+
+INSTALLED = [("seabios", "slave"), ("ovmf", "master")]
+
+
 @pytest.mark.vm
-@pytest.mark.parametrize(
-    ("firmware", "role"), [("seabios", "slave"), ("ovmf", "master")], ids=["seabios", "ovmf"]
-)
+@pytest.mark.parametrize(("firmware", "role"), INSTALLED, ids=["seabios", "ovmf"])
 def test_unattended_install(
-    installs: dict[str, Install], firmware: str, role: str, tmp_path: Path
+    installs: dict[str, Install], isos: dict[str, Path], firmware: str, role: str, tmp_path: Path
 ) -> None:
     run = installs[firmware]
-    console = run.serial.read_text(errors="replace")
+    console = run.console()
     assert run.process.returncode == 0, f"QEMU still running or failed:\n{console[-3000:]}"
+    assert run.installer_error() is None, console[-3000:]
     assert "standin-anaconda: installation complete; kickstart says: poweroff" in console, console[
         -3000:
     ]
     assert "standin-anaconda: kickstart: hd:LABEL=CentOS" in console
     assert ":/ks.cfg (" in console
-    disk = DiskReader(run.disk, tmp_path)
+    layout = "uefi; disk label: gpt" if firmware == "ovmf" else "bios; disk label: msdos"
+    assert f"standin-anaconda: firmware: {layout}" in console
+    config = isos["config"] if role == "slave" else None
+    kickstart = _rendered_kickstart(role, role == "master", config)
+    disk = DiskReader(run.disk, tmp_path, ROOT_OFFSET[firmware])
     try:
-        assert disk.read("/root/original-ks.cfg") == _rendered_kickstart(role, role == "master")
+        assert disk.read("/root/original-ks.cfg") == kickstart
         assert disk.read("/etc/builder/roles") == f"{role}\n"
         masked = ["mesos-slave", "docker"] if role == "master" else ["zookeeper", "mesos-master"]
         for unit in masked:
@@ -365,6 +415,263 @@ def test_unattended_install(
             assert disk.read("/etc/mesos-slave/containerizers") == "docker,mesos\n"
             assert disk.read("/etc/mesos-slave/executor_registration_timeout") == "5mins\n"
         assert disk.read("/etc/machine-id") == ""  # sealed
+        _check_kickstart_effects(disk, kickstart, firmware, run)
     finally:
         disk.close()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _check_kickstart_effects(disk: DiskReader, kickstart: str, firmware: str, run: Install) -> None:
+    """Every configuration line of the kickstart, as the installed system shows it."""
+    assert disk.read("/etc/locale.conf") == 'LANG="en_US.UTF-8"\n'  # lang
+    assert disk.read("/etc/vconsole.conf") == 'KEYMAP="us"\n'  # keyboard
+    assert disk.link("/etc/localtime") == "../usr/share/zoneinfo/UTC"  # timezone
+    assert disk.read("/etc/adjtime").splitlines()[-1] == "UTC"  # --isUtc
+    assert "SELINUX=enforcing\n" in disk.read("/etc/selinux/config")  # selinux
+    ifcfg = disk.read("/etc/sysconfig/network-scripts/ifcfg-eth0")  # network (first NIC)
+    assert "BOOTPROTO=dhcp\n" in ifcfg
+    assert "ONBOOT=yes\n" in ifcfg
+    shadow = dict(line.split(":")[:2] for line in disk.read("/etc/shadow").splitlines())
+    assert shadow["root"].startswith("!")  # rootpw --lock
+    assert shadow["centos"].startswith("!")  # user --lock
+    wheel = next(line for line in disk.read("/etc/group").splitlines() if line.startswith("wheel:"))
+    assert "centos" in wheel.split(":")[3].split(",")  # user --groups=wheel
+    packages = kickstart.split("%packages\n", 1)[1].split("%end", 1)[0].split()
+    log = disk.read("/root/standin-anaconda.log")  # /var/log is emptied by the seal step
+    resolved = re.search(r"%packages resolved from \d+ source\(s\): (.*)", log)
+    assert resolved is not None, log
+    assert resolved.group(1).split() == [p for p in packages if not p.startswith("@")]
+    append = re.search(r"--append='([^']*)'", kickstart)
+    assert append is not None
+    console = run.console()
+    assert "Installing boot loader" in console
+    if firmware == "ovmf":  # the EFI System Partition (reqpart) holds the boot loader
+        fstab = disk.read("/etc/fstab")
+        assert re.search(r"^UUID=\S+\t/boot/efi\tvfat\t", fstab, re.M), fstab
+        esp = f"{disk.raw}@@{2048 * 512}"
+        files = subprocess.run(
+            ["mdir", "-b", "-i", esp, "::/EFI/BOOT"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "::/EFI/BOOT/BOOTX64.EFI" in files.upper()
+        grub = subprocess.run(
+            ["mtype", "-i", esp, "::/EFI/BOOT/grub.cfg"], capture_output=True, text=True, check=True
+        ).stdout
+        assert f" root=LABEL=root ro {append.group(1)}\n" in grub  # bootloader --append
+        assert "set timeout=1\n" in grub  # bootloader --timeout
+    else:
+        extlinux = disk.read("/boot/extlinux/extlinux.conf")
+        assert f"  APPEND root=LABEL=root ro {append.group(1)}\n" in extlinux
+        assert "TIMEOUT 10\n" in extlinux
+
+
+def _seed(isos: dict[str, Path], role: str, key: Path, work: Path) -> Path:
+    """The node's NoCloud seed (test167: slave; test166 as a master only), with our key."""
+    config = work / "seed-config"
+    shutil.copytree(embedded_config_dir(), config, ignore=shutil.ignore_patterns("__*"))
+    public = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+    cluster = (
+        (config / "cluster.yaml").read_text().replace("roles: [master, slave]", "roles: [master]")
+    )
+    cluster = cluster.replace("nodes:", f"ssh_authorized_keys: ['{public} tests']\nnodes:", 1)
+    (config / "cluster.yaml").write_text(cluster)
+    loaded = load_config(config)
+    hostname = "test167" if role == "slave" else "test166"
+    node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
+    [seed] = write_seeds(loaded, [node], work / "seed", SeedFormat.ISO)
+    return seed
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize(("firmware", "role"), INSTALLED, ids=["seabios", "ovmf"])
+def test_the_installed_disk_boots_alone_under_its_firmware(
+    installs: dict[str, Install],
+    isos: dict[str, Path],
+    ssh_key: Path,
+    firmware: str,
+    role: str,
+    tmp_path: Path,
+) -> None:
+    """No installer media: the disk's own boot loader, the same firmware, cloud-init's end."""
+    run = installs[firmware]
+    assert "standin-anaconda: installation complete" in run.console(), "the install failed"
+    seed = _seed(isos, role, ssh_key, tmp_path)
+    with boot(
+        run.disk, seed, tmp_path / "boot", ssh_key, "debian", firmware=FIRMWARE[firmware]
+    ) as vm:
+        assert vm.ssh("cat /etc/builder/roles") == f"{role}\n"
+        assert vm.ssh("test -d /sys/firmware/efi && echo uefi || echo bios").strip() == (
+            "uefi" if firmware == "ovmf" else "bios"
+        )
+
+
+# ---- what the installer refuses ------------------------------------------------------------------
+def _with_kickstart(iso: Path, kickstart: str, out: Path) -> Path:
+    """The ISO with another /ks.cfg (xorriso replays its boot setup)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ks = out.with_suffix(".ks.cfg")
+    ks.write_text(kickstart)
+    subprocess.run(
+        [
+            "xorriso",
+            "-indev",
+            str(iso),
+            "-outdev",
+            str(out),
+            "-boot_image",
+            "any",
+            "replay",
+            "-map",
+            str(ks),
+            "/ks.cfg",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+REFUSED_PACKAGE = "mesos-dns"
+
+
+@pytest.fixture(scope="module")
+def refused(
+    isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Install]]:
+    """Three installs the installer must stop, at once: the master's kickstart without
+    `reqpart` under OVMF, with a failing `%post --erroronfail`, with a package no
+    repository has."""
+    _require_ovmf()
+    root = tmp_path_factory.mktemp("refused")
+    kickstart = _rendered_kickstart("master", offline=True)
+    assert "\nreqpart\n" in kickstart
+    no_esp = kickstart.replace("\nreqpart\n", "\n")
+    failing_post = kickstart + "%post --erroronfail\necho 'disk full' >&2\nexit 3\n%end\n"
+    missing = kickstart.replace("%packages\n", f"%packages\n{REFUSED_PACKAGE}\n")
+    runs = {
+        "no-esp": _start_install(
+            _with_kickstart(isos["master"], no_esp, root / "no-esp.iso"),
+            root / "no-esp",
+            "ovmf",
+            network=True,
+        ),
+        "post": _start_install(
+            _with_kickstart(isos["master"], failing_post, root / "post.iso"),
+            root / "post",
+            "seabios",
+            network=True,
+        ),
+        "package": _start_install(
+            _with_kickstart(isos["master"], missing, root / "package.iso"),
+            root / "package",
+            "seabios",
+            network=True,
+        ),
+    }
+    with _all_finished(runs) as finished:
+        yield finished
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        (
+            "no-esp",
+            "storage configuration failed: For a UEFI installation, you must include an EFI "
+            "System Partition on a GPT-formatted disk, mounted at /boot/efi.",
+        ),
+        ("post", "There was an error running the kickstart script at line "),
+        (
+            "package",
+            f"You have specified that the package '{REFUSED_PACKAGE}' should be installed.  "
+            "This package does not exist. Would you like to ignore this package and continue "
+            "with installation?",
+        ),
+    ],
+)
+def test_the_installer_refuses(refused: dict[str, Install], case: str, error: str) -> None:
+    run = refused[case]
+    console = run.console()
+    assert run.process.returncode == 0, f"QEMU still running:\n{console[-3000:]}"  # powered off
+    found = run.installer_error()
+    assert found is not None, console[-3000:]
+    assert found.startswith(error), found
+    assert "The installer will now terminate." in console
+    assert "installation complete" not in console
+    if case == "post":
+        assert "disk full" in found
+
+
+# ---- the stand-in's grammar, without a VM ------------------------------------------------------
+STANDIN_INIT = REPO / "tests" / "fixtures" / "standin" / "files" / "init"
+
+
+def _standin_parse(kickstart: str, work: Path) -> subprocess.CompletedProcess[str]:
+    """The stand-in anaconda's kickstart pass (its init, from the parser to "Starting
+    automated install.") run by busybox sh on the host, in a scratch /tmp of its own."""
+    text = STANDIN_INIT.read_text()
+    start = text.index("# ---- the kickstart, parsed strictly")
+    end = text.index('say "Starting automated install."')
+    errors = text.index("stop() {")
+    helpers = text[errors : text.index('say "Starting installer, one moment..."')]
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "ks.cfg").write_text(kickstart)
+    script = (
+        'LOG=/dev/null; msg() { echo "standin-anaconda: $*"; }; say() { echo "$*"; }\n'
+        'fail() { echo "FAILED: $*"; exit 1; }; has_arg() { return 1; }; CMDLINE_MODE=1\n'
+        + helpers
+        + text[start:end].replace("/tmp/", f"{work}/")
+        + 'echo "BASE=$BASE FINAL=$FINAL SELINUX=$SELINUX_ TZ=$TZ_ LANG=$LANG_ KEYMAP=$KEYMAP"\n'
+    )
+    return subprocess.run(
+        [require_tool("busybox"), "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"KS": str(work / "ks.cfg"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("names", [("master",), ("slave",), ("master", "slave")])
+@pytest.mark.parametrize("offline", [False, True], ids=["network", "offline"])
+def test_the_standin_knows_every_line_the_product_renders(
+    names: tuple[str, ...], offline: bool, tmp_path: Path
+) -> None:
+    loaded = load_config(embedded_config_dir())
+    url = f"file://{MEDIA_MOUNT}/{REPO_ON_MEDIA}" if offline else None
+    kickstart = render_role(
+        loaded, compose(loaded, names), packer_version=LATEST_KNOWN_PACKER, offline_repo=url
+    ).files[KICKSTART]
+    result = _standin_parse(kickstart, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    base = "cdrom" if offline else "url http://vault.centos.org/7.9.2009/os/x86_64/"
+    assert (
+        f"BASE={base} FINAL=poweroff SELINUX=enforcing TZ=UTC LANG=en_US.UTF-8 KEYMAP=us"
+        in result.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (("skipx\n", "skipx\nvnc\n"), "Unknown command: vnc"),
+        (("reqpart\n", "reqpart --weird\n"), "reqpart: unrecognized arguments: --weird"),
+        (("%post ", "%pre\n%end\n%post "), "Section %pre is not carried out by the installer"),
+        (("%packages\n", "%packages --nobase\n"), "%packages option not supported"),
+        (("firewall --enabled", "firewall --enabled 'x"), "No closing quotation"),
+        (("lang en_US.UTF-8\n", "lang\n"), "lang: expected 1 positional argument(s), got 0"),
+    ],
+    ids=["command", "option", "section", "packages-option", "quote", "arguments"],
+)
+def test_the_standin_refuses_what_it_does_not_carry_out(
+    change: tuple[str, str], error: str, tmp_path: Path
+) -> None:
+    kickstart = _rendered_kickstart("slave", offline=False)
+    assert change[0] in kickstart
+    result = _standin_parse(kickstart.replace(change[0], change[1], 1), tmp_path)
+    assert result.returncode == 1
+    assert re.search(
+        r"The following problem occurred on line \d+ of the kickstart file:", result.stdout
+    )
+    assert error in result.stdout, result.stdout

@@ -148,3 +148,20 @@ def test_offline_kickstart_url_is_quoted(loaded: LoadedConfig) -> None:
 def test_missing_packages_ignores_groups() -> None:
     provided = frozenset({"mesos", "docker"})
     assert missing_packages(["@core", "mesos", "docker", "cloud-init"], provided) == ["cloud-init"]
+
+
+def test_installing_entries_get_the_serial_console_once() -> None:
+    """anaconda's output must reach the serial port (the build follows it there)."""
+    for name, edit in (("isolinux.cfg", edit_isolinux), ("grub.cfg", edit_grub)):
+        edited = edit((STANDIN_FILES / name).read_text(), KS)
+        kernel_lines = [line for line in edited.splitlines() if "inst.stage2=" in line]
+        assert kernel_lines
+        for line in kernel_lines:
+            assert line.split().count("console=ttyS0,115200n8") == 1, line
+        again = edit(edited, KS)
+        assert again.count("console=ttyS0") == edited.count("console=ttyS0")
+    kept = edit_isolinux(
+        "label linux\n  append initrd=i inst.stage2=hd:LABEL=X console=ttyS1,9600\n", KS
+    )
+    assert "console=ttyS1,9600 inst.ks=" in kept
+    assert "ttyS0" not in kept

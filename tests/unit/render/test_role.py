@@ -233,3 +233,33 @@ def test_arguments_are_the_given_values_in_hcl_spelling() -> None:
         "http_directory": "/w/render",
     }
     assert PackerVars().arguments() == {}
+
+
+@pytest.mark.parametrize("names", ROLE_SETS, ids=["-".join(n) for n in ROLE_SETS])
+def test_kickstart_storage_suits_bios_and_uefi_and_never_prompts(
+    loaded: LoadedConfig, names: tuple[str, ...]
+) -> None:
+    """One kickstart for both firmwares (RHEL 7 grammar): `reqpart` makes the EFI System
+    Partition under UEFI and biosboot on GPT under BIOS, before the explicit partitions;
+    `cmdline` makes anything that would prompt end the install instead."""
+    from pykickstart.constants import DISPLAY_MODE_CMDLINE
+    from pykickstart.parser import KickstartParser
+    from pykickstart.version import RHEL7, makeVersion
+
+    text = _render(loaded, names, "packer-1.6").files[KICKSTART]
+    parser = KickstartParser(makeVersion(RHEL7), followIncludes=False)
+    parser.readKickstartFromString(text)
+    handler = parser.handler
+    assert handler.displaymode.seen
+    assert handler.displaymode.displayMode == DISPLAY_MODE_CMDLINE
+    assert handler.reqpart.reqpart
+    assert not handler.reqpart.addBoot
+    assert handler.clearpart.initAll
+    assert handler.zerombr.zerombr
+    mounts = [part.mountpoint for part in handler.partition.partitions]
+    assert mounts == ["/boot", "/"]  # the platform's own partition comes from reqpart
+    assert handler.bootloader.location == "mbr"
+    commands = [line.split()[0] for line in text.split("%packages")[0].splitlines() if line]
+    assert commands.index("reqpart") < commands.index("part")
+    assert "text" not in commands
+    assert "autopart" not in commands

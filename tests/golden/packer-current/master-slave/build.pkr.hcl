@@ -149,7 +149,7 @@ source "qemu" "centos7" {
   http_port_max        = var.http_port_max
   boot_wait            = var.boot_wait
 
-  boot_command         = ["<up><wait><tab><wait> text inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>"]
+  boot_command         = ["<up><wait><tab><wait> inst.cmdline console=tty0 console=ttyS0,115200n8 inst.ks=http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter><wait>"]
   communicator         = "ssh"
   ssh_username         = "root"
   ssh_private_key_file = var.ssh_private_key_file
