@@ -72,11 +72,11 @@ def builder_cli(tmp_path: Path) -> CliRun:
     return run
 
 
-def generated_cluster_yaml(nodes: int) -> str:
-    """cluster.yaml for `nodes` nodes: three masters, the rest slaves."""
+def generated_cluster_yaml(nodes: int, masters: int = 3) -> str:
+    """cluster.yaml for `nodes` nodes: the first `masters` masters, the rest slaves."""
     lines = ["name: big", "nodes:"]
     for index in range(nodes):
-        role = "master" if index < 3 else "slave"
+        role = "master" if index < masters else "slave"
         address = f"10.{1 + index // 62500}.{(index // 250) % 250}.{index % 250 + 1}"
         lines += [f"  - hostname: node{index:05d}", f"    ip: {address}", f"    roles: [{role}]"]
     return "\n".join(lines) + "\n"
