@@ -236,3 +236,27 @@ def write_config(
         document["repos"] = [repo(name) for name in names]
         yaml.dump(document, path)
     return directory
+
+
+def make_mirror(config: Path, role: str, mirror: Path) -> None:
+    """`builder mirror ROLE --to MIRROR` with `config`, as a user runs it; it must succeed."""
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "builder",
+            "--config",
+            str(config),
+            "mirror",
+            role,
+            "--to",
+            str(mirror),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    if made.returncode != 0:
+        raise AssertionError(f"builder mirror failed:\n{made.stderr}")

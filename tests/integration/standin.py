@@ -152,6 +152,23 @@ def _wait_for(predicate: object, what: str, deadline: float, vm: Vm) -> None:
     raise AssertionError(f"no {what} within {deadline:g} s; serial log {vm.serial}")
 
 
+def qemu_argv(serial: Path, firmware: tuple[str, ...] = ()) -> list[str]:
+    """A stand-in VM under TCG: 1 GiB, no display, its console written to `serial`."""
+    return [
+        "qemu-system-x86_64",
+        "-machine",
+        "accel=tcg",
+        "-m",
+        "1024",
+        *firmware,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        f"file:{serial}",
+    ]
+
+
 @contextmanager
 def boot(
     disk: Path,
@@ -178,17 +195,7 @@ def boot(
     port = free_port()
     process = subprocess.Popen(
         [
-            "qemu-system-x86_64",
-            "-machine",
-            "accel=tcg",
-            "-m",
-            "1024",
-            *firmware,
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            f"file:{serial}",
+            *qemu_argv(serial, firmware),
             "-drive",
             f"file={disk},if=virtio,format=qcow2",
             "-drive",

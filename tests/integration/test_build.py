@@ -25,7 +25,7 @@ from builder.fsutil import sha256_of
 from builder.image.build import QEMU_HOST_ADDRESS
 from tests.conftest import CliRun
 from tests.installer_media import guest_config
-from tests.integration.rpmrepo import RpmRepos, dead_url, write_config
+from tests.integration.rpmrepo import RpmRepos, dead_url, make_mirror, write_config
 from tests.integration.standin import DiskReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
@@ -42,25 +42,7 @@ def built(
     every configured repository dead: a build needs no network."""
     root = tmp_path_factory.mktemp("build")
     mirror = root / "mirror"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "builder",
-            "--config",
-            str(write_config(root / "live", rpmrepo)),
-            "mirror",
-            "slave",
-            "--to",
-            str(mirror),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        timeout=600,
-    )
-    assert made.returncode == 0, made.stderr
+    make_mirror(write_config(root / "live", rpmrepo), "slave", mirror)
     dead = dead_url()
     config = write_config(
         root / "roles-config", rpmrepo, urls=dict.fromkeys(["base", "extras", "mesosphere"], dead)

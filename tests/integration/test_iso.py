@@ -35,7 +35,7 @@ from builder.render.role import KICKSTART, render_role
 from tests.conftest import IN_CI, REPO, require_tool
 from tests.installer_media import build_rpm, checksum_option, guest_config, tiny_installer_iso
 from tests.integration.rpmrepo import RpmRepos
-from tests.integration.standin import BOOT_DEADLINE, PARTITION_OFFSET, DiskReader, boot
+from tests.integration.standin import BOOT_DEADLINE, PARTITION_OFFSET, DiskReader, boot, qemu_argv
 
 pytestmark = [pytest.mark.integration]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -315,17 +315,7 @@ def _start_install(iso: Path, work: Path, firmware: str, network: bool = False) 
     net = ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"] if network else []
     process = subprocess.Popen(
         [
-            "qemu-system-x86_64",
-            "-machine",
-            "accel=tcg",
-            "-m",
-            "1024",
-            *FIRMWARE[firmware],
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            f"file:{serial}",
+            *qemu_argv(serial, FIRMWARE[firmware]),
             "-cdrom",
             str(iso),
             "-boot",

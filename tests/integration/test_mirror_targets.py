@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CliRun, require_tool
 from tests.installer_media import checksum_option, tiny_installer_iso
-from tests.integration.rpmrepo import RpmRepos, dead_url, write_config
+from tests.integration.rpmrepo import RpmRepos, dead_url, make_mirror, write_config
 
 pytestmark = pytest.mark.integration
 REPOS = ("base", "extras", "mesosphere")
@@ -33,25 +32,7 @@ def mirrored(rpmrepo: RpmRepos, tmp_path_factory: pytest.TempPathFactory) -> dic
     root = tmp_path_factory.mktemp("mirrored")
     live = write_config(root / "live", rpmrepo)
     mirror = root / "mirror"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "builder",
-            "--config",
-            str(live),
-            "mirror",
-            "slave",
-            "--to",
-            str(mirror),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        timeout=600,
-    )
-    assert made.returncode == 0, made.stderr
+    make_mirror(live, "slave", mirror)
     dead = write_config(root / "dead", rpmrepo, urls=dict.fromkeys(REPOS, dead_url()))
     return {"mirror": mirror, "config": dead, "root": root}
 
