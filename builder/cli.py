@@ -19,6 +19,7 @@ from builder.errors import BuilderError, Problem, UserError, ValidationFailed
 
 if TYPE_CHECKING:
     from builder.config.load import LoadedConfig
+    from builder.config.roles import RoleSet
     from builder.image.build import BuildResult
     from builder.image.in_build import InBuildChecks
 
@@ -84,6 +85,13 @@ def _load(ctx: click.Context) -> LoadedConfig:
     return loaded
 
 
+def _role_set(loaded: LoadedConfig, text: str) -> RoleSet:
+    """ROLE as the user wrote it (master, slave, master,slave), composed."""
+    from builder.config.roles import compose, parse_role_names
+
+    return compose(loaded, parse_role_names(text, loaded))
+
+
 def _packer_version(forced: str | None) -> tuple[int, int, int]:
     from builder.image import packer
     from builder.render.packer_template import LATEST_KNOWN_PACKER
@@ -108,11 +116,10 @@ def render(ctx: click.Context, role: str, out: Path | None, packer_version: str 
 
     ROLE is master, slave or a comma-joined set such as master,slave.
     """
-    from builder.config.roles import compose, parse_role_names
     from builder.render.role import render_role
 
     loaded = _load(ctx)
-    roles = compose(loaded, parse_role_names(role, loaded))
+    roles = _role_set(loaded, role)
     target = out or Path("build") / roles.slug
     rendered = render_role(loaded, roles, packer_version=_packer_version(packer_version))
     try:
@@ -256,14 +263,13 @@ def build(
     no_preflight: bool,
 ) -> None:
     """Build images for ROLES (master, slave, master,slave; several build in parallel)."""
-    from builder.config.roles import compose, parse_role_names
     from builder.image.build import BuildOptions, Target, build_all
     from builder.progress import ConsoleProgress, JsonProgress, Progress
 
     loaded = _load(ctx)
     if iso and not iso_checksum:
         raise UserError("--iso needs --iso-checksum sha256:HEX")
-    role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
+    role_sets = [_role_set(loaded, text) for text in roles]
     options = BuildOptions(
         target=Target(target),
         iso=iso,
@@ -473,7 +479,6 @@ def publish(
     dry_run: bool,
 ) -> None:
     """Upload ROLE's raw image as an EBS snapshot, register AMIs, copy, share, announce."""
-    from builder.config.roles import compose, parse_role_names
     from builder.publish import publisher as publishing
     from builder.publish.aws import Aws, AwsSettings
 
@@ -481,7 +486,7 @@ def publish(
         raise UserError("--dry-run goes with --prune (a publish always runs)")
     logging.getLogger("builder.publish").setLevel(logging.INFO)
     loaded = _load(ctx)
-    roles = compose(loaded, parse_role_names(role, loaded))
+    roles = _role_set(loaded, role)
     aws = Aws(AwsSettings(profile=profile, region=region, endpoint_url=endpoint_url))
     targets = [r.strip() for r in copy_to.split(",") if r.strip()]
     for target in targets:
@@ -708,7 +713,6 @@ def mirror(
     x86_64), checked against their repository's checksums and GPG keys, and
     pinned in DIR/mirror.lock.json; a second run fetches nothing that is there.
     """
-    from builder.config.roles import compose, parse_role_names
     from builder.mirror.mirror import check_mirror, make_mirror
 
     if check:
@@ -722,7 +726,7 @@ def mirror(
         click.echo(f"{directory}: every RPM matches {directory}/mirror.lock.json")
         return
     loaded = _load(ctx)
-    role_sets = [compose(loaded, parse_role_names(text, loaded)) for text in roles]
+    role_sets = [_role_set(loaded, text) for text in roles]
     result = make_mirror(loaded, role_sets, directory, update=update, workers=workers)
     for line in result.changes:
         click.echo(line)
