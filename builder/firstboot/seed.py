@@ -24,7 +24,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from builder.config.cluster import ClusterFacts
+from builder.config.cluster import (
+    DEFAULT_ZONE,
+    DEFAULT_ZONE_XML,
+    FIREWALLD_ZONES,
+    ClusterFacts,
+    FirewallZone,
+)
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import node_roles
@@ -90,7 +96,19 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
             files[f"/etc/mesos-slave/attributes/{key}"] = f"{value}\n"
         for key, value in sorted(node.resources.items()):
             files[f"/etc/mesos-slave/resources/{key}"] = f"{value}\n"
-    return files
+    return files | firewall_files(facts.firewall(node))
+
+
+DEFAULT_ZONE_FILE = f"{FIREWALLD_ZONES}/{DEFAULT_ZONE}.xml"
+# firewalld reads the zone files written in cloud-init's init stage when first boot
+# reloads it, before any unit of the stack starts.
+RELOAD_FIREWALL = ["firewall-cmd", "--reload"]
+
+
+def firewall_files(zones: Iterable[FirewallZone]) -> dict[str, str]:
+    """The node's firewall as firewalld's permanent config: the default zone emptied of
+    all but what must stay, and one zone per distinct set of ports with its sources."""
+    return {DEFAULT_ZONE_FILE: DEFAULT_ZONE_XML} | {zone.path: zone.xml for zone in zones}
 
 
 def start_commands(services: Iterable[str]) -> list[list[str]]:
@@ -107,15 +125,19 @@ def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
         "preserve_hostname": False,
         "manage_etc_hosts": False,
         "write_files": [
-            {"path": path, **_encoded(content), "owner": "root:root", "permissions": "0644"}
-            for path, content in node_files(facts, node).items()
+            file_entry(path, content) for path, content in node_files(facts, node).items()
         ],
-        "runcmd": start_commands(facts.units(node)),
+        "runcmd": [RELOAD_FIREWALL, *start_commands(facts.units(node))],
     }
     keys = [*cluster.ssh_authorized_keys, *node.ssh_authorized_keys]
     if keys:
         document["ssh_authorized_keys"] = list(dict.fromkeys(keys))
     return document
+
+
+def file_entry(path: str, content: str) -> dict[str, str]:
+    """One write_files item: root's, readable by all (the seed carries no secret yet)."""
+    return {"path": path, **_encoded(content), "owner": "root:root", "permissions": "0644"}
 
 
 @functools.lru_cache(maxsize=16)
