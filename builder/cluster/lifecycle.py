@@ -37,6 +37,7 @@ from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig
 from builder.config.model import Node
 from builder.config.roles import node_roles
+from builder.config.secrets import SECRET_MODE, load_secrets
 from builder.errors import BuilderError, UserError
 from builder.firstboot.seed import META_DATA, NETWORK_CONFIG, USER_DATA, file_entry, node_seed
 from builder.firstboot.seed_iso import write_iso
@@ -203,7 +204,7 @@ def seed_files(
         except OSError as exc:
             raise UserError(f"{directory}: no seed ({exc.strerror})") from exc
     else:
-        files = dict(node_seed(loaded, node, facts).files)
+        files = dict(node_seed(loaded, node, facts, load_secrets(loaded.directory)).files)
     files[USER_DATA] = up_user_data(facts, node, files[USER_DATA], public_key)
     files[NETWORK_CONFIG] = dump(network_config(node.hostname, node.ip, hub_network(loaded, node)))
     return {name: text.encode() for name, text in files.items()}
@@ -367,7 +368,8 @@ def up(
         )
         for node, vm in zip(chosen, specs, strict=True):
             proc.run(overlay_command(Path(vm.image), Path(vm.overlay)))
-            write_iso(Path(vm.seed), "cidata", seed_files(loaded, facts, node, public_key, seeds))
+            files = seed_files(loaded, facts, node, public_key, seeds)
+            write_iso(Path(vm.seed), "cidata", files, mode=SECRET_MODE)
         state.save()
         write_ssh_config(state)
         starting = list(state.vms)

@@ -34,6 +34,7 @@ from builder.config.cluster import (
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import node_roles
+from builder.config.secrets import SECRET_MODE, Secrets, load_secrets
 from builder.errors import ConfigError, Problem, UserError
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
@@ -117,7 +118,7 @@ def start_commands(services: Iterable[str]) -> list[list[str]]:
     return [["systemctl", "enable", *units]] + [["systemctl", "start", unit] for unit in units]
 
 
-def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
+def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -> dict[str, Any]:
     cluster = facts.cluster
     document: dict[str, Any] = {
         "hostname": node.hostname,
@@ -129,15 +130,24 @@ def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
         ],
         "runcmd": [RELOAD_FIREWALL, *start_commands(facts.units(node))],
     }
+    if secrets is not None:
+        document["write_files"] += [
+            file_entry(path, content, SECRET_PERMISSIONS)
+            for path, content in secrets.node_files().items()
+        ]
     keys = [*cluster.ssh_authorized_keys, *node.ssh_authorized_keys]
     if keys:
         document["ssh_authorized_keys"] = list(dict.fromkeys(keys))
     return document
 
 
-def file_entry(path: str, content: str) -> dict[str, str]:
-    """One write_files item: root's, readable by all (the seed carries no secret yet)."""
-    return {"path": path, **_encoded(content), "owner": "root:root", "permissions": "0644"}
+def file_entry(path: str, content: str, permissions: str = "0644") -> dict[str, str]:
+    """One write_files item, root's."""
+    return {"path": path, **_encoded(content), "owner": "root:root", "permissions": permissions}
+
+
+# A secret reaches a node as a file only root reads; a seed on the host is its owner's only.
+SECRET_PERMISSIONS = f"{SECRET_MODE:04o}"
 
 
 @functools.lru_cache(maxsize=16)
@@ -184,9 +194,14 @@ def network_config(node: Node) -> dict[str, Any] | None:
     return {"version": 1, "config": [interface]}
 
 
-def node_seed(loaded: LoadedConfig, node: Node, facts: ClusterFacts | None = None) -> NodeSeed:
+def node_seed(
+    loaded: LoadedConfig,
+    node: Node,
+    facts: ClusterFacts | None = None,
+    secrets: Secrets | None = None,
+) -> NodeSeed:
     facts = facts or ClusterFacts.of(loaded)
-    body = "#cloud-config\n" + dump(user_data(facts, node))
+    body = "#cloud-config\n" + dump(user_data(facts, node, secrets))
     network = network_config(node)
     files = {USER_DATA: body}
     network_text = dump(network) if network else ""
@@ -227,19 +242,25 @@ def write_seeds(
     nodes = list(nodes)
     for node in nodes:
         node_roles(loaded, node)  # roles that disagree make no image to boot: no seed either
-    seeds = [node_seed(loaded, node, facts) for node in nodes]
+    secrets = load_secrets(loaded.directory)
+    seeds = [node_seed(loaded, node, facts, secrets) for node in nodes]
     ec2 = [ec2_user_data(seed) for seed in seeds] if fmt is SeedFormat.EC2 else []
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for index, seed in enumerate(seeds):
         if fmt is SeedFormat.ISO:
             path = out / f"{seed.hostname}-cidata.iso"
-            write_iso(path, SEED_LABEL, {name: text.encode() for name, text in seed.files.items()})
+            write_iso(
+                path,
+                SEED_LABEL,
+                {name: text.encode() for name, text in seed.files.items()},
+                mode=SECRET_MODE,
+            )
         elif fmt is SeedFormat.DIR:
             path = out / seed.hostname
-            replace_tree(path, seed.files, {})
+            replace_tree(path, seed.files, dict.fromkeys(seed.files, SECRET_MODE))
         else:
             path = out / f"{seed.hostname}.user-data"
-            write_file(path, ec2[index])
+            write_file(path, ec2[index], mode=SECRET_MODE)
         written.append(path)
     return written

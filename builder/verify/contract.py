@@ -23,6 +23,7 @@ from builder.config.cluster import (
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
 from builder.config.roles import RoleSet
+from builder.config.secrets import load_secrets
 from builder.firstboot.seed import node_files
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import BakedState, image_files, unit_states
@@ -82,6 +83,7 @@ class NodeContract:
     default_zone: str  # firewalld's, emptied of all but DEFAULT_ZONE_SERVICES
     default_zone_services: tuple[str, ...]
     zones: tuple[FirewallZone, ...]  # active, each with exactly its sources, services, ports
+    secret_files: tuple[str, ...]  # paths only: root's, 0600 (their values are never checked)
     master: MasterApi | None
     slave_zk_url: str | None
 
@@ -119,6 +121,7 @@ def node_contract(
             every_agent=every_agent,
         )
     states = unit_states(loaded.config.os.stack_units, services)
+    secrets = load_secrets(loaded.directory)
     return NodeContract(
         hostname=node.hostname,
         address=node.ip,
@@ -130,6 +133,7 @@ def node_contract(
         default_zone=DEFAULT_ZONE,
         default_zone_services=DEFAULT_ZONE_SERVICES,
         zones=facts.firewall(node),
+        secret_files=tuple(secrets.node_files()) if secrets else (),
         master=master,
         slave_zk_url=facts.zk_url if SLAVE_ROLE in node.roles else None,
     )

@@ -118,6 +118,7 @@ class SpecPlugin:
                 "idle_unit": contract.idle_units,
                 "listening": contract.listening,
                 "zone": contract.zones,
+                "secret_file": contract.secret_files,
             }
         for name, params in values.items():
             if name in metafunc.fixturenames:

@@ -99,3 +99,10 @@ def test_firewall_default_zone(node: Any, contract: NodeContract, check: Check) 
     services = " ".join(sorted(contract.default_zone_services)) or "-"
     expected = f"{contract.default_zone}: services: {services}; ports: -"
     check("firewall default zone", expected, found)
+
+
+def test_secret_file_root_only(node: Any, secret_file: str, check: Check) -> None:
+    """A secret from the seed: a file only root reads (its content is never read here)."""
+    result = node.run("stat -c '%%a %%U:%%G' -- %s", secret_file)
+    found = str(result.stdout).strip() if result.rc == 0 else "missing"
+    check(f"{secret_file} mode, owner", "600 root:root", found)

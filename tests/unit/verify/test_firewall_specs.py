@@ -1,6 +1,7 @@
-"""The firewall specs against canned answers of a node: passing where the firewall has the
-shape first boot gives it, FAILING where it is broken (the image's ports still open, a
-source missing, a UI port given to the cluster, a zone not active, firewalld not running).
+"""The firewall and secret-file specs against canned answers of a node: passing where the
+firewall has the shape first boot gives it, FAILING where it is broken (the image's ports
+still open, a source missing, a UI port given to the cluster, a zone not active,
+firewalld not running, a secret readable by others).
 
 The answers are firewalld's own formats: `firewall-cmd --info-zone` (1.3 on the
 stand-in, the same keys on CentOS 7's 0.6) and the zone files it reads.
@@ -9,12 +10,14 @@ stand-in, the same keys on CentOS 7's 0.6) and the zone files it reads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from builder.config.cluster import ClusterFacts
-from builder.config.load import LoadedConfig
+from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
+from builder.config.secrets import load_secrets, write_secrets
 from builder.verify.contract import image_contract, node_contract
 from builder.verify.specs import test_image as image_specs
 from builder.verify.specs import test_node as node_specs
@@ -190,3 +193,37 @@ def test_an_image_opening_more_or_less_fails(loaded: LoadedConfig, zone_file: st
     assert what == "firewall default zone public before first boot"
     assert expected == "services: dhcpv6-client ssh; ports: -"
     assert not passed, found
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        (Result("600 root:root\n"), True),
+        (Result("644 root:root\n"), False),  # readable by every user of the node
+        (Result("600 centos:centos\n"), False),
+        (Result("", 1), False),  # first boot never wrote it
+    ],
+    ids=["root-only", "world-readable", "not-roots", "missing"],
+)
+def test_a_secret_file_must_be_roots_alone(answer: Result, passed: bool) -> None:
+    path = "/etc/builder/secrets/mesos_secret"
+    host = CannedHost({f"stat -c '%a %U:%G' -- {path}": answer})
+    seen: Seen = []
+    node_specs.test_secret_file_root_only(host, path, _checker(seen))
+    [(what, expected, found, ok)] = seen
+    assert (what, expected) == (f"{path} mode, owner", "600 root:root")
+    assert ok == passed, found
+
+
+def test_the_contract_names_secret_files_only_with_secrets(config_copy: Path) -> None:
+    loaded = load_config(config_copy)
+    facts = ClusterFacts.of(loaded)
+    node = loaded.config.cluster.nodes[1]
+    assert node_contract(loaded, node, facts).secret_files == ()
+    write_secrets(config_copy, rotate=False)
+    secrets = load_secrets(config_copy)
+    assert secrets is not None
+    contract = node_contract(loaded, node, facts)
+    assert contract.secret_files == tuple(secrets.node_files())
+    # the contract (and so every verify report) holds paths, never a value
+    assert not any(value in repr(contract) for value in secrets.values.values())
