@@ -28,6 +28,7 @@ import pytest
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.roles import node_roles
+from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, load_secrets
 from builder.render.role import PROVISION, render_role
 from tests.integration.standin import configured_image, lay_out_build
 
@@ -291,6 +292,8 @@ def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCl
     reachable; the host stays an admin through `up`'s forwarding source."""
     default = (embedded_config_dir() / "cluster.yaml").read_text()
     work = cluster(default.replace("nodes:", f"admin_networks: [{ADMIN_ADDRESS}/32]\nnodes:", 1))
+    made = work.builder("secrets", "init")  # part 3 rides along: no VM of its own
+    assert made.returncode == 0, made.stderr
     result = work.builder("up", "--ssh-user", STANDIN_USER)
     # healthy: ZooKeeper's srvr, Mesos, Marathon and Chronos answered the host's forwards
     assert result.returncode == 0, result.stdout + result.stderr
@@ -333,6 +336,41 @@ def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCl
     marathon = work.state().vm("test166").host_port("marathon")
     with urllib.request.urlopen(f"http://127.0.0.1:{marathon}/v2/leader", timeout=10) as reply:
         assert reply.status == 200
-    # the running firewall is what verify expects of a node (the zones and the default zone)
+    # the running firewall is what verify expects of a node (the zones and the default
+    # zone), and each secret is a root-only file there
     verified = work.builder("verify", "--cluster", timeout=600)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    secrets = load_secrets(work.loaded.directory)
+    assert secrets is not None
+    listing = f"sudo sh -c 'stat -c \"%a %U %n\" {NODE_SECRETS_DIR}/*'"
+    on_node = work.ssh("test167", listing).split("\n")
+    assert sorted(filter(None, on_node)) == [
+        f"600 root {NODE_SECRETS_DIR}/{name}" for name in sorted(secrets.values)
+    ]
+    # no secret in any artifact but the seeds and the nodes' own disks: not in the images
+    # (output/), the serial logs, the state, nor in anything the commands printed
+    printed = "".join(r.stdout + r.stderr for r in (made, result, verified))
+    legitimate = {work.loaded.directory / SECRETS_FILE}
+    for vm in work.state().vms:
+        legitimate |= {Path(vm.seed), Path(vm.overlay)}
+    needles = [value.encode() for value in secrets.values.values()]
+    assert not any(value in printed for value in secrets.values.values())
+    for path in work.directory.rglob("*"):
+        if path.is_file() and path not in legitimate:
+            assert _holding(path, needles) == [], path
+    for vm in work.state().vms:
+        assert _holding(Path(vm.seed), needles) == needles
+        assert Path(vm.seed).stat().st_mode & 0o777 == 0o600
+
+
+def _holding(path: Path, needles: list[bytes]) -> list[bytes]:
+    """The needles the file holds, read once in chunks (images are large)."""
+    found: list[bytes] = []
+    longest = max(len(needle) for needle in needles)
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            window = tail + chunk
+            found += [n for n in needles if n not in found and n in window]
+            tail = window[-longest:]
+    return [n for n in needles if n in found]
