@@ -281,8 +281,9 @@ class Role(Model):
     )
     ports: tuple[Port, ...] = Field(
         default=(),
-        description="firewall ports to open besides the role's services' own, which are "
-        "always opened (ZooKeeper's, Mesos', Marathon's, Chronos')",
+        description="ports the cluster's networks reach on a node of this role (task ports), "
+        "besides its services' own, which first boot always opens to the cluster's networks "
+        "(ZooKeeper's, Mesos') or the admin networks (the UIs: Mesos', Marathon's, Chronos')",
     )
     sysctls: dict[SysctlKey, OneLine] = Field(default_factory=dict)
     files: tuple[ManagedFile, ...] = ()
