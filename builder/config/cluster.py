@@ -152,17 +152,27 @@ def disjoint_scopes(
     for text, scopes in scoped.items():
         network = ipaddress.IPv4Network(text)
         networks[network] = networks.get(network, frozenset()) | scopes
+    # CIDR networks nest or are apart: sorted, each one's enclosing networks are on a
+    # stack (O(n log n): a cluster named by its 10,000 nodes' own addresses stays fast).
+    ordered = sorted(networks)
+    inherited: dict[ipaddress.IPv4Network, frozenset[str]] = {}
+    inner: dict[ipaddress.IPv4Network, list[ipaddress.IPv4Network]] = {}
+    stack: list[ipaddress.IPv4Network] = []
+    for network in ordered:
+        while stack and not network.subnet_of(stack[-1]):
+            stack.pop()
+        outer = inherited[stack[-1]] if stack else frozenset()
+        inherited[network] = networks[network] | outer
+        if stack:
+            inner.setdefault(stack[-1], []).append(network)
+        stack.append(network)
     blocks: dict[ipaddress.IPv4Network, frozenset[str]] = {}
-    for network, scopes in networks.items():
-        inherited = scopes.union(
-            *(s for outer, s in networks.items() if outer != network and network.subnet_of(outer))
-        )
+    for network in ordered:
         pieces = [network]
-        for inner in networks:
-            if inner != network and inner.subnet_of(network):
-                pieces = [rest for piece in pieces for rest in _without(piece, inner)]
+        for child in inner.get(network, []):
+            pieces = [rest for piece in pieces for rest in _without(piece, child)]
         for piece in pieces:
-            blocks[piece] = inherited
+            blocks[piece] = inherited[network]
     return dict(sorted(blocks.items()))
 
 
@@ -185,7 +195,7 @@ def firewall_zones(
     blocks: Mapping[ipaddress.IPv4Network, frozenset[str]], access: Mapping[str, Access]
 ) -> tuple[FirewallZone, ...]:
     """One zone per distinct thing reached (blocks grouped by it), named by their scopes."""
-    grouped: dict[Access, tuple[list[str], set[str]]] = {}
+    grouped: dict[Access, tuple[list[ipaddress.IPv4Network], set[str]]] = {}
     for block, scopes in blocks.items():
         reached = Access()
         for scope in SCOPES:
@@ -194,10 +204,15 @@ def firewall_zones(
         if reached == Access():
             continue
         sources, names = grouped.setdefault(reached, ([], set()))
-        sources.append(str(block))
+        sources.append(block)
         names.update(scopes)
+    # adjacent blocks merged (a cluster named by its nodes' addresses: a few ranges)
     return tuple(
-        FirewallZone("-".join(s for s in SCOPES if s in names), tuple(sources), reached)
+        FirewallZone(
+            "-".join(s for s in SCOPES if s in names),
+            tuple(str(net) for net in ipaddress.collapse_addresses(sources)),
+            reached,
+        )
         for reached, (sources, names) in grouped.items()
     )
 
