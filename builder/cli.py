@@ -393,6 +393,40 @@ def init(directory: Path) -> None:
     click.echo(f"wrote the default config into {directory}/; use it with --config {directory}")
 
 
+@main.group()
+def secrets() -> None:
+    """The cluster's secrets: a file beside the config, its owner's only, never committed."""
+
+
+def _write_secrets(ctx: click.Context, rotate: bool) -> None:
+    from builder.config.load import config_dir, embedded_config_dir
+    from builder.config.secrets import write_secrets
+
+    directory = config_dir(ctx.find_root().obj)
+    if directory.resolve() == embedded_config_dir().resolve():
+        raise UserError(
+            "secrets live beside your own config, not the embedded default",
+            hint="builder init DIR, then builder --config DIR secrets init",
+        )
+    path = write_secrets(directory, rotate=rotate)
+    verb = "replaced the secrets in" if rotate else "wrote new secrets to"
+    click.echo(f"{verb} {path} (mode 0600; keep it out of git); seeds made now carry them")
+
+
+@secrets.command(name="init")
+@click.pass_context
+def secrets_init(ctx: click.Context) -> None:
+    """Make the cluster's secrets (random), once."""
+    _write_secrets(ctx, rotate=False)
+
+
+@secrets.command(name="rotate")
+@click.pass_context
+def secrets_rotate(ctx: click.Context) -> None:
+    """Replace every secret with a new random value (then reseed the nodes)."""
+    _write_secrets(ctx, rotate=True)
+
+
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of the config (os.yaml, roles/*.yaml, cluster.yaml)."""

@@ -9,6 +9,7 @@ use. `down` stops every process by its pid and removes the directory.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 from builder import proc
 from builder.cluster import health
 from builder.cluster.machine import (
+    FORWARDED_FROM,
     LOOPBACK,
     SSH_PORT,
     VmSpec,
@@ -35,8 +37,9 @@ from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig
 from builder.config.model import Node
 from builder.config.roles import node_roles
+from builder.config.secrets import SECRET_MODE, load_secrets
 from builder.errors import BuilderError, UserError
-from builder.firstboot.seed import META_DATA, NETWORK_CONFIG, USER_DATA, node_seed
+from builder.firstboot.seed import META_DATA, NETWORK_CONFIG, USER_DATA, file_entry, node_seed
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
 from builder.image.manifest import BuildManifest, ImageFormat, ManifestError, image_file
@@ -201,18 +204,54 @@ def seed_files(
         except OSError as exc:
             raise UserError(f"{directory}: no seed ({exc.strerror})") from exc
     else:
-        files = dict(node_seed(loaded, node, facts).files)
-    user_data = files[USER_DATA]
+        files = dict(node_seed(loaded, node, facts, load_secrets(loaded.directory)).files)
+    files[USER_DATA] = up_user_data(facts, node, files[USER_DATA], public_key)
+    files[NETWORK_CONFIG] = dump(network_config(node.hostname, node.ip, hub_network(loaded, node)))
+    return {name: text.encode() for name, text in files.items()}
+
+
+def up_user_data(facts: ClusterFacts, node: Node, user_data: str, public_key: str) -> str:
+    """The seed's user-data and what `up` adds: its SSH key, and the forwarding address as
+    a firewall source that reaches everything the node serves (the host's forwarded ports
+    arrive from QEMU's user network, not from an inventory address). Real seeds never
+    carry either: this is `up`'s own, like its network config."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     if not user_data.startswith("#cloud-config\n"):
         raise UserError(f"{node.hostname}: user-data is not #cloud-config")
-    files[USER_DATA] = user_data.rstrip("\n") + f"\nssh_authorized_keys:\n  - {public_key}\n"
-    if "\nssh_authorized_keys:" in user_data:
-        files[USER_DATA] = user_data.replace(
-            "\nssh_authorized_keys:\n", f"\nssh_authorized_keys:\n  - {public_key}\n", 1
+    try:
+        document = YAML(typ="safe").load(user_data)
+    except YAMLError as exc:
+        raise UserError(f"{node.hostname}: user-data is not YAML ({exc})") from exc
+    if not isinstance(document, dict):
+        raise UserError(f"{node.hostname}: user-data is not a mapping")
+    document["ssh_authorized_keys"] = [public_key, *document.get("ssh_authorized_keys", [])]
+    zone = facts.host_zone(node, [FORWARDED_FROM])
+    document["write_files"] = [*document.get("write_files", []), file_entry(zone.path, zone.xml)]
+    return "#cloud-config\n" + dump(document)
+
+
+def hub_network(loaded: LoadedConfig, node: Node) -> str:
+    """The network of the node's address on the hub: the cluster's network holding it
+    (a /24 around it when the cluster names none)."""
+    cluster = loaded.config.cluster
+    address = ipaddress.IPv4Address(node.ip)
+    for network in (*cluster.networks, *([cluster.network] if cluster.network else [])):
+        if address in ipaddress.IPv4Network(network):
+            return network
+    return str(ipaddress.IPv4Network(f"{node.ip}/24", strict=False))
+
+
+def check_forwarding_source(facts: ClusterFacts) -> None:
+    """The forwarding address must be a source of its own (firewalld: one zone each)."""
+    forwarded = ipaddress.IPv4Network(FORWARDED_FROM)
+    overlapping = [str(block) for block in facts.blocks if block.overlaps(forwarded)]
+    if overlapping:
+        raise UserError(
+            f"the cluster's networks ({', '.join(overlapping)}) hold {FORWARDED_FROM}, the "
+            "address `builder up`'s forwarded ports arrive from (QEMU's user network)"
         )
-    network = loaded.config.cluster.network or f"{node.ip}/24"
-    files[NETWORK_CONFIG] = dump(network_config(node.hostname, node.ip, network))
-    return {name: text.encode() for name, text in files.items()}
 
 
 def write_ssh_config(state: ClusterState) -> None:
@@ -315,6 +354,7 @@ def up(
     if state is None:
         chosen = [by_name[name] for name in dict.fromkeys(names)] or every
         images = find_images(loaded, chosen, output)
+        check_forwarding_source(facts)
         directory.mkdir(parents=True, exist_ok=True)
         public_key = ensure_key(directory)
         specs = plan(loaded, directory, chosen, images)
@@ -328,7 +368,8 @@ def up(
         )
         for node, vm in zip(chosen, specs, strict=True):
             proc.run(overlay_command(Path(vm.image), Path(vm.overlay)))
-            write_iso(Path(vm.seed), "cidata", seed_files(loaded, facts, node, public_key, seeds))
+            files = seed_files(loaded, facts, node, public_key, seeds)
+            write_iso(Path(vm.seed), "cidata", files, mode=SECRET_MODE)
         state.save()
         write_ssh_config(state)
         starting = list(state.vms)

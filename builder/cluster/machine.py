@@ -21,6 +21,9 @@ from builder.config.cluster import SERVICE_PORTS, ZK_CLIENT_PORT
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 
 LOOPBACK = "127.0.0.1"
+# QEMU's user network (10.0.2.0/24 by default) hands the guest the host's forwarded
+# connections from its own host address: the one source `up` adds to a node's firewall.
+FORWARDED_FROM = "10.0.2.2/32"
 SSH_PORT = 22
 MEMORY_MIB = 1024
 # What the host reaches on each node, by role: the web UIs, ZooKeeper for `srvr`.

@@ -3,7 +3,8 @@
 From the inventory (cluster.yaml) and the roles: which nodes are masters and
 their ZooKeeper numbering (myid), the ZooKeeper connection strings, the Mesos
 quorum, /etc/hosts, zoo.cfg, each role set's units in start order, and the
-ports the stack's services use. First boot (builder/firstboot/seed.py) writes
+ports the stack's services use, and the firewall's shape: which networks reach
+which of a node's ports (`firewall_zones`). First boot (builder/firstboot/seed.py) writes
 them into each node's seed; `builder verify` (builder/verify/contract.py)
 selects the same objects to check a node against. Nothing else recomputes
 them.
@@ -11,7 +12,8 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,13 +46,174 @@ clientPort={ZK_CLIENT_PORT}
 """
 
 
-def service_ports(services: Iterable[str]) -> tuple[Port, ...]:
-    """The firewall ports the services need, in service order (a role opens them all)."""
-    return tuple(
-        Port(start=number, end=number)
+# Who reaches what (issue 14). Cluster-internal: ZooKeeper's client and peer ports,
+# the Mesos master's and agent's, the task ports (a role's own `ports`) and, where
+# Marathon or Chronos run, their libprocess (Mesos' scheduler driver binds an
+# ephemeral port the master connects back to): only from the cluster's networks.
+CLUSTER_SERVICES = ("zookeeper", "mesos-master", "mesos-slave")
+FRAMEWORK_SERVICES = ("marathon", "chronos")
+EPHEMERAL_PORTS = Port(start=32768, end=60999)  # Linux's ip_local_port_range default
+# The web UIs and APIs, and SSH: only from the admin networks. (Mesos' 5050 is both:
+# agents register there, operators browse it.)
+ADMIN_SERVICES = ("mesos-master", "marathon", "chronos")
+SSH_SERVICE = "ssh"
+# What a built image opens until first boot: SSH only.
+IMAGE_FIREWALL_SERVICES = (SSH_SERVICE,)
+# The default zone keeps only what must stay (DHCPv6's replies, as CentOS' public has).
+DEFAULT_ZONE = "public"
+DEFAULT_ZONE_SERVICES = ("dhcpv6-client",)
+FIREWALLD_ZONES = "/etc/firewalld/zones"
+
+
+def _port(number: int) -> Port:
+    return Port(start=number, end=number)
+
+
+def cluster_ports(roles: Iterable[Role]) -> tuple[Port, ...]:
+    """What the cluster's networks reach on a node of these roles, each port once."""
+    roles = list(roles)
+    services = start_order(roles)
+    ports = [
+        _port(number)
         for service in services
-        if service in SERVICE_PORTS
+        if service in CLUSTER_SERVICES
         for number in (SERVICE_PORTS[service], *PEER_PORTS.get(service, ()))
+    ]
+    ports += [port for role in roles for port in role.ports]
+    if any(service in FRAMEWORK_SERVICES for service in services):
+        ports.append(EPHEMERAL_PORTS)
+    return tuple(dict.fromkeys(ports))
+
+
+def admin_ports(services: Iterable[str]) -> tuple[Port, ...]:
+    """What the admin networks reach besides SSH: the node's web UIs and APIs."""
+    return tuple(_port(SERVICE_PORTS[s]) for s in services if s in ADMIN_SERVICES)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one scope of networks reaches on a node: firewalld services and ports."""
+
+    services: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
+
+    def __or__(self, other: Access) -> Access:
+        return Access(
+            tuple(dict.fromkeys((*self.services, *other.services))),
+            tuple(dict.fromkeys((*self.ports, *other.ports))),
+        )
+
+
+@dataclass(frozen=True)
+class FirewallZone:
+    """A firewalld zone: its sources (disjoint from every other zone's) and what they reach."""
+
+    name: str
+    sources: tuple[str, ...]
+    access: Access
+
+    @property
+    def path(self) -> str:
+        return f"{FIREWALLD_ZONES}/{self.name}.xml"
+
+    @property
+    def xml(self) -> str:
+        """The zone file as firewalld reads it from /etc/firewalld/zones/."""
+        return zone_xml(self.name, self.access, self.sources)
+
+
+def zone_xml(name: str, access: Access, sources: Sequence[str] = ()) -> str:
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        "<zone>",
+        f"  <short>{name}</short>",
+        "  <description>Written by builder's first boot (cluster.yaml).</description>",
+        *(f'  <service name="{service}"/>' for service in access.services),
+        *(
+            f'  <port protocol="{port.protocol}" port="{port.firewalld.split("/")[0]}"/>'
+            for port in access.ports
+        ),
+        *(f'  <source address="{source}"/>' for source in sources),
+        "</zone>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def disjoint_scopes(
+    scoped: Mapping[str, frozenset[str]],
+) -> dict[ipaddress.IPv4Network, frozenset[str]]:
+    """Networks split into disjoint blocks, each with every scope of every network holding it.
+
+    firewalld takes a source in one zone only, and overlapping sources in two zones
+    match in an order it does not promise: 10.0.0.0/24 (cluster) with 10.0.0.5/32
+    (admin) becomes 10.0.0.5/32 (cluster and admin) and the rest of the /24 (cluster).
+    """
+    networks: dict[ipaddress.IPv4Network, frozenset[str]] = {}
+    for text, scopes in scoped.items():
+        network = ipaddress.IPv4Network(text)
+        networks[network] = networks.get(network, frozenset()) | scopes
+    # CIDR networks nest or are apart: sorted, each one's enclosing networks are on a
+    # stack (O(n log n): a cluster named by its 10,000 nodes' own addresses stays fast).
+    ordered = sorted(networks)
+    inherited: dict[ipaddress.IPv4Network, frozenset[str]] = {}
+    inner: dict[ipaddress.IPv4Network, list[ipaddress.IPv4Network]] = {}
+    stack: list[ipaddress.IPv4Network] = []
+    for network in ordered:
+        while stack and not network.subnet_of(stack[-1]):
+            stack.pop()
+        outer = inherited[stack[-1]] if stack else frozenset()
+        inherited[network] = networks[network] | outer
+        if stack:
+            inner.setdefault(stack[-1], []).append(network)
+        stack.append(network)
+    blocks: dict[ipaddress.IPv4Network, frozenset[str]] = {}
+    for network in ordered:
+        pieces = [network]
+        for child in inner.get(network, []):
+            pieces = [rest for piece in pieces for rest in _without(piece, child)]
+        for piece in pieces:
+            blocks[piece] = inherited[network]
+    return dict(sorted(blocks.items()))
+
+
+def _without(
+    piece: ipaddress.IPv4Network, inner: ipaddress.IPv4Network
+) -> list[ipaddress.IPv4Network]:
+    if piece.subnet_of(inner):
+        return []
+    if inner.subnet_of(piece):
+        return list(piece.address_exclude(inner))
+    return [piece]
+
+
+CLUSTER_SCOPE = "cluster"
+ADMIN_SCOPE = "admin"
+SCOPES = (CLUSTER_SCOPE, ADMIN_SCOPE)
+
+
+def firewall_zones(
+    blocks: Mapping[ipaddress.IPv4Network, frozenset[str]], access: Mapping[str, Access]
+) -> tuple[FirewallZone, ...]:
+    """One zone per distinct thing reached (blocks grouped by it), named by their scopes."""
+    grouped: dict[Access, tuple[list[ipaddress.IPv4Network], set[str]]] = {}
+    for block, scopes in blocks.items():
+        reached = Access()
+        for scope in SCOPES:
+            if scope in scopes:
+                reached = reached | access[scope]
+        if reached == Access():
+            continue
+        sources, names = grouped.setdefault(reached, ([], set()))
+        sources.append(block)
+        names.update(scopes)
+    # adjacent blocks merged (a cluster named by its nodes' addresses: a few ranges)
+    return tuple(
+        FirewallZone(
+            "-".join(s for s in SCOPES if s in names),
+            tuple(str(net) for net in ipaddress.collapse_addresses(sources)),
+            reached,
+        )
+        for reached, (sources, names) in grouped.items()
     )
 
 
@@ -119,6 +282,11 @@ class ClusterFacts:
     zoo_cfg: str
     agents: tuple[str, ...]  # the slaves' names as their agents report them (FQDN)
     services: Mapping[tuple[str, ...], tuple[str, ...]]  # role_key -> units in start order
+    # role_key -> scope -> what it reaches; the cluster's and admin networks as disjoint
+    # blocks with their scopes; role_key -> the zones first boot writes
+    access: Mapping[tuple[str, ...], Mapping[str, Access]]
+    blocks: Mapping[ipaddress.IPv4Network, frozenset[str]]
+    zones: Mapping[tuple[str, ...], tuple[FirewallZone, ...]]
 
     @classmethod
     def of(cls, loaded: LoadedConfig) -> ClusterFacts:
@@ -127,6 +295,26 @@ class ClusterFacts:
         chosen = masters(cluster)
         numbers = {master.hostname: number for number, master in enumerate(chosen, start=1)}
         zk_hosts = ",".join(f"{master.hostname}:{ZK_CLIENT_PORT}" for master in chosen)
+        role_sets = {
+            key: [role for name, role in config.roles.items() if name in key]
+            for key in dict.fromkeys(role_key(node) for node in cluster.nodes)
+        }
+        services = {key: start_order(roles) for key, roles in role_sets.items()}
+        access = {
+            key: {
+                CLUSTER_SCOPE: Access(ports=cluster_ports(roles)),
+                ADMIN_SCOPE: Access((SSH_SERVICE,), admin_ports(services[key])),
+            }
+            for key, roles in role_sets.items()
+        }
+        scoped: dict[str, frozenset[str]] = {}
+        for scope, networks in (
+            (CLUSTER_SCOPE, cluster.cluster_networks),
+            (ADMIN_SCOPE, cluster.admin_sources),
+        ):
+            for network in networks:
+                scoped[network] = scoped.get(network, frozenset()) | {scope}
+        blocks = disjoint_scopes(scoped)
         return cls(
             cluster=cluster,
             masters=chosen,
@@ -138,10 +326,10 @@ class ClusterFacts:
             hosts=hosts_file(cluster),
             zoo_cfg=zoo_cfg(numbers),
             agents=tuple(fqdn(cluster, n) for n in cluster.nodes if SLAVE_ROLE in n.roles),
-            services={
-                key: start_order(role for name, role in config.roles.items() if name in key)
-                for key in dict.fromkeys(role_key(node) for node in cluster.nodes)
-            },
+            services=services,
+            access=access,
+            blocks=blocks,
+            zones={key: firewall_zones(blocks, scopes) for key, scopes in access.items()},
         )
 
     def fqdn(self, node: Node) -> str:
@@ -156,3 +344,15 @@ class ClusterFacts:
     def units(self, node: Node) -> tuple[str, ...]:
         """The node's units, enabled and started at first boot in this order."""
         return self.services[role_key(node)]
+
+    def firewall(self, node: Node) -> tuple[FirewallZone, ...]:
+        """The zones that shape the node's firewall at first boot."""
+        return self.zones[role_key(node)]
+
+    def host_zone(self, node: Node, sources: Sequence[str]) -> FirewallZone:
+        """A zone where `sources` reach everything the node serves (`builder up`'s host)."""
+        scopes = self.access[role_key(node)]
+        return FirewallZone("host", tuple(sources), scopes[CLUSTER_SCOPE] | scopes[ADMIN_SCOPE])
+
+
+DEFAULT_ZONE_XML = zone_xml(DEFAULT_ZONE, Access(services=DEFAULT_ZONE_SERVICES))

@@ -276,14 +276,15 @@ def _cluster_problems(loaded: LoadedConfig) -> Iterator[Problem]:
                 ("nodes", index, "attributes" if node.attributes else "resources"),
                 f"only a node with the {SLAVE_ROLE!r} role has attributes and resources",
             )
-        if cluster.network is not None:
-            network = ipaddress.IPv4Network(cluster.network)
-            if ipaddress.IPv4Address(node.ip) not in network:
-                yield loaded.problem(
-                    "cluster",
-                    ("nodes", index, "ip"),
-                    f"{node.ip} is outside the cluster's network {network}",
-                )
+        declared = cluster.networks or (() if cluster.network is None else (cluster.network,))
+        if declared and not any(
+            ipaddress.IPv4Address(node.ip) in ipaddress.IPv4Network(network) for network in declared
+        ):
+            yield loaded.problem(
+                "cluster",
+                ("nodes", index, "ip"),
+                f"{node.ip} is outside the cluster's network {', '.join(declared)}",
+            )
     for attribute in ("hostname", "ip"):
         counts = Counter(getattr(node, attribute) for node in cluster.nodes)
         for index, node in enumerate(cluster.nodes):
@@ -298,6 +299,10 @@ def _cluster_problems(loaded: LoadedConfig) -> Iterator[Problem]:
                         ("nodes", index, attribute),
                         f"duplicate {attribute} {value!r} (also nodes[{first}])",
                     )
+    if cluster.network is not None and cluster.networks:
+        yield loaded.problem(
+            "cluster", ("networks",), "`network` and `networks` name the same thing: use one"
+        )
     if not masters(cluster):
         yield loaded.problem(
             "cluster", ("nodes",), f"no node has the {MASTER_ROLE!r} role: the cluster needs one"

@@ -281,8 +281,9 @@ class Role(Model):
     )
     ports: tuple[Port, ...] = Field(
         default=(),
-        description="firewall ports to open besides the role's services' own, which are "
-        "always opened (ZooKeeper's, Mesos', Marathon's, Chronos')",
+        description="ports the cluster's networks reach on a node of this role (task ports), "
+        "besides its services' own, which first boot always opens to the cluster's networks "
+        "(ZooKeeper's, Mesos') or the admin networks (the UIs: Mesos', Marathon's, Chronos')",
     )
     sysctls: dict[SysctlKey, OneLine] = Field(default_factory=dict)
     files: tuple[ManagedFile, ...] = ()
@@ -419,12 +420,39 @@ class Cluster(Model):
         default=None, description="nodes' FQDN is HOSTNAME.DOMAIN when set"
     )
     network: IPv4Network | None = Field(
-        default=None, description="every node's IP must lie in it when set, e.g. 10.86.255.0/24"
+        default=None,
+        description="the cluster's network (the single form of `networks`; not both): every "
+        "node's IP must lie in it, e.g. 10.86.255.0/24",
+    )
+    networks: tuple[IPv4Network, ...] = Field(
+        default=(),
+        description="the cluster's networks: every node's IP must lie in one of them; they "
+        "reach the cluster-internal ports (ZooKeeper, Mesos, task ports). When neither this "
+        "nor `network` is set: each node's own address",
+    )
+    admin_networks: tuple[IPv4Network, ...] = Field(
+        default=(),
+        description="the networks that reach SSH and the web UIs and APIs (Mesos 5050, "
+        "Marathon 8080, Chronos 4400); the cluster's networks when unset",
     )
     ssh_authorized_keys: tuple[SshPublicKey, ...] = Field(
         default=(), description="keys every node's admin user accepts, from its seed"
     )
     nodes: tuple[Node, ...] = Field(min_length=1)
+
+    @property
+    def cluster_networks(self) -> tuple[str, ...]:
+        """The cluster's networks: as given (either key), else each node's own address."""
+        if self.networks:
+            return self.networks
+        if self.network is not None:
+            return (self.network,)
+        return tuple(dict.fromkeys(f"{node.ip}/32" for node in self.nodes))
+
+    @property
+    def admin_sources(self) -> tuple[str, ...]:
+        """Who reaches SSH and the UIs: the admin networks, else the cluster's own."""
+        return self.admin_networks or self.cluster_networks
 
 
 class Config(Model):

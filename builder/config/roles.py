@@ -2,8 +2,8 @@
 
 Roles are taken in the config's order (sorted role names), whatever order the
 user wrote them in, so `slave,master` and `master,slave` are the same image.
-A role's firewall ports are its services' own ports (builder/config/cluster.py)
-followed by the ones its file lists. Two roles that disagree (the same file
+Which networks reach which ports is the cluster's business (builder/config/cluster.py,
+`ClusterFacts.zones`), not the image's. Two roles that disagree (the same file
 with other content, the same repo id with another URL, the same sysctl with
 another value) are a ConfigError naming both places.
 """
@@ -14,9 +14,9 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from builder.config.cluster import service_ports, start_order
+from builder.config.cluster import start_order
 from builder.config.load import LoadedConfig
-from builder.config.model import ManagedFile, Node, Port, Repo, Role
+from builder.config.model import ManagedFile, Node, Repo, Role
 from builder.errors import ConfigError, Problem
 
 H = TypeVar("H", bound=Hashable)
@@ -29,7 +29,6 @@ class RoleSet:
     repos: tuple[Repo, ...]
     packages: tuple[str, ...]
     services: tuple[str, ...]
-    ports: tuple[Port, ...]
     sysctls: tuple[tuple[str, str], ...]
     files: tuple[ManagedFile, ...]
 
@@ -88,15 +87,9 @@ def compose(loaded: LoadedConfig, names: tuple[str, ...]) -> RoleSet:
         repos=repos,
         packages=_unique(p for role in roles.values() for p in role.packages),
         services=start_order(roles.values()),
-        ports=_unique(p for role in roles.values() for p in role_ports(role)),
         sysctls=tuple(sorted((key, value) for key, (_, value) in sysctl_owner.items())),
         files=tuple(sorted(files, key=lambda spec: spec.path)),
     )
-
-
-def role_ports(role: Role) -> tuple[Port, ...]:
-    """The firewall ports a role opens: its services' own, then the ones its file lists."""
-    return (*service_ports(role.services), *role.ports)
 
 
 def _repo_key(repo: Repo) -> str:

@@ -24,10 +24,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from builder.config.cluster import ClusterFacts
+from builder.config.cluster import (
+    DEFAULT_ZONE,
+    DEFAULT_ZONE_XML,
+    FIREWALLD_ZONES,
+    ClusterFacts,
+    FirewallZone,
+)
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import node_roles
+from builder.config.secrets import SECRET_MODE, Secrets, load_secrets
 from builder.errors import ConfigError, Problem, UserError
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
@@ -90,7 +97,19 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
             files[f"/etc/mesos-slave/attributes/{key}"] = f"{value}\n"
         for key, value in sorted(node.resources.items()):
             files[f"/etc/mesos-slave/resources/{key}"] = f"{value}\n"
-    return files
+    return files | firewall_files(facts.firewall(node))
+
+
+DEFAULT_ZONE_FILE = f"{FIREWALLD_ZONES}/{DEFAULT_ZONE}.xml"
+# firewalld reads the zone files written in cloud-init's init stage when first boot
+# reloads it, before any unit of the stack starts.
+RELOAD_FIREWALL = ["firewall-cmd", "--reload"]
+
+
+def firewall_files(zones: Iterable[FirewallZone]) -> dict[str, str]:
+    """The node's firewall as firewalld's permanent config: the default zone emptied of
+    all but what must stay, and one zone per distinct set of ports with its sources."""
+    return {DEFAULT_ZONE_FILE: DEFAULT_ZONE_XML} | {zone.path: zone.xml for zone in zones}
 
 
 def start_commands(services: Iterable[str]) -> list[list[str]]:
@@ -99,7 +118,7 @@ def start_commands(services: Iterable[str]) -> list[list[str]]:
     return [["systemctl", "enable", *units]] + [["systemctl", "start", unit] for unit in units]
 
 
-def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
+def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -> dict[str, Any]:
     cluster = facts.cluster
     document: dict[str, Any] = {
         "hostname": node.hostname,
@@ -107,15 +126,28 @@ def user_data(facts: ClusterFacts, node: Node) -> dict[str, Any]:
         "preserve_hostname": False,
         "manage_etc_hosts": False,
         "write_files": [
-            {"path": path, **_encoded(content), "owner": "root:root", "permissions": "0644"}
-            for path, content in node_files(facts, node).items()
+            file_entry(path, content) for path, content in node_files(facts, node).items()
         ],
-        "runcmd": start_commands(facts.units(node)),
+        "runcmd": [RELOAD_FIREWALL, *start_commands(facts.units(node))],
     }
+    if secrets is not None:
+        document["write_files"] += [
+            file_entry(path, content, SECRET_PERMISSIONS)
+            for path, content in secrets.node_files().items()
+        ]
     keys = [*cluster.ssh_authorized_keys, *node.ssh_authorized_keys]
     if keys:
         document["ssh_authorized_keys"] = list(dict.fromkeys(keys))
     return document
+
+
+def file_entry(path: str, content: str, permissions: str = "0644") -> dict[str, str]:
+    """One write_files item, root's."""
+    return {"path": path, **_encoded(content), "owner": "root:root", "permissions": permissions}
+
+
+# A secret reaches a node as a file only root reads; a seed on the host is its owner's only.
+SECRET_PERMISSIONS = f"{SECRET_MODE:04o}"
 
 
 @functools.lru_cache(maxsize=16)
@@ -162,9 +194,14 @@ def network_config(node: Node) -> dict[str, Any] | None:
     return {"version": 1, "config": [interface]}
 
 
-def node_seed(loaded: LoadedConfig, node: Node, facts: ClusterFacts | None = None) -> NodeSeed:
+def node_seed(
+    loaded: LoadedConfig,
+    node: Node,
+    facts: ClusterFacts | None = None,
+    secrets: Secrets | None = None,
+) -> NodeSeed:
     facts = facts or ClusterFacts.of(loaded)
-    body = "#cloud-config\n" + dump(user_data(facts, node))
+    body = "#cloud-config\n" + dump(user_data(facts, node, secrets))
     network = network_config(node)
     files = {USER_DATA: body}
     network_text = dump(network) if network else ""
@@ -205,19 +242,25 @@ def write_seeds(
     nodes = list(nodes)
     for node in nodes:
         node_roles(loaded, node)  # roles that disagree make no image to boot: no seed either
-    seeds = [node_seed(loaded, node, facts) for node in nodes]
+    secrets = load_secrets(loaded.directory)
+    seeds = [node_seed(loaded, node, facts, secrets) for node in nodes]
     ec2 = [ec2_user_data(seed) for seed in seeds] if fmt is SeedFormat.EC2 else []
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for index, seed in enumerate(seeds):
         if fmt is SeedFormat.ISO:
             path = out / f"{seed.hostname}-cidata.iso"
-            write_iso(path, SEED_LABEL, {name: text.encode() for name, text in seed.files.items()})
+            write_iso(
+                path,
+                SEED_LABEL,
+                {name: text.encode() for name, text in seed.files.items()},
+                mode=SECRET_MODE,
+            )
         elif fmt is SeedFormat.DIR:
             path = out / seed.hostname
-            replace_tree(path, seed.files, {})
+            replace_tree(path, seed.files, dict.fromkeys(seed.files, SECRET_MODE))
         else:
             path = out / f"{seed.hostname}.user-data"
-            write_file(path, ec2[index])
+            write_file(path, ec2[index], mode=SECRET_MODE)
         written.append(path)
     return written

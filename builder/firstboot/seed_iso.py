@@ -174,6 +174,6 @@ def iso_image(label: str, files: Mapping[str, bytes]) -> bytes:
     return image
 
 
-def write_iso(path: Path, label: str, files: Mapping[str, bytes]) -> None:
+def write_iso(path: Path, label: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
     """Write the image atomically: a temporary sibling, renamed into place."""
-    write_file(path, iso_image(label, files))
+    write_file(path, iso_image(label, files), mode=mode)

@@ -8,6 +8,7 @@ import textwrap
 
 import jinja2
 
+from builder.config.cluster import IMAGE_FIREWALL_SERVICES
 from builder.config.load import LoadedConfig
 from builder.config.roles import RoleSet
 from builder.render.templates import UnsafeValue
@@ -38,7 +39,7 @@ def kickstart(
         locale=os_config.locale,
         keyboard=os_config.keyboard,
         timezone=os_config.timezone,
-        firewall_ports=",".join(port.kickstart for port in roles.ports),
+        firewall_services=",".join(IMAGE_FIREWALL_SERVICES),
         selinux=os_config.selinux,
         root_password_hash=os_config.root_password_hash,
         admin_name=os_config.admin.name,

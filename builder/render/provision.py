@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 
 import jinja2
 
+from builder.config.cluster import IMAGE_FIREWALL_SERVICES
 from builder.config.load import LoadedConfig
 from builder.config.model import ManagedFile
 from builder.config.roles import RoleSet
@@ -99,7 +100,7 @@ def provision_script(loaded: LoadedConfig, roles: RoleSet, env: jinja2.Environme
         admin_name=admin.name,
         admin_home=f"/home/{admin.name}",
         admin_keys=keys,
-        ports=[port.firewalld for port in roles.ports],
+        firewall_services=list(IMAGE_FIREWALL_SERVICES),
         disable_units=list(states),
         mask_units=[unit for unit, state in states.items() if state is BakedState.MASKED],
         roles_file=roles_file(roles),

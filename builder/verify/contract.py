@@ -12,10 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from builder.config.cluster import SERVICE_PORTS, ClusterFacts
+from builder.config.cluster import (
+    DEFAULT_ZONE,
+    DEFAULT_ZONE_SERVICES,
+    IMAGE_FIREWALL_SERVICES,
+    SERVICE_PORTS,
+    ClusterFacts,
+    FirewallZone,
+)
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
 from builder.config.roles import RoleSet
+from builder.config.secrets import load_secrets
 from builder.firstboot.seed import node_files
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import BakedState, image_files, unit_states
@@ -45,7 +53,7 @@ class ImageContract:
     label: str
     packages: tuple[RolePackage, ...]
     files: tuple[ManagedFile, ...]
-    ports: tuple[str, ...]  # firewalld's form: 5050/tcp, 31000-32000/tcp
+    firewall_services: tuple[str, ...]  # all the default zone opens before first boot: no port
     units: tuple[UnitState, ...]
     selinux: str
     users: tuple[str, ...]  # whose password must be locked or a crypt hash
@@ -72,6 +80,10 @@ class NodeContract:
     services: tuple[str, ...]  # enabled and running
     idle_units: tuple[str, ...]  # the other stack units: never started
     listening: tuple[tuple[str, int], ...]  # service, port
+    default_zone: str  # firewalld's, emptied of all but DEFAULT_ZONE_SERVICES
+    default_zone_services: tuple[str, ...]
+    zones: tuple[FirewallZone, ...]  # active, each with exactly its sources, services, ports
+    secret_files: tuple[str, ...]  # paths only: root's, 0600 (their values are never checked)
     master: MasterApi | None
     slave_zk_url: str | None
 
@@ -88,7 +100,7 @@ def image_contract(loaded: LoadedConfig, roles: RoleSet) -> ImageContract:
         label=roles.label,
         packages=packages,
         files=image_files(loaded, roles),
-        ports=tuple(port.firewalld for port in roles.ports),
+        firewall_services=tuple(sorted((*IMAGE_FIREWALL_SERVICES, *DEFAULT_ZONE_SERVICES))),
         units=tuple(UnitState(unit, state.value) for unit, state in states.items()),
         selinux=os_config.selinux,
         users=("root", os_config.admin.name),
@@ -109,6 +121,7 @@ def node_contract(
             every_agent=every_agent,
         )
     states = unit_states(loaded.config.os.stack_units, services)
+    secrets = load_secrets(loaded.directory)
     return NodeContract(
         hostname=node.hostname,
         address=node.ip,
@@ -117,6 +130,10 @@ def node_contract(
         services=services,
         idle_units=tuple(u for u, state in states.items() if state is BakedState.MASKED),
         listening=tuple((s, SERVICE_PORTS[s]) for s in services if s in SERVICE_PORTS),
+        default_zone=DEFAULT_ZONE,
+        default_zone_services=DEFAULT_ZONE_SERVICES,
+        zones=facts.firewall(node),
+        secret_files=tuple(secrets.node_files()) if secrets else (),
         master=master,
         slave_zk_url=facts.zk_url if SLAVE_ROLE in node.roles else None,
     )

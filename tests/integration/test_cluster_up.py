@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.roles import node_roles
+from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, load_secrets
 from builder.render.role import PROVISION, render_role
 from tests.integration.standin import configured_image, lay_out_build
 
@@ -304,3 +306,129 @@ def test_broken_ensemble_fails_the_deadline_naming_it(
     assert f"the cluster is not healthy after {BROKEN_DEADLINE} s" in error
     # m1 and m3 form a quorum (m3's ensemble is m1 and m3); m2 runs but is in none.
     assert "zookeeper: m2 not in the ensemble (m1 " in error, error
+
+
+# The default cluster with one admin address that is no node's: 10.86.255.200, which the
+# test adds to test167 beside its own. From 10.86.255.167 (cluster, not admin) and from
+# 10.86.255.200 (admin) the same node makes the same connections.
+ADMIN_ADDRESS = "10.86.255.200"
+_PROBE = """\
+import errno, json, socket, sys
+source, host, ports = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+seen = {}
+for port in ports:
+    conn = socket.socket()
+    conn.settimeout(5)
+    conn.bind((source, 0))
+    try:
+        conn.connect((host, int(port)))
+        seen[port] = "open"
+    except ConnectionRefusedError:
+        seen[port] = "nothing listens"
+    except socket.timeout:
+        seen[port] = "no answer"
+    except OSError as exc:
+        seen[port] = "rejected" if exc.errno == errno.EHOSTUNREACH else errno.errorcode[exc.errno]
+    finally:
+        conn.close()
+print(json.dumps(seen))
+"""
+
+
+def _connect(work: Work, node: str, source: str, host: str, ports: list[int]) -> dict[str, str]:
+    """Real TCP connections from `node`, from its address `source`, to `host`'s ports:
+    open, nothing listens (allowed, no listener), rejected (firewalld's ICMP
+    admin-prohibited: EHOSTUNREACH), or no answer."""
+    command = f"python3 -c {shlex.quote(_PROBE)} {source} {host} {','.join(map(str, ports))}"
+    seen: dict[str, str] = json.loads(work.ssh(node, command))
+    return seen
+
+
+def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCluster) -> None:
+    """Issue 14, part 1, with real connections between the nodes: cluster-internal ports
+    answer the cluster's network, SSH and the UIs only an admin address, nothing else is
+    reachable; the host stays an admin through `up`'s forwarding source."""
+    default = (embedded_config_dir() / "cluster.yaml").read_text()
+    work = cluster(default.replace("nodes:", f"admin_networks: [{ADMIN_ADDRESS}/32]\nnodes:", 1))
+    made = work.builder("secrets", "init")  # part 3 rides along: no VM of its own
+    assert made.returncode == 0, made.stderr
+    result = work.builder("up", "--ssh-user", STANDIN_USER)
+    # healthy: ZooKeeper's srvr, Mesos, Marathon and Chronos answered the host's forwards
+    assert result.returncode == 0, result.stdout + result.stderr
+    nic = work.ssh("test167", "ip -o -4 addr show to 10.86.255.167/32").split()[1]
+    work.ssh("test167", f"sudo ip addr add {ADMIN_ADDRESS}/32 dev {nic}")
+    ui_and_ssh, internal = [22, 8080, 4400], [2181, 5050]
+    closed = 9999  # no zone opens it
+    stranger = _connect(
+        work, "test167", "10.86.255.167", "10.86.255.166", [*ui_and_ssh, *internal, closed]
+    )
+    assert stranger == {
+        "22": "rejected",
+        "8080": "rejected",
+        "4400": "rejected",
+        "2181": "open",
+        "5050": "open",
+        "9999": "rejected",
+    }, stranger
+    admin = _connect(
+        work, "test167", ADMIN_ADDRESS, "10.86.255.166", [*ui_and_ssh, *internal, closed]
+    )
+    assert admin == {
+        "22": "open",
+        "8080": "open",
+        "4400": "open",
+        "2181": "open",
+        "5050": "open",
+        "9999": "rejected",
+    }, admin
+    # the other way: test166 is a cluster member, not an admin, of test167; its task
+    # ports are the cluster's (allowed, though nothing listens there yet)
+    member = _connect(work, "test166", "10.86.255.166", "10.86.255.167", [22, 5051, 31000, closed])
+    assert member == {
+        "22": "rejected",
+        "5051": "open",
+        "31000": "nothing listens",
+        "9999": "rejected",
+    }, member
+    # the host, through the forwarded ports (up's own source), reaches the UIs
+    marathon = work.state().vm("test166").host_port("marathon")
+    with urllib.request.urlopen(f"http://127.0.0.1:{marathon}/v2/leader", timeout=10) as reply:
+        assert reply.status == 200
+    # the running firewall is what verify expects of a node (the zones and the default
+    # zone), and each secret is a root-only file there
+    verified = work.builder("verify", "--cluster", timeout=600)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    secrets = load_secrets(work.loaded.directory)
+    assert secrets is not None
+    listing = f"sudo sh -c 'stat -c \"%a %U %n\" {NODE_SECRETS_DIR}/*'"
+    on_node = work.ssh("test167", listing).split("\n")
+    assert sorted(filter(None, on_node)) == [
+        f"600 root {NODE_SECRETS_DIR}/{name}" for name in sorted(secrets.values)
+    ]
+    # no secret in any artifact but the seeds and the nodes' own disks: not in the images
+    # (output/), the serial logs, the state, nor in anything the commands printed
+    printed = "".join(r.stdout + r.stderr for r in (made, result, verified))
+    legitimate = {work.loaded.directory / SECRETS_FILE}
+    for vm in work.state().vms:
+        legitimate |= {Path(vm.seed), Path(vm.overlay)}
+    needles = [value.encode() for value in secrets.values.values()]
+    assert not any(value in printed for value in secrets.values.values())
+    for path in work.directory.rglob("*"):
+        if path.is_file() and path not in legitimate:
+            assert _holding(path, needles) == [], path
+    for vm in work.state().vms:
+        assert _holding(Path(vm.seed), needles) == needles
+        assert Path(vm.seed).stat().st_mode & 0o777 == 0o600
+
+
+def _holding(path: Path, needles: list[bytes]) -> list[bytes]:
+    """The needles the file holds, read once in chunks (images are large)."""
+    found: list[bytes] = []
+    longest = max(len(needle) for needle in needles)
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            window = tail + chunk
+            found += [n for n in needles if n not in found and n in window]
+            tail = window[-longest:]
+    return [n for n in needles if n in found]

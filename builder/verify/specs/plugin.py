@@ -108,7 +108,6 @@ class SpecPlugin:
                 "package": self.image.packages,
                 "managed_file": self.image.files,
                 "unit_state": self.image.units,
-                "firewall_port": self.image.ports,
                 "account": self.image.users,
             }
         if self.node_contract is not None:
@@ -118,6 +117,8 @@ class SpecPlugin:
                 "service": contract.services,
                 "idle_unit": contract.idle_units,
                 "listening": contract.listening,
+                "zone": contract.zones,
+                "secret_file": contract.secret_files,
             }
         for name, params in values.items():
             if name in metafunc.fixturenames:

@@ -21,6 +21,7 @@ CLOUD_STATE = "/var/lib/cloud"
 # Where a kickstart and the build's key could have left a copy of themselves.
 # firewalld's zone XML, read without an XML parser (the host is what is under test).
 _PORT_ELEMENT = re.compile(r"<port\b([^>]*)>")
+_SERVICE_ELEMENT = re.compile(r"<service\b([^>]*)>")
 _ATTRIBUTE = re.compile(r'(\w+)="([^"]*)"')
 KEY_FILES_GLOB = "/root/.ssh/authorized_keys /home/*/.ssh/authorized_keys /root/*ks.cfg"
 
@@ -54,17 +55,31 @@ def _default_zone(node: Any) -> str:
     return match.group(1) if match else "public"
 
 
-def test_firewall_port_open(node: Any, firewall_port: str, check: Check) -> None:
-    """Permanent firewalld config, as firewall-offline-cmd and the kickstart write it."""
-    zone = _default_zone(node)
-    text = read_file(node, f"/etc/firewalld/zones/{zone}.xml")
-    opened = [
+def firewall_opens(zone_xml: str) -> str:
+    """What a zone file opens, as one line: its services, then its ports (none: -)."""
+    services = sorted(
+        dict(_ATTRIBUTE.findall(element)).get("name", "?")
+        for element in _SERVICE_ELEMENT.findall(zone_xml)
+    )
+    ports = [
         f"{attributes.get('port')}/{attributes.get('protocol')}"
-        for element in _PORT_ELEMENT.findall(text or "")
+        for element in _PORT_ELEMENT.findall(zone_xml)
         for attributes in [dict(_ATTRIBUTE.findall(element))]
     ]
-    found = "open" if firewall_port in opened else f"not in zone {zone} ({' '.join(opened)})"
-    check(f"firewall port {firewall_port}", "open", found)
+    return f"services: {' '.join(services) or '-'}; ports: {' '.join(ports) or '-'}"
+
+
+def test_firewall_opens_only_ssh(node: Any, image: ImageContract, check: Check) -> None:
+    """Permanent firewalld config, as the kickstart's `firewall` line and
+    firewall-offline-cmd write it (the package's own zone file when neither changed it):
+    SSH and nothing else until first boot shapes the firewall."""
+    zone = _default_zone(node)
+    text = read_file(node, f"/etc/firewalld/zones/{zone}.xml")
+    if text is None:
+        text = read_file(node, f"/usr/lib/firewalld/zones/{zone}.xml")
+    found = firewall_opens(text) if text is not None else f"no zone file for {zone}"
+    expected = f"services: {' '.join(image.firewall_services)}; ports: -"
+    check(f"firewall default zone {zone} before first boot", expected, found)
 
 
 def test_selinux_mode(node: Any, image: ImageContract, check: Check) -> None:

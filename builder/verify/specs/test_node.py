@@ -2,13 +2,15 @@
 
 The node's name, the cluster's /etc/hosts and every first-boot file with the
 exact content the seed carries (ClusterFacts), the node's units enabled and
-running, the other stack units never started, and its services listening.
+running, the other stack units never started, its services listening, and the
+running firewall in the shape first boot gave it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from builder.config.cluster import FirewallZone
 from builder.verify.contract import NodeContract
 from builder.verify.specs.plugin import Check, Probe
 
@@ -45,3 +47,62 @@ def test_listening(probe: Probe, listening: tuple[str, int], check: Check) -> No
         if address.startswith("tcp://") and address.rsplit(":", 1)[1] == str(port)
     )
     check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))
+
+
+def zone_info(node: Any, name: str) -> dict[str, str]:
+    """`firewall-cmd --info-zone` of the running firewalld as key -> value ({} when it
+    does not answer); the first line's state (active, default) under "state"."""
+    result = node.run("firewall-cmd --info-zone=%s", name)
+    if result.rc != 0:
+        return {}
+    lines = str(result.stdout).splitlines()
+    head = lines[0] if lines else ""
+    info = {"state": head.partition("(")[2].rstrip(")").strip()}
+    for line in lines[1:]:
+        key, _, value = line.strip().partition(":")
+        info[key] = value.strip()
+    return info
+
+
+def opens(info: dict[str, str], keys: tuple[str, ...]) -> str:
+    """What a running zone opens (and to whom), in a fixed order, as one line."""
+    if not info:
+        return "no such zone in the running firewalld"
+    return "; ".join(f"{key}: {' '.join(sorted(info.get(key, '').split())) or '-'}" for key in keys)
+
+
+ZONE_KEYS = ("sources", "services", "ports")
+
+
+def test_firewall_zone(node: Any, zone: FirewallZone, check: Check) -> None:
+    """The running firewall, as first boot shaped it: the zone is active with exactly
+    its sources, services and ports (firewalld's runtime, not only the files)."""
+    expected = "active; " + "; ".join(
+        f"{key}: {' '.join(sorted(values)) or '-'}"
+        for key, values in (
+            ("sources", zone.sources),
+            ("services", zone.access.services),
+            ("ports", [port.firewalld for port in zone.access.ports]),
+        )
+    )
+    info = zone_info(node, zone.name)
+    state = "active" if "active" in info.get("state", "").split(", ") else "inactive"
+    check(f"firewall zone {zone.name}", expected, f"{state}; {opens(info, ZONE_KEYS)}")
+
+
+def test_firewall_default_zone(node: Any, contract: NodeContract, check: Check) -> None:
+    """Everything no zone's source matches lands in the default zone: it opens nothing
+    but what must stay (and with no zone drifting on firewalld 0.6, nothing leaks)."""
+    result = node.run("firewall-cmd --get-default-zone")
+    default = str(result.stdout).strip() if result.rc == 0 else "firewalld does not answer"
+    found = f"{default}: {opens(zone_info(node, default), ZONE_KEYS[1:])}"
+    services = " ".join(sorted(contract.default_zone_services)) or "-"
+    expected = f"{contract.default_zone}: services: {services}; ports: -"
+    check("firewall default zone", expected, found)
+
+
+def test_secret_file_root_only(node: Any, secret_file: str, check: Check) -> None:
+    """A secret from the seed: a file only root reads (its content is never read here)."""
+    result = node.run("stat -c '%%a %%U:%%G' -- %s", secret_file)
+    found = str(result.stdout).strip() if result.rc == 0 else "missing"
+    check(f"{secret_file} mode, owner", "600 root:root", found)

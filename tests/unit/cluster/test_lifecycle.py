@@ -10,9 +10,9 @@ from ruamel.yaml import YAML
 from builder.cluster import lifecycle
 from builder.cluster.machine import mac
 from builder.config.cluster import ClusterFacts
-from builder.config.load import LoadedConfig
+from builder.config.load import LoadedConfig, load_config
 from builder.errors import UserError
-from builder.firstboot.seed import NETWORK_CONFIG, USER_DATA, SeedFormat, write_seeds
+from builder.firstboot.seed import NETWORK_CONFIG, USER_DATA, SeedFormat, node_seed, write_seeds
 
 
 def test_missing_images_are_named_with_the_build_command(
@@ -35,6 +35,16 @@ def test_seed_gets_the_cluster_key_and_network(loaded: LoadedConfig) -> None:
     document = YAML(typ="safe").load(files[USER_DATA].decode())
     assert document["ssh_authorized_keys"] == ["ssh-ed25519 AAAAkey builder-up"]
     assert document["hostname"] == "test167"
+    # the host's forwarded ports arrive from QEMU's user network: a zone of up's own
+    zones = {e["path"]: e["content"] for e in document["write_files"] if "firewalld" in e["path"]}
+    assert set(zones) == {
+        "/etc/firewalld/zones/public.xml",
+        "/etc/firewalld/zones/cluster-admin.xml",
+        "/etc/firewalld/zones/host.xml",
+    }
+    assert zones["/etc/firewalld/zones/host.xml"] == facts.host_zone(test167, ["10.0.2.2/32"]).xml
+    # a real seed never carries it
+    assert "10.0.2.2" not in node_seed(loaded, test167, facts).user_data
     network = YAML(typ="safe").load(files[NETWORK_CONFIG].decode())
     assert network["ethernets"]["cluster"] == {
         "match": {"macaddress": mac("test167", 0)},
@@ -50,6 +60,14 @@ def test_seeds_from_a_directory_are_used_as_they_are(loaded: LoadedConfig, tmp_p
     test166 = loaded.config.cluster.nodes[0]
     files = lifecycle.seed_files(loaded, facts, test166, "ssh-ed25519 K k", tmp_path / "seeds")
     assert "      9\n" in files[USER_DATA].decode()
+    document = YAML(typ="safe").load(files[USER_DATA].decode())
+    written = {entry["path"]: entry["content"] for entry in document["write_files"]}
+    # the edited seed, whole, plus up's own firewall source and key
+    original = YAML(typ="safe").load(user_data.read_text())
+    assert all(written[e["path"]] == e["content"] for e in original["write_files"])
+    assert '<source address="10.0.2.2/32"/>' in written["/etc/firewalld/zones/host.xml"]
+    assert document["ssh_authorized_keys"][0] == "ssh-ed25519 K k"
+    assert document["runcmd"] == original["runcmd"]
     with pytest.raises(UserError, match="no seed"):
         lifecycle.seed_files(loaded, facts, test166, "ssh-ed25519 K k", tmp_path / "nothing")
 
@@ -68,3 +86,28 @@ def test_unknown_node_is_refused_before_anything(loaded: LoadedConfig, tmp_path:
     with pytest.raises(UserError, match="no node nope in the cluster"):
         lifecycle.up(loaded, ["nope"], output=tmp_path, directory=tmp_path / "state", say=print)
     assert not (tmp_path / "state").exists()
+
+
+def test_up_refuses_a_cluster_network_holding_the_forwarding_address(
+    config_copy: Path, loaded: LoadedConfig
+) -> None:
+    """firewalld takes a source in one zone only: 10.0.2.2 cannot be both up's and the
+    cluster's."""
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(
+        cluster.read_text().replace("nodes:", "admin_networks: [10.0.0.0/8]\nnodes:", 1)
+    )
+    with pytest.raises(UserError, match=r"hold 10\.0\.2\.2/32"):
+        lifecycle.check_forwarding_source(ClusterFacts.of(load_config(config_copy)))
+    lifecycle.check_forwarding_source(ClusterFacts.of(loaded))  # the default: apart
+
+
+def test_the_hub_network_is_the_cluster_network_holding_the_node(config_copy: Path) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(
+        cluster.read_text().replace(
+            "network: 10.86.255.0/24", "networks: [10.86.0.0/16, 10.86.255.0/24]"
+        )
+    )
+    loaded = load_config(config_copy)
+    assert lifecycle.hub_network(loaded, loaded.config.cluster.nodes[0]) == "10.86.0.0/16"

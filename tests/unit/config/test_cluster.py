@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
+import time
 from pathlib import Path
 
 import pytest
 
 from builder.config.cluster import (
+    DEFAULT_ZONE,
+    SCOPES,
     SERVICE_PORTS,
     ZK_CLIENT_PORT,
     ZK_ELECTION_PORT,
     ZK_PEER_PORT,
     ClusterFacts,
+    FirewallZone,
+    disjoint_scopes,
 )
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
+from builder.errors import ConfigError
+from tests.conftest import generated_cluster_yaml
 
 
 def _with_cluster(config_copy: Path, text: str) -> LoadedConfig:
@@ -84,44 +92,199 @@ def test_zookeeper_ports_are_the_constants(loaded: LoadedConfig) -> None:
     assert f":{ZK_PEER_PORT}:{ZK_ELECTION_PORT}\n" in facts.zoo_cfg
     assert facts.zk_hosts.endswith(f":{ZK_CLIENT_PORT}")
     assert SERVICE_PORTS["zookeeper"] == ZK_CLIENT_PORT
-    opened = [port.start for port in compose(loaded, ("master",)).ports]
+    opened = [port.start for port in facts.access[("master", "slave")]["cluster"].ports]
     assert opened[:3] == [ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT]
 
 
-@pytest.mark.parametrize(
-    ("names", "expected"),
-    [
-        (("master",), ["2181/tcp", "2888/tcp", "3888/tcp", "5050/tcp", "8080/tcp", "4400/tcp"]),
-        (("slave",), ["5051/tcp", "31000-32000/tcp"]),
+MASTER_CLUSTER = ["2181/tcp", "2888/tcp", "3888/tcp", "5050/tcp", "32768-60999/tcp"]
+SLAVE_CLUSTER = ["5051/tcp", "31000-32000/tcp"]
+
+
+def _opened(zone: FirewallZone) -> tuple[str, tuple[str, ...], list[str], list[str]]:
+    return (
+        zone.name,
+        zone.sources,
+        list(zone.access.services),
+        [port.firewalld for port in zone.access.ports],
+    )
+
+
+def test_the_default_cluster_is_admin_of_itself(loaded: LoadedConfig) -> None:
+    """admin_networks unset: the cluster's network reaches everything, in ONE zone
+    (firewalld takes a source in one zone only)."""
+    facts = ClusterFacts.of(loaded)
+    [test166, test167] = loaded.config.cluster.nodes
+    assert [_opened(z) for z in facts.firewall(test166)] == [
         (
-            ("master", "slave"),
-            [
-                *("2181/tcp", "2888/tcp", "3888/tcp", "5050/tcp", "8080/tcp", "4400/tcp"),
-                *("5051/tcp", "31000-32000/tcp"),
-            ],
-        ),
-    ],
-)
-def test_a_role_opens_its_services_ports_then_its_own(
-    loaded: LoadedConfig, names: tuple[str, ...], expected: list[str]
-) -> None:
-    assert [port.firewalld for port in compose(loaded, names).ports] == expected
-
-
-def test_a_listed_service_port_is_opened_once_and_extras_follow(config_copy: Path) -> None:
-    """An older config that still lists the services' ports renders the same firewall."""
-    master = config_copy / "roles" / "master.yaml"
-    master.write_text(master.read_text() + "ports: [2181, 8080, 9090]\n")
-    loaded = load_config(config_copy)
-    assert [port.firewalld for port in compose(loaded, ("master",)).ports] == [
-        *("2181/tcp", "2888/tcp", "3888/tcp", "5050/tcp", "8080/tcp", "4400/tcp"),
-        "9090/tcp",
+            "cluster-admin",
+            ("10.86.255.0/24",),
+            ["ssh"],
+            [*MASTER_CLUSTER[:4], *SLAVE_CLUSTER, MASTER_CLUSTER[4], "8080/tcp", "4400/tcp"],
+        )
+    ]
+    # a slave serves no UI: its admins reach SSH only, besides the cluster's ports
+    assert [_opened(z) for z in facts.firewall(test167)] == [
+        ("cluster-admin", ("10.86.255.0/24",), ["ssh"], SLAVE_CLUSTER)
     ]
 
 
-def test_a_service_without_a_known_port_opens_nothing(config_copy: Path) -> None:
-    slave = config_copy / "roles" / "slave.yaml"
-    slave.write_text(slave.read_text().replace('ports: ["31000-32000"]', "ports: []"))
-    loaded = load_config(config_copy)
-    # docker listens on no port the cluster needs; the agent's own is opened.
-    assert [port.firewalld for port in compose(loaded, ("slave",)).ports] == ["5051/tcp"]
+def test_an_admin_host_inside_the_cluster_network_is_cut_out_of_it(config_copy: Path) -> None:
+    """One admin address in the cluster's /24: it gets every port, the rest of the /24 the
+    cluster's ports only, and no two zones share an address."""
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(
+        cluster.read_text().replace(
+            "network: 10.86.255.0/24", "network: 10.86.255.0/24\nadmin_networks: [10.86.255.166/32]"
+        )
+    )
+    facts = ClusterFacts.of(load_config(config_copy))
+    test166 = facts.cluster.nodes[0]
+    cluster_zone, both = facts.firewall(test166)
+    assert both.name == "cluster-admin"
+    assert both.sources == ("10.86.255.166/32",)
+    assert [p.firewalld for p in both.access.ports][-2:] == ["8080/tcp", "4400/tcp"]
+    assert both.access.services == ("ssh",)
+    assert cluster_zone.name == "cluster"
+    assert cluster_zone.access.services == ()
+    assert "8080/tcp" not in [p.firewalld for p in cluster_zone.access.ports]
+    rest = [ipaddress.IPv4Network(s) for s in cluster_zone.sources]
+    covered = {a for net in rest for a in net}
+    assert len(covered) == 255 == sum(net.num_addresses for net in rest)
+    assert ipaddress.IPv4Address("10.86.255.166") not in covered
+
+
+def test_admin_networks_outside_the_cluster_reach_only_ssh_and_the_uis(
+    config_copy: Path,
+) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(
+        cluster.read_text().replace(
+            "network: 10.86.255.0/24",
+            "networks: [10.86.255.0/24]\nadmin_networks: [192.0.2.0/24, 198.51.100.7/32]",
+        )
+    )
+    facts = ClusterFacts.of(load_config(config_copy))
+    [test166, test167] = facts.cluster.nodes
+    assert [_opened(z) for z in facts.firewall(test166)] == [
+        (
+            "cluster",
+            ("10.86.255.0/24",),
+            [],
+            [*MASTER_CLUSTER[:4], *SLAVE_CLUSTER, MASTER_CLUSTER[4]],
+        ),
+        (
+            "admin",
+            ("192.0.2.0/24", "198.51.100.7/32"),
+            ["ssh"],
+            ["5050/tcp", "8080/tcp", "4400/tcp"],
+        ),
+    ]
+    assert [_opened(z) for z in facts.firewall(test167)] == [
+        ("cluster", ("10.86.255.0/24",), [], SLAVE_CLUSTER),
+        ("admin", ("192.0.2.0/24", "198.51.100.7/32"), ["ssh"], []),
+    ]
+
+
+def test_with_no_network_named_the_cluster_is_its_nodes(config_copy: Path) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("network: 10.86.255.0/24\n", ""))
+    facts = ClusterFacts.of(load_config(config_copy))
+    [zone] = facts.firewall(facts.cluster.nodes[1])
+    # the nodes' own addresses, adjacent ones merged
+    assert zone.sources == ("10.86.255.166/31",)
+
+
+def test_many_nodes_named_by_their_addresses_make_few_sources(config_copy: Path) -> None:
+    """No network named: 10,000 /32s, split and grouped fast, adjacent ones merged (the
+    generated inventory's .1-.250 of 40 /24s: 13 CIDRs each). A large cluster should name
+    its network: then a seed lists one source whatever the node count."""
+    (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(10000))
+    started = time.monotonic()
+    facts = ClusterFacts.of(load_config(config_copy))
+    [zone] = facts.firewall(facts.cluster.nodes[-1])
+    assert time.monotonic() - started < 30  # quadratic splitting took minutes
+    assert len(zone.sources) == 13 * 40
+    covered = sum(ipaddress.IPv4Network(s).num_addresses for s in zone.sources)
+    assert covered == 10000
+
+
+@pytest.mark.parametrize(
+    ("scoped", "expected"),
+    [
+        ({"10.0.0.0/24": {"cluster"}, "10.0.0.0/24 ": {"admin"}}, None),
+        (
+            {"10.0.0.0/30": {"cluster"}, "10.0.0.1/32": {"admin"}},
+            {
+                "10.0.0.0/32": {"cluster"},
+                "10.0.0.1/32": {"cluster", "admin"},
+                "10.0.0.2/31": {"cluster"},
+            },
+        ),
+        (
+            {"10.0.0.0/8": {"admin"}, "10.1.0.0/16": {"cluster"}, "10.1.2.0/24": {"admin"}},
+            None,
+        ),
+        ({"10.0.0.0/24": {"cluster"}, "192.0.2.0/24": {"admin"}}, None),
+    ],
+    ids=["same-network", "host-in-range", "three-deep", "apart"],
+)
+def test_blocks_are_disjoint_and_keep_every_scope(
+    scoped: dict[str, set[str]], expected: dict[str, set[str]] | None
+) -> None:
+    given = {
+        k.strip(): frozenset(v) | frozenset(scoped.get(k.strip(), set())) for k, v in scoped.items()
+    }
+    blocks = disjoint_scopes(given)
+    if expected is not None:
+        assert {str(k): set(v) for k, v in blocks.items()} == expected
+    nets = list(blocks)
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+    for text, scopes in given.items():
+        network = ipaddress.IPv4Network(text)
+        inside = [b for b in nets if b.subnet_of(network)]
+        # every address of every network is in a block with (at least) its scopes
+        assert sum(b.num_addresses for b in inside) == network.num_addresses
+        assert all(scopes <= blocks[b] for b in inside)
+
+
+def test_zone_names_fit_firewalld(loaded: LoadedConfig) -> None:
+    """firewalld refuses zone names over 17 characters (iptables' chain names)."""
+    names = ["-".join(SCOPES), "host", DEFAULT_ZONE]
+    assert all(len(name) <= 17 for name in names)
+
+
+def test_up_host_zone_reaches_everything_the_node_serves(loaded: LoadedConfig) -> None:
+    facts = ClusterFacts.of(loaded)
+    test167 = facts.cluster.nodes[1]
+    zone = facts.host_zone(test167, ["10.0.2.2/32"])
+    assert _opened(zone) == ("host", ("10.0.2.2/32",), ["ssh"], SLAVE_CLUSTER)
+    assert '<source address="10.0.2.2/32"/>' in zone.xml
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "message"),
+    [
+        ("networks: [10.86.255.1/24]", "cluster.networks[0]", "has host bits set"),
+        ("admin_networks: [10.86.255.0/33]", "cluster.admin_networks[0]", "not an IPv4 network"),
+        ("admin_networks: [ops]", "cluster.admin_networks[0]", "not an IPv4 network"),
+        ("admin_networks: 10.0.0.0/8", "cluster.admin_networks", "tuple"),
+        ("networks: [10.86.255.0/24]", "cluster.networks", "use one"),
+        ("networks: [10.86.254.0/24]", "nodes[0].ip", "outside the cluster's network"),
+    ],
+    ids=["host-bits", "prefix", "word", "not-a-list", "both-keys", "node-outside"],
+)
+def test_bad_networks_are_located(config_copy: Path, line: str, key: str, message: str) -> None:
+    cluster = config_copy / "cluster.yaml"
+    text = cluster.read_text()
+    if line.startswith("networks:") and "254" in line:
+        text = text.replace("network: 10.86.255.0/24\n", "")
+    cluster.write_text(text.replace("nodes:", f"{line}\nnodes:", 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_copy)
+    problem = caught.value.problems[0]  # node-outside: both nodes are
+    written = cluster.read_text().splitlines()
+    at = key.removeprefix("cluster.").split("[")[0].split(".")[0]
+    assert problem.line is not None
+    assert written[problem.line - 1].startswith(f"{at}:") or at == "nodes"
+    assert key.removeprefix("cluster.") == problem.key
+    assert message in problem.message

@@ -92,7 +92,8 @@ def test_units_start_in_order(loaded: LoadedConfig) -> None:
         "mesos-slave.service",
     ]
     test167 = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).user_data)
-    assert test167["runcmd"][0] == ["systemctl", "enable", "docker.service", "mesos-slave.service"]
+    assert test167["runcmd"][0] == ["firewall-cmd", "--reload"]  # before anything starts
+    assert test167["runcmd"][1] == ["systemctl", "enable", "docker.service", "mesos-slave.service"]
     assert test167["hostname"] == "test167"
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from builder.config.cluster import ClusterFacts
+from builder.config.cluster import Access, ClusterFacts, FirewallZone
 from builder.config.load import LoadedConfig
 from builder.config.roles import compose
-from builder.firstboot.seed import node_files, user_data
+from builder.firstboot.seed import RELOAD_FIREWALL, node_files, user_data
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import image_files, unit_states
 from builder.verify.contract import image_contract, node_contract
@@ -27,6 +27,7 @@ def test_node_contract_holds_the_facts_objects(loaded: LoadedConfig) -> None:
     assert master.master.marathon_zk is facts.marathon_zk
     assert master.master.agents is facts.agents
     assert master.services is facts.units(test166)
+    assert master.zones is facts.firewall(test166)
     assert node_contract(loaded, test167, facts).slave_zk_url is facts.zk_url
 
 
@@ -43,7 +44,11 @@ def _marked(facts: ClusterFacts) -> ClusterFacts:
         master_numbers={"test166": 42},
         agents=("marker-agent",),
         services={key: ("mesos-slave", "zookeeper") for key in facts.services},
+        zones={key: (MARKER_ZONE,) for key in facts.zones},
     )
+
+
+MARKER_ZONE = FirewallZone("marker", ("192.0.2.0/24",), Access(("marker-service",)))
 
 
 def test_contract_and_seed_select_from_the_facts(loaded: LoadedConfig) -> None:
@@ -67,8 +72,11 @@ def test_contract_and_seed_select_from_the_facts(loaded: LoadedConfig) -> None:
     assert files["/etc/zookeeper/conf/zoo.cfg"] == "# marker zoo.cfg\n"
     assert "MARATHON_ZK=zk://marker-marathon/marathon\n" in files["/etc/default/marathon"]
     assert files["/etc/chronos/conf/zk_hosts"] == "marker-zk-hosts:1\n"
+    assert files[MARKER_ZONE.path] == MARKER_ZONE.xml
+    assert contract.zones == (MARKER_ZONE,)
     runcmd = user_data(marked, test166)["runcmd"]
-    assert runcmd[0] == ["systemctl", "enable", "mesos-slave.service", "zookeeper.service"]
+    assert runcmd[0] == RELOAD_FIREWALL
+    assert runcmd[1] == ["systemctl", "enable", "mesos-slave.service", "zookeeper.service"]
 
 
 def test_image_contract_is_what_provision_writes(loaded: LoadedConfig) -> None:
@@ -80,5 +88,5 @@ def test_image_contract_is_what_provision_writes(loaded: LoadedConfig) -> None:
         assert [(u.unit, u.state) for u in contract.units] == [
             (unit, state.value) for unit, state in states.items()
         ]
-        assert contract.ports == tuple(port.firewalld for port in roles.ports)
+        assert contract.firewall_services == ("dhcpv6-client", "ssh")
         assert contract.build_key_comment is BUILD_KEY_COMMENT

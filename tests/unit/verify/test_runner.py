@@ -37,7 +37,7 @@ def test_image_contract_is_the_rendered_config(loaded: LoadedConfig) -> None:
         unit: ("disabled" if unit in slave.services else "masked")
         for unit in loaded.config.os.stack_units
     }
-    assert contract.ports == ("5051/tcp", "31000-32000/tcp")
+    assert contract.firewall_services == ("dhcpv6-client", "ssh")
     assert contract.selinux == loaded.config.os.selinux
 
 

@@ -111,17 +111,13 @@ configure_role() {
 '
     write_file /etc/mesos-slave/work_dir 0644 root '/var/lib/mesos
 '
+    # The image opens only SSH; first boot's seed gives the cluster's ports to the
+    # cluster's networks and the UIs to the admin networks.
     if command -v firewall-offline-cmd >/dev/null 2>&1; then
-        firewall-offline-cmd --add-port=2181/tcp >/dev/null
-        firewall-offline-cmd --add-port=2888/tcp >/dev/null
-        firewall-offline-cmd --add-port=3888/tcp >/dev/null
-        firewall-offline-cmd --add-port=5050/tcp >/dev/null
-        firewall-offline-cmd --add-port=8080/tcp >/dev/null
-        firewall-offline-cmd --add-port=4400/tcp >/dev/null
-        firewall-offline-cmd --add-port=5051/tcp >/dev/null
-        firewall-offline-cmd --add-port=31000-32000/tcp >/dev/null
+        firewall-offline-cmd --add-service=ssh >/dev/null 2>&1 ||
+            firewall-offline-cmd --query-service=ssh >/dev/null
     else
-        log "configure: no firewalld here, ports not opened"
+        log "configure: no firewalld here"
     fi
     # The Mesos-stack packages enable their units on install (the mesos RPM
     # both mesos-master and mesos-slave). Nothing may start before first boot

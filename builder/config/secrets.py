@@ -1,0 +1,127 @@
+"""The cluster's secrets: made once by `builder secrets init`, replaced by `rotate`.
+
+They live in one file beside the config (`secrets.yaml` in the config directory),
+only its owner may read it (0600), and git must not track it: builder refuses a
+tracked or group/world-readable file rather than use it. Values are random
+(`secrets.token_urlsafe`); none ever reaches an image, a manifest, a log, a
+verify report or an error message: the only place they go is a node's seed,
+as root-only files (builder/firstboot/seed.py), and the seed's files on the
+host are written 0600. `Secrets` never shows its values in a repr.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder import proc
+from builder.errors import UserError
+from builder.fsutil import write_file
+
+SECRETS_FILE = "secrets.yaml"
+# What each secret is for (issue 14: Mesos' agent and framework credentials,
+# ZooKeeper's digest, the UIs' HTTP basic authentication).
+SECRET_NAMES: Mapping[str, str] = {
+    "mesos_secret": "agents and frameworks authenticating to the Mesos masters",
+    "zookeeper_password": "ZooKeeper digest authentication of Mesos and Marathon",
+    "http_password": "HTTP basic authentication of the Mesos, Marathon and Chronos APIs",
+}
+# On a node: one root-only file per secret, written by first boot.
+NODE_SECRETS_DIR = "/etc/builder/secrets"
+SECRET_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The cluster's secret values by name; never printed."""
+
+    values: Mapping[str, str] = field(repr=False)
+
+    def node_files(self) -> dict[str, str]:
+        """path on the node -> content, for the seed (root-only files)."""
+        return {f"{NODE_SECRETS_DIR}/{name}": f"{value}\n" for name, value in self.values.items()}
+
+
+def secrets_path(config_dir: Path) -> Path:
+    return config_dir / SECRETS_FILE
+
+
+def _text(values: Mapping[str, str]) -> str:
+    lines = ["# The cluster's secrets (builder secrets init|rotate). Never commit this file."]
+    for name, value in values.items():
+        lines += [f"# {SECRET_NAMES[name]}", f"{name}: {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def generate() -> dict[str, str]:
+    return {name: secrets.token_urlsafe(32) for name in SECRET_NAMES}
+
+
+def write_secrets(config_dir: Path, *, rotate: bool) -> Path:
+    """`init` (refused when the file exists) or `rotate` (refused when it does not)."""
+    path = secrets_path(config_dir)
+    if not config_dir.is_dir():
+        raise UserError(f"{config_dir}: no config directory here", hint="builder init DIR")
+    if path.exists() != rotate:
+        if rotate:
+            raise UserError(f"{path}: no secrets to rotate", hint="builder secrets init")
+        raise UserError(f"{path}: exists", hint="builder secrets rotate replaces them")
+    refuse_tracked(path)
+    try:
+        write_file(path, _text(generate()).encode(), mode=SECRET_MODE)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    return path
+
+
+def refuse_tracked(path: Path) -> None:
+    """A secrets file that git tracks (or would commit with the next `git commit -a`)."""
+    if shutil.which("git") is None:
+        return
+    found = proc.run(
+        ["git", "-C", str(path.parent), "ls-files", "--error-unmatch", "--", path.name],
+        check=False,
+    )
+    if found.returncode == 0:
+        raise UserError(
+            f"{path}: git tracks it; secrets must never be committed",
+            hint=f"git rm --cached {path} && echo {SECRETS_FILE} >> .gitignore; "
+            "then builder secrets rotate (the committed values are spent)",
+        )
+
+
+def load_secrets(config_dir: Path) -> Secrets | None:
+    """The cluster's secrets, or None when there is no secrets file."""
+    path = secrets_path(config_dir)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_IMODE(mode) & 0o077:
+        raise UserError(
+            f"{path}: readable by others (mode {stat.S_IMODE(mode):04o})",
+            hint=f"chmod 600 {path}; then builder secrets rotate",
+        )
+    if path.stat().st_uid != os.getuid():
+        raise UserError(f"{path}: not yours", hint="builder secrets rotate as its owner")
+    refuse_tracked(path)
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, colon, value = line.partition(": ")
+        # the error names the line and the key, never the value
+        if not colon or name not in SECRET_NAMES or not value.strip():
+            raise UserError(f"{path}:{number}: not a `name: value` line of a known secret")
+        values[name] = value.strip()
+    missing = [name for name in SECRET_NAMES if name not in values]
+    if missing:
+        raise UserError(
+            f"{path}: missing {', '.join(missing)}", hint="builder secrets rotate makes them all"
+        )
+    return Secrets(values)

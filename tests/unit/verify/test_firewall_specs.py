@@ -1,0 +1,229 @@
+"""The firewall and secret-file specs against canned answers of a node: passing where the
+firewall has the shape first boot gives it, FAILING where it is broken (the image's ports
+still open, a source missing, a UI port given to the cluster, a zone not active,
+firewalld not running, a secret readable by others).
+
+The answers are firewalld's own formats: `firewall-cmd --info-zone` (1.3 on the
+stand-in, the same keys on CentOS 7's 0.6) and the zone files it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from builder.config.cluster import ClusterFacts
+from builder.config.load import LoadedConfig, load_config
+from builder.config.roles import compose
+from builder.config.secrets import load_secrets, write_secrets
+from builder.verify.contract import image_contract, node_contract
+from builder.verify.specs import test_image as image_specs
+from builder.verify.specs import test_node as node_specs
+
+
+@dataclass
+class Result:
+    stdout: str
+    rc: int = 0
+
+
+@dataclass
+class CannedHost:
+    """Answers `run(command, *args)` from a table keyed by the finished command line."""
+
+    answers: dict[str, Result] = field(default_factory=dict)
+
+    def run(self, command: str, *args: str) -> Result:
+        line = command % args if args else command
+        return self.answers.get(line, Result("", 1))
+
+
+Seen = list[tuple[str, object, object, bool]]
+
+
+def _checker(seen: Seen):  # type: ignore[no-untyped-def]
+    def check(what: str, expected: object, found: object, passed: bool | None = None) -> None:
+        seen.append((what, expected, found, found == expected if passed is None else passed))
+
+    return check
+
+
+def _info(name: str, state: str, sources: str, services: str, ports: str) -> Result:
+    return Result(
+        f"{name}{f' ({state})' if state else ''}\n  target: default\n"
+        "  icmp-block-inversion: no\n  interfaces: \n"
+        f"  sources: {sources}\n  services: {services}\n  ports: {ports}\n"
+        "  protocols: \n  forward: no\n  masquerade: no\n"
+    )
+
+
+TEST166_PORTS = (
+    "2181/tcp 2888/tcp 3888/tcp 5050/tcp 5051/tcp 31000-32000/tcp 32768-60999/tcp 8080/tcp 4400/tcp"
+)
+
+
+def _zone_seen(loaded: LoadedConfig, answer: Result) -> tuple[object, object, bool]:
+    facts = ClusterFacts.of(loaded)
+    [zone] = node_contract(loaded, facts.cluster.nodes[0], facts).zones
+    host = CannedHost({f"firewall-cmd --info-zone={zone.name}": answer})
+    seen: Seen = []
+    node_specs.test_firewall_zone(host, zone, _checker(seen))
+    [(what, expected, found, passed)] = seen
+    assert what == "firewall zone cluster-admin"
+    return expected, found, passed
+
+
+def test_the_zone_first_boot_made_passes(loaded: LoadedConfig) -> None:
+    # firewalld lists ports in its own order: the spec compares them as a set
+    ports = " ".join(reversed(TEST166_PORTS.split()))
+    answer = _info("cluster-admin", "active", "10.86.255.0/24", "ssh", ports)
+    expected, found, passed = _zone_seen(loaded, answer)
+    assert passed, (expected, found)
+
+
+@pytest.mark.parametrize(
+    ("answer", "wrong"),
+    [
+        (_info("cluster-admin", "active", "", "ssh", TEST166_PORTS), "sources: -"),
+        (_info("cluster-admin", "active", "0.0.0.0/0", "ssh", TEST166_PORTS), "0.0.0.0/0"),
+        (_info("cluster-admin", "active", "10.86.255.0/24", "", TEST166_PORTS), "services: -"),
+        (
+            _info("cluster-admin", "active", "10.86.255.0/24", "ssh", TEST166_PORTS + " 9090/tcp"),
+            "9090/tcp",
+        ),
+        (_info("cluster-admin", "", "10.86.255.0/24", "ssh", TEST166_PORTS), "inactive"),
+        (Result("Error: INVALID_ZONE: cluster-admin\n", 112), "no such zone"),
+        (Result("FirewallD is not running\n", 252), "no such zone"),
+    ],
+    ids=["no-source", "open-to-all", "no-ssh", "extra-port", "inactive", "no-zone", "not-running"],
+)
+def test_a_broken_zone_fails(loaded: LoadedConfig, answer: Result, wrong: str) -> None:
+    _, found, passed = _zone_seen(loaded, answer)
+    assert not passed
+    assert wrong in str(found), found
+
+
+def _default_seen(loaded: LoadedConfig, answers: dict[str, Result]) -> tuple[object, bool]:
+    facts = ClusterFacts.of(loaded)
+    contract = node_contract(loaded, facts.cluster.nodes[1], facts)
+    seen: Seen = []
+    node_specs.test_firewall_default_zone(CannedHost(answers), contract, _checker(seen))
+    [(what, expected, found, passed)] = seen
+    assert (what, expected) == (
+        "firewall default zone",
+        "public: services: dhcpv6-client; ports: -",
+    )
+    return found, passed
+
+
+def test_the_emptied_default_zone_passes(loaded: LoadedConfig) -> None:
+    answers = {
+        "firewall-cmd --get-default-zone": Result("public\n"),
+        "firewall-cmd --info-zone=public": _info(
+            "public", "default, active", "", "dhcpv6-client", ""
+        ),
+    }
+    assert _default_seen(loaded, answers)[1]
+
+
+@pytest.mark.parametrize(
+    ("default", "services", "ports"),
+    [
+        ("public", "ssh dhcpv6-client", ""),  # the image's zone: first boot never reloaded
+        ("public", "dhcpv6-client", "8080/tcp"),
+        ("trusted", "dhcpv6-client", ""),  # everything lands where all is accepted
+    ],
+    ids=["image-zone-kept", "port-left-open", "other-default"],
+)
+def test_a_default_zone_that_opens_more_fails(
+    loaded: LoadedConfig, default: str, services: str, ports: str
+) -> None:
+    answers = {
+        "firewall-cmd --get-default-zone": Result(f"{default}\n"),
+        f"firewall-cmd --info-zone={default}": _info(default, "default", "", services, ports),
+    }
+    found, passed = _default_seen(loaded, answers)
+    assert not passed, found
+
+
+DEBIAN_PUBLIC = """<?xml version="1.0" encoding="utf-8"?>
+<zone>
+  <short>Public</short>
+  <description>For use in public areas.</description>
+  <service name="ssh"/>
+  <service name="dhcpv6-client"/>
+  <forward/>
+</zone>
+"""
+
+
+def _image_seen(loaded: LoadedConfig, zone_file: str | None, package_file: str | None) -> Seen:
+    contract = image_contract(loaded, compose(loaded, ("master",)))
+    answers = {"cat -- /etc/firewalld/firewalld.conf": Result("DefaultZone=public\n")}
+    if zone_file is not None:
+        answers["cat -- /etc/firewalld/zones/public.xml"] = Result(zone_file)
+    if package_file is not None:
+        answers["cat -- /usr/lib/firewalld/zones/public.xml"] = Result(package_file)
+    seen: Seen = []
+    image_specs.test_firewall_opens_only_ssh(CannedHost(answers), contract, _checker(seen))
+    return seen
+
+
+def test_an_image_opening_only_ssh_passes(loaded: LoadedConfig) -> None:
+    [(_, _, _, passed)] = _image_seen(loaded, DEBIAN_PUBLIC, None)
+    assert passed
+    # nothing changed the zone: the package's own file is the config
+    [(_, _, _, passed)] = _image_seen(loaded, None, DEBIAN_PUBLIC)
+    assert passed
+
+
+@pytest.mark.parametrize(
+    "zone_file",
+    [
+        DEBIAN_PUBLIC.replace("<forward/>", '<port protocol="tcp" port="8080"/>'),
+        DEBIAN_PUBLIC.replace('<service name="ssh"/>\n', ""),
+        DEBIAN_PUBLIC.replace("<forward/>", '<service name="http"/>'),
+    ],
+    ids=["a-port-open", "no-ssh", "another-service"],
+)
+def test_an_image_opening_more_or_less_fails(loaded: LoadedConfig, zone_file: str) -> None:
+    [(what, expected, found, passed)] = _image_seen(loaded, zone_file, None)
+    assert what == "firewall default zone public before first boot"
+    assert expected == "services: dhcpv6-client ssh; ports: -"
+    assert not passed, found
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        (Result("600 root:root\n"), True),
+        (Result("644 root:root\n"), False),  # readable by every user of the node
+        (Result("600 centos:centos\n"), False),
+        (Result("", 1), False),  # first boot never wrote it
+    ],
+    ids=["root-only", "world-readable", "not-roots", "missing"],
+)
+def test_a_secret_file_must_be_roots_alone(answer: Result, passed: bool) -> None:
+    path = "/etc/builder/secrets/mesos_secret"
+    host = CannedHost({f"stat -c '%a %U:%G' -- {path}": answer})
+    seen: Seen = []
+    node_specs.test_secret_file_root_only(host, path, _checker(seen))
+    [(what, expected, found, ok)] = seen
+    assert (what, expected) == (f"{path} mode, owner", "600 root:root")
+    assert ok == passed, found
+
+
+def test_the_contract_names_secret_files_only_with_secrets(config_copy: Path) -> None:
+    loaded = load_config(config_copy)
+    facts = ClusterFacts.of(loaded)
+    node = loaded.config.cluster.nodes[1]
+    assert node_contract(loaded, node, facts).secret_files == ()
+    write_secrets(config_copy, rotate=False)
+    secrets = load_secrets(config_copy)
+    assert secrets is not None
+    contract = node_contract(loaded, node, facts)
+    assert contract.secret_files == tuple(secrets.node_files())
+    # the contract (and so every verify report) holds paths, never a value
+    assert not any(value in repr(contract) for value in secrets.values.values())
