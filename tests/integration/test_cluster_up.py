@@ -38,6 +38,7 @@ STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on 
 THREE_MASTERS = """\
 name: ha
 network: 10.86.255.0/24
+admin_networks: [10.86.255.200/32]
 nodes:
   - {hostname: m1, ip: 10.86.255.11, roles: [master]}
   - {hostname: m2, ip: 10.86.255.12, roles: [master]}
@@ -229,10 +230,16 @@ def test_three_masters_elect_fail_over_and_lose_quorum(
     cluster: MakeCluster, record_property: Callable[[str, object], None]
 ) -> None:
     work = cluster(THREE_MASTERS)
+    made = work.builder("secrets", "init")
+    assert made.returncode == 0, made.stderr
     started = time.monotonic()
     result = work.builder("up", "--ssh-user", STANDIN_USER)
     assert result.returncode == 0, result.stdout + result.stderr
     record_property("up_to_healthy_seconds", round(time.monotonic() - started))
+    # Issue 14 rides along on this cluster (no VMs of its own): the firewall's scopes
+    # with real connections, the secrets only where they belong.
+    verified = check_the_firewall_scopes(work)
+    check_the_secrets_stay_in_the_seeds(work, [made, result, verified])
     code, status = work.status()
     assert code == 0, status
     zookeeper = _parts(status)["zookeeper"]
@@ -308,8 +315,8 @@ def test_broken_ensemble_fails_the_deadline_naming_it(
     assert "zookeeper: m2 not in the ensemble (m1 " in error, error
 
 
-# The default cluster with one admin address that is no node's: 10.86.255.200, which the
-# test adds to test167 beside its own. From 10.86.255.167 (cluster, not admin) and from
+# The three-master cluster's one admin address is no node's: 10.86.255.200, which the
+# test adds to s1 beside its own. From 10.86.255.21 (cluster, not admin) and from
 # 10.86.255.200 (admin) the same node makes the same connections.
 ADMIN_ADDRESS = "10.86.255.200"
 _PROBE = """\
@@ -344,23 +351,17 @@ def _connect(work: Work, node: str, source: str, host: str, ports: list[int]) ->
     return seen
 
 
-def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCluster) -> None:
+def check_the_firewall_scopes(work: Work) -> subprocess.CompletedProcess[str]:
     """Issue 14, part 1, with real connections between the nodes: cluster-internal ports
     answer the cluster's network, SSH and the UIs only an admin address, nothing else is
-    reachable; the host stays an admin through `up`'s forwarding source."""
-    default = (embedded_config_dir() / "cluster.yaml").read_text()
-    work = cluster(default.replace("nodes:", f"admin_networks: [{ADMIN_ADDRESS}/32]\nnodes:", 1))
-    made = work.builder("secrets", "init")  # part 3 rides along: no VM of its own
-    assert made.returncode == 0, made.stderr
-    result = work.builder("up", "--ssh-user", STANDIN_USER)
-    # healthy: ZooKeeper's srvr, Mesos, Marathon and Chronos answered the host's forwards
-    assert result.returncode == 0, result.stdout + result.stderr
-    nic = work.ssh("test167", "ip -o -4 addr show to 10.86.255.167/32").split()[1]
-    work.ssh("test167", f"sudo ip addr add {ADMIN_ADDRESS}/32 dev {nic}")
+    reachable; the host stays an admin through `up`'s forwarding source. Returns
+    `verify --cluster`'s result (the running firewall is what verify expects)."""
+    nic = work.ssh("s1", "ip -o -4 addr show to 10.86.255.21/32").split()[1]
+    work.ssh("s1", f"sudo ip addr add {ADMIN_ADDRESS}/32 dev {nic}")
     ui_and_ssh, internal = [22, 8080, 4400], [2181, 5050]
     closed = 9999  # no zone opens it
     stranger = _connect(
-        work, "test167", "10.86.255.167", "10.86.255.166", [*ui_and_ssh, *internal, closed]
+        work, "s1", "10.86.255.21", "10.86.255.11", [*ui_and_ssh, *internal, closed]
     )
     assert stranger == {
         "22": "rejected",
@@ -370,9 +371,7 @@ def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCl
         "5050": "open",
         "9999": "rejected",
     }, stranger
-    admin = _connect(
-        work, "test167", ADMIN_ADDRESS, "10.86.255.166", [*ui_and_ssh, *internal, closed]
-    )
+    admin = _connect(work, "s1", ADMIN_ADDRESS, "10.86.255.11", [*ui_and_ssh, *internal, closed])
     assert admin == {
         "22": "open",
         "8080": "open",
@@ -381,9 +380,9 @@ def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCl
         "5050": "open",
         "9999": "rejected",
     }, admin
-    # the other way: test166 is a cluster member, not an admin, of test167; its task
-    # ports are the cluster's (allowed, though nothing listens there yet)
-    member = _connect(work, "test166", "10.86.255.166", "10.86.255.167", [22, 5051, 31000, closed])
+    # the other way: m1 is a cluster member, not an admin, of s1; its task ports are
+    # the cluster's (allowed, though nothing listens there yet)
+    member = _connect(work, "m1", "10.86.255.11", "10.86.255.21", [22, 5051, 31000, closed])
     assert member == {
         "22": "rejected",
         "5051": "open",
@@ -391,23 +390,28 @@ def test_the_firewall_scopes_ports_to_cluster_and_admin_networks(cluster: MakeCl
         "9999": "rejected",
     }, member
     # the host, through the forwarded ports (up's own source), reaches the UIs
-    marathon = work.state().vm("test166").host_port("marathon")
+    marathon = work.state().vm("m1").host_port("marathon")
     with urllib.request.urlopen(f"http://127.0.0.1:{marathon}/v2/leader", timeout=10) as reply:
         assert reply.status == 200
-    # the running firewall is what verify expects of a node (the zones and the default
-    # zone), and each secret is a root-only file there
-    verified = work.builder("verify", "--cluster", timeout=600)
+    verified = work.builder("verify", "--cluster", timeout=900)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    return verified
+
+
+def check_the_secrets_stay_in_the_seeds(
+    work: Work, commands: list[subprocess.CompletedProcess[str]]
+) -> None:
+    """Issue 14, part 3: each secret a root-only file on the node, and in no artifact
+    but the seeds and the nodes' own disks: not in the images (output/), the serial
+    logs, the state, nor in anything the commands printed."""
     secrets = load_secrets(work.loaded.directory)
     assert secrets is not None
     listing = f"sudo sh -c 'stat -c \"%a %U %n\" {NODE_SECRETS_DIR}/*'"
-    on_node = work.ssh("test167", listing).split("\n")
+    on_node = work.ssh("s1", listing).split("\n")
     assert sorted(filter(None, on_node)) == [
         f"600 root {NODE_SECRETS_DIR}/{name}" for name in sorted(secrets.values)
     ]
-    # no secret in any artifact but the seeds and the nodes' own disks: not in the images
-    # (output/), the serial logs, the state, nor in anything the commands printed
-    printed = "".join(r.stdout + r.stderr for r in (made, result, verified))
+    printed = "".join(r.stdout + r.stderr for r in commands)
     legitimate = {work.loaded.directory / SECRETS_FILE}
     for vm in work.state().vms:
         legitimate |= {Path(vm.seed), Path(vm.overlay)}
