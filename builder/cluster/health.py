@@ -1,8 +1,8 @@
 """Is the cluster healthy? Asked the way a real cluster answers, through forwarded ports.
 
 ZooKeeper: `srvr` on every master (a quorum: a majority of the ensemble serving, one
-of them the leader). Mesos: `/master/state` on every master (one leader, whose own
-state answers, every inventory slave among its activated agents). Marathon:
+of them the leader). Mesos: `/master/state` on every master (only the leader answers it, the
+others redirect to it; every inventory slave among its activated agents). Marathon:
 `/v2/leader`; Chronos: its UI on 4400. The same questions work on real CentOS
 nodes; builder/verify's node specs ask them from inside each node.
 """
@@ -21,6 +21,18 @@ from builder.cluster.machine import LOOPBACK, VmSpec
 
 TIMEOUT = 3.0
 SERVING = ("leader", "follower", "standalone")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A non-leading Mesos master answers 307 to the leader's inventory address, which
+    the host must never send to (it is reached only through forwarded loopback ports):
+    a redirect is an answer that says "not the leader", not a place to go."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ def zookeeper_mode(port: int) -> str:
 
 def http_json(port: int, path: str) -> Any:
     try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT) as reply:
+        with _OPENER.open(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT) as reply:
             return json.load(reply)
     except (OSError, ValueError):
         return None
@@ -75,7 +87,7 @@ def http_json(port: int, path: str) -> Any:
 
 def http_answers(port: int, path: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT):
+        with _OPENER.open(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT):
             return True
     except (OSError, ValueError):
         return False

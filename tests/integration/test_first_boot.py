@@ -152,8 +152,8 @@ def check_running_node(vm: Vm, booted: Booted) -> None:
     if MASTER_ROLE in node.roles:
         # ZooKeeper (Java, under TCG) takes a minute or two to listen: wait for it.
         _wait_listening(vm, 2181)
-        state = _get_json(vm, f"http://{node.ip}:5050/master/state")
-        flags = state["flags"]
+        # its own flags (/master/state answers on the leading master only)
+        flags = _get_json(vm, f"http://{node.ip}:5050/master/flags")["flags"]
         assert isinstance(flags, dict)
         assert flags["zk"] == facts.zk_url
         assert flags["quorum"] == str(facts.quorum)

@@ -142,7 +142,7 @@ class SpecPlugin:
 # retries for a while: a service started by first boot may still be coming up.
 _FETCH = (
     "for i in $(seq %s); do "
-    "curl -fsS --max-time 5 %s 2>/dev/null && exit 0; "
+    "curl -fsSL --max-time 5 %s 2>/dev/null && exit 0; "
     "python3 -c 'import sys, urllib.request; "
     "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "
     "%s 2>/dev/null && exit 0; sleep 1; done; exit 1"

@@ -1,8 +1,9 @@
 """The node layer, master role: ZooKeeper, Mesos, Marathon and Chronos as first boot set them up.
 
 The HTTP checks run on the node (curl, else python3) against the real
-endpoints: Mesos `/master/state` on 5050, Marathon `/v2/info` on 8080 and
-Chronos' UI on 4400 (the ports of builder.config.cluster.SERVICE_PORTS).
+endpoints: Mesos `/master/flags` and `/master/state` (the leader's) on 5050,
+Marathon `/v2/info` on 8080 and Chronos' UI on 4400 (the ports of
+builder.config.cluster.SERVICE_PORTS).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ def _master(contract: NodeContract) -> MasterApi:
     return contract.master
 
 
-def _json(probe: Probe, url: str) -> dict[str, Any] | None:
-    body = probe.http(url)
+def _json(probe: Probe, url: str, attempts: int = 30) -> dict[str, Any] | None:
+    body = probe.http(url, attempts)
     if body is None:
         return None
     try:
@@ -31,25 +32,32 @@ def _json(probe: Probe, url: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def test_mesos_master_state(probe: Probe, contract: NodeContract, check: Check) -> None:
+def test_mesos_master_flags(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """This master's own flags: /master/flags answers on every master, leading or not."""
     master = _master(contract)
-    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/state"
-    state = _json(probe, url)
-    flags = state.get("flags", {}) if state else {}
+    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/flags"
+    answer = _json(probe, url)
+    flags = answer.get("flags", {}) if answer else {}
     check(
-        f"{url} flags zk, quorum",
+        f"{url} zk, quorum",
         (master.zk_url, str(master.quorum)),
-        (flags.get("zk"), flags.get("quorum")) if state else "no answer",
+        (flags.get("zk"), flags.get("quorum")) if answer else "no answer",
     )
 
 
 def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Check) -> None:
-    """Every registered agent is a slave of the inventory; with --cluster, every slave is."""
+    """Every registered agent is a slave of the inventory; with --cluster, every slave is.
+
+    Asked of the leading master: any other master answers /master/state with a redirect
+    to it (followed from the node, which reaches the masters by name), and while no
+    master leads (a lone master of three, no quorum) there is no agent to check, unless
+    --cluster wants them all."""
     master = _master(contract)
     url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/state"
-    state = _json(probe, url)
+    state = _json(probe, url) if master.every_agent else _json(probe, url, attempts=5)
     if state is None:
-        check(f"{url} agents", "an answer", "no answer", False)
+        leader = "no leading master answered"
+        check(f"{url} agents", "the leader's answer", leader, not master.every_agent)
         return
     agents = sorted(str(agent.get("hostname")) for agent in state.get("slaves", []))
     expected = sorted(master.agents)

@@ -247,3 +247,43 @@ def test_the_hub_repeats_frames_to_every_other_node_only() -> None:
         nodes[0].recv(100)  # not echoed to its sender; the stranger's frame went nowhere
     for sock in [*nodes, stranger]:
         sock.close()
+
+
+def test_a_redirect_is_an_answer_not_a_place_to_go() -> None:
+    """A non-leading master's 307 names the leader's inventory address, which the host
+    must never send to: health reads it as "not the leader" and follows nothing."""
+    hits: list[str] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"leader": "master@10.86.255.11:5050"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"//127.0.0.1:{elsewhere.server_address[1]}/master/state"
+
+    class Redirects(Elsewhere):
+        def do_GET(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", target)
+            self.end_headers()
+
+    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirects)
+    for server in (elsewhere, redirecting):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = int(redirecting.server_address[1])
+        assert health.http_json(port, "/master/state") is None
+        assert health.http_answers(port, "/master/state") is False
+        # the same redirect followed (what urlopen does by default) would have gone there
+        assert health.http_json(int(elsewhere.server_address[1]), "/master/state") is not None
+        assert hits == ["/master/state"]
+    finally:
+        for server in (elsewhere, redirecting):
+            server.shutdown()
+            server.server_close()
