@@ -36,7 +36,15 @@ from builder.render.role import KICKSTART, render_role
 from tests.conftest import IN_CI, REPO, require_tool
 from tests.installer_media import build_rpm, checksum_option, guest_config, tiny_installer_iso
 from tests.integration.rpmrepo import RpmRepos
-from tests.integration.standin import BOOT_DEADLINE, PARTITION_OFFSET, DiskReader, boot, qemu_argv
+from tests.integration.standin import (
+    BOOT_DEADLINE,
+    PARTITION_OFFSET,
+    RPM_INSTALL,
+    DiskReader,
+    boot,
+    qemu_argv,
+    rpm_sources,
+)
 
 pytestmark = [pytest.mark.integration]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -766,3 +774,53 @@ def test_the_standin_refuses_what_it_does_not_carry_out(
         r"The following problem occurred on line \d+ of the kickstart file:", result.stdout
     )
     assert error in result.stdout, result.stdout
+
+
+# ---- the stand-in's package step, without a VM --------------------------------------------------
+def _plan(
+    rpmrepo: RpmRepos, work: Path, *names: str, drop: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """rpm-install's resolution against the stand-in repositories (one package's entry
+    taken out of the metadata when `drop` names it), run by busybox sh as the installer
+    runs it; a root that does not exist, so nothing can be installed."""
+    sources = rpm_sources(rpmrepo.root, work / "sources")
+    if drop:
+        for primary in sources.glob("*.primary"):
+            text = primary.read_text()
+            packages = text.split('<package type="rpm">')
+            kept = [p for p in packages[1:] if f"<name>{drop}</name>" not in p]
+            primary.write_text('<package type="rpm">'.join([packages[0], *kept]))
+    return subprocess.run(
+        [
+            require_tool("busybox"),
+            "sh",
+            str(RPM_INSTALL),
+            str(work / "no-root"),
+            str(sources),
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_package_step_refuses_a_requirement_no_source_has(
+    rpmrepo: RpmRepos, tmp_path: Path
+) -> None:
+    result = _plan(rpmrepo, tmp_path, "@core", "mesos", drop="mesos-libs")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "Error: Package: mesos Requires: mesos-libs" in lines
+    assert lines[-1] == "error: mesos requires mesos-libs"
+    assert not (tmp_path / "no-root").exists()  # refused before anything is written
+
+
+def test_the_package_step_refuses_an_unknown_package(rpmrepo: RpmRepos, tmp_path: Path) -> None:
+    result = _plan(rpmrepo, tmp_path, "@core", "mesos-dns")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-2:] == [
+        "No package mesos-dns available.",
+        "error: package mesos-dns",
+    ]
