@@ -4,7 +4,9 @@ The stand-in (tests/fixtures/standin/, built by its build.sh and cached by the
 digest of its scripts) is a Debian 12 disk with systemd, sshd, real cloud-init
 and stand-in units named like the Mesos services. `configured_image` applies
 the product's own provisioning (`provision.sh configure seal`, rendered for a
-role set) to a copy, chrooted, as the kickstart's %post does in an install.
+role set) to a copy, chrooted, as the kickstart's %post does in an install,
+after installing the role's packages as RPMs from the stand-in repositories
+with the installer stand-in's own package step (files/rpm-install).
 `Vm` boots a qcow2 overlay of it with a seed attached as a CD-ROM and waits
 for cloud-init's final stage on the serial console; `DiskReader` reads files
 back from the powered-off disk with debugfs, nothing mounted.
@@ -12,8 +14,10 @@ back from the powered-off disk with debugfs, nothing mounted.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -49,9 +53,56 @@ def build_standin() -> Path:
     return Path(result.stdout.strip().splitlines()[-1])
 
 
+RPM_INSTALL = STANDIN_SCRIPTS / "files" / "rpm-install"
+
+
+def role_packages(provision: str) -> list[str]:
+    """The names the role's provision.sh installs (its `yum -y install` line), which the
+    kickstart's %packages also lists, with the @core group anaconda always adds."""
+    lines = (line.strip() for line in provision.splitlines())
+    names = shlex.split(next(line for line in lines if line.startswith("yum -y install ")))[3:]
+    return names if "@core" in names else ["@core", *names]
+
+
+def rpm_sources(repos: Path, work: Path) -> Path:
+    """The stand-in repositories (signed) as rpm-install reads its sources: per source N,
+    N.name, N.base (the directory), N.primary (primary.xml) and N.group (comps)."""
+    from tests.integration.rpmrepo import REPOS  # rpmrepo takes CACHE from here
+
+    work.mkdir(parents=True, exist_ok=True)
+    for number, name in enumerate(REPOS, 1):
+        tree = repos / "signed" / name
+        (work / f"{number}.name").write_text(name)
+        (work / f"{number}.base").write_text(str(tree))
+        [primary] = (tree / "repodata").glob("*-primary.xml.gz")
+        (work / f"{number}.primary").write_bytes(gzip.decompress(primary.read_bytes()))
+        for comps in (tree / "repodata").glob("*-comps.xml"):
+            shutil.copyfile(comps, work / f"{number}.group")
+    return work
+
+
+def install_rpms(root: Path, packages: list[str], repos: Path, work: Path) -> str:
+    """Install `packages` into the mounted root as the installer stand-in does (its output)."""
+    result = subprocess.run(
+        ["sh", str(RPM_INSTALL), str(root), str(rpm_sources(repos, work)), *packages],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the scriptlets' systemctl writes to stderr
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"rpm-install failed:\n{result.stdout}")
+    return result.stdout
+
+
 def configured_image(standin: Path, provision: str, label: str) -> Path:
-    """A copy of the stand-in node with `provision.sh configure seal` applied, cached."""
-    digest = hashlib.sha256(f"{standin.name}\0{provision}".encode()).hexdigest()[:16]
+    """A copy of the stand-in node with the role's packages installed as RPMs and
+    `provision.sh configure seal` applied (install, then configure), cached."""
+    from tests.integration.rpmrepo import build_rpmrepo  # rpmrepo takes CACHE from here
+
+    repos = build_rpmrepo()
+    digest = hashlib.sha256(f"{standin.name}\0{repos.name}\0{provision}".encode()).hexdigest()[:16]
     target = CACHE / "configured" / f"{label}-{digest}.raw"
     if target.exists():
         return target
@@ -70,6 +121,7 @@ def configured_image(standin: Path, provision: str, label: str) -> Path:
         for name in ("proc", "sys", "dev"):
             subprocess.run(["mount", "--bind", f"/{name}", str(mount / name)], check=True)
             mounted.append(mount / name)
+        install_rpms(mount, role_packages(provision), repos, scratch / "sources")
         script = mount / "root" / "builder-provision.sh"
         script.write_text(provision)
         script.chmod(0o700)
@@ -239,6 +291,11 @@ class DiskReader:
 
     def read(self, path: str) -> str:
         return self.debugfs(f"cat {path}")
+
+    def dump(self, path: str, target: Path) -> Path:
+        """A file copied out of the disk, byte for byte."""
+        self.debugfs(f"dump {path} {target}")
+        return target
 
     def link(self, path: str) -> str:
         """A symlink's target ('' when there is none)."""

@@ -30,6 +30,7 @@ from tests.integration.standin import DiskReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
+PROVIDE_ONLY = "jre-1.8.0-headless"  # java-1.8.0-openjdk-headless provides it
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,8 @@ def built(
     every configured repository dead: a build needs no network."""
     root = tmp_path_factory.mktemp("build")
     mirror = root / "mirror"
-    make_mirror(write_config(root / "live", rpmrepo), "slave", mirror)
+    # master,slave: the mirror also holds the JRE, which the failing build below names
+    make_mirror(write_config(root / "live", rpmrepo), "master,slave", mirror)
     dead = dead_url()
     config = write_config(
         root / "roles-config", rpmrepo, urls=dict.fromkeys(["base", "extras", "mesosphere"], dead)
@@ -71,14 +73,15 @@ def built(
     (earlier / "old-image.qcow2").write_bytes(b"stale")
     (earlier / "slave-installer.iso").write_bytes(b"made by --target iso")
     # Beside it, at the same time (one build's wall time for two): a --verify build
-    # of an image that does not meet its contract: a package the mirror has (the
-    # installer resolves it) that the stand-in's node never got (it installs no RPMs).
+    # of an image that does not meet its contract: the role names a virtual provide
+    # (jre-1.8.0-headless); the installer resolves it and installs the JRE's package,
+    # but the RPM database holds no package by that name (as yum and rpm on CentOS).
     broken = root / "broken-config"
     shutil.copytree(config, broken)
     slave = broken / "roles" / "slave.yaml"
     slave.write_text(
         slave.read_text().replace(
-            "packages: [mesos, docker]", "packages: [mesos, docker, mesos-libs]"
+            "packages: [mesos, docker]", f"packages: [mesos, docker, {PROVIDE_ONLY}]"
         )
     )
     failing = subprocess.Popen(
@@ -225,7 +228,7 @@ def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> No
 
 
 def test_a_failing_spec_fails_the_build_and_keeps_nothing(built: dict[str, object]) -> None:
-    """An image that does not meet its contract (a package the node never got)."""
+    """An image that does not meet its contract (a name the RPM database has no package of)."""
     failing = built["failing"]
     assert isinstance(failing, tuple)
     returncode, output, out = failing
@@ -235,7 +238,8 @@ def test_a_failing_spec_fails_the_build_and_keeps_nothing(built: dict[str, objec
         "error: slave: the image failed 1 of its specs; nothing was kept"
     ], output
     assert (
-        "  | FAIL slave: package mesos-libs: expected 'installed', found 'not installed'" in lines
+        f"  | FAIL slave: package {PROVIDE_ONLY}: expected 'installed', "
+        f"found 'package {PROVIDE_ONLY} is not installed'" in lines
     )
     assert not (out / "slave").exists()
     assert not list(out.glob(".slave.build-*"))

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,21 @@ from builder.render.role import KICKSTART, render_role
 from tests.conftest import IN_CI, REPO, require_tool
 from tests.installer_media import build_rpm, checksum_option, guest_config, tiny_installer_iso
 from tests.integration.rpmrepo import RpmRepos
-from tests.integration.standin import BOOT_DEADLINE, PARTITION_OFFSET, DiskReader, boot, qemu_argv
+from tests.integration.standin import (
+    BOOT_DEADLINE,
+    PARTITION_OFFSET,
+    RPM_INSTALL,
+    DiskReader,
+    boot,
+    qemu_argv,
+    rpm_sources,
+)
 
 pytestmark = [pytest.mark.integration]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
+# Every role set gets its ISO; the master's is the offline one (cdrom + a repo on the media)
+ROLE_SETS = ("slave", "master", "master,slave")
+OFFLINE = {"master"}
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 # Every package the master image installs (os.yaml base_packages and the role),
 # with a dependency that is no role package (mesos-libs) and one through a
@@ -106,7 +118,8 @@ def _remaster(
         args += ["--repo-dir", str(repo_dir)]
     result = _builder(*args, cwd=out.parent)
     assert result.returncode == 0, result.stderr
-    iso = out / role / f"{role}-installer.iso"
+    slug = role.replace(",", "-")
+    iso = out / slug / f"{slug}-installer.iso"
     assert result.stdout.strip() == f"{role}: installer ISO: {iso}"
     return iso
 
@@ -123,8 +136,9 @@ def _extract(iso: Path, iso_path: str, target: Path) -> Path:
 def _rendered_kickstart(role: str, offline: bool, config: Path | None = None) -> str:
     loaded = load_config(config or embedded_config_dir())
     url = f"file://{MEDIA_MOUNT}/{REPO_ON_MEDIA}" if offline else None
+    names = tuple(role.split(","))
     rendered = render_role(
-        loaded, compose(loaded, (role,)), packer_version=LATEST_KNOWN_PACKER, offline_repo=url
+        loaded, compose(loaded, names), packer_version=LATEST_KNOWN_PACKER, offline_repo=url
     )
     return rendered.files[KICKSTART]
 
@@ -133,12 +147,15 @@ def _rendered_kickstart(role: str, offline: bool, config: Path | None = None) ->
 def isos(
     standin: Path, rpmrepo: RpmRepos, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    """The slave's ISO (a network install from the stand-in repositories) and the master's
-    (offline repo on the media), from the stand-in."""
+    """Each role set's ISO, from the stand-in: the slave's and master,slave's network
+    installs from the stand-in repositories, the master's offline repo on the media."""
     for tool in ("xorriso", "mcopy", "createrepo_c", "implantisomd5", "checkisomd5"):
         require_tool(tool)
     root = tmp_path_factory.mktemp("iso")
-    rpms = _rpm_dir(root / "rpms")
+    rpms = root / "rpms"  # the offline repository: the stand-in RPMs (signed), every repo's
+    rpms.mkdir()
+    for rpm in sorted(rpmrepo.root.glob("signed/*/*.rpm")):
+        shutil.copyfile(rpm, rpms / rpm.name)
     source = standin / ISO_NAME
     config = guest_config(
         root / "guest-config", rpmrepo
@@ -149,10 +166,11 @@ def isos(
         "config": config,
         "slave": _remaster(source, "slave", root / "output", config=config),
         "master": _remaster(source, "master", root / "output", rpms),
+        "master,slave": _remaster(source, "master,slave", root / "output", config=config),
     }
 
 
-@pytest.mark.parametrize("role", ["slave", "master"])
+@pytest.mark.parametrize("role", ROLE_SETS)
 def test_boot_entries_volume_id_hybrid_and_md5(isos: dict[str, Path], role: str) -> None:
     report = subprocess.run(
         [
@@ -203,12 +221,12 @@ def test_a_source_with_its_own_media_checksum(tmp_path: Path) -> None:
     assert subprocess.run(["checkisomd5", str(iso)], capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize("role", ["slave", "master"])
+@pytest.mark.parametrize("role", ROLE_SETS)
 def test_kickstart_and_menus_on_the_media(isos: dict[str, Path], role: str, tmp_path: Path) -> None:
     iso = isos[role]
     kickstart = _extract(iso, "/ks.cfg", tmp_path / "ks.cfg").read_text()
-    config = isos["config"] if role == "slave" else None
-    assert kickstart == _rendered_kickstart(role, offline=role == "master", config=config)
+    config = None if role in OFFLINE else isos["config"]
+    assert kickstart == _rendered_kickstart(role, offline=role in OFFLINE, config=config)
     ks_arg = "inst.ks=hd:LABEL=CentOS\\x207\\x20x86_64:/ks.cfg"
     isolinux = _extract(iso, "/isolinux/isolinux.cfg", tmp_path / "isolinux.cfg").read_text()
     grub = _extract(iso, "/EFI/BOOT/grub.cfg", tmp_path / "grub.cfg").read_text()
@@ -257,10 +275,15 @@ def _resolve(repo: Path, root: Path, packages: list[str]) -> subprocess.Complete
 
 
 def test_offline_repo_on_the_iso_resolves_with_dnf(isos: dict[str, Path], tmp_path: Path) -> None:
-    repo = _extract(isos["master"], f"/{REPO_ON_MEDIA}", tmp_path / "repo")
-    assert sorted(p.name for p in repo.glob("*.rpm")) == sorted(
+    master = _extract(isos["master"], f"/{REPO_ON_MEDIA}", tmp_path / "master-repo")
+    assert sorted(p.name for p in master.glob("*.rpm")) == sorted(
         p.name for p in isos["rpms"].glob("*.rpm")
     )
+    # Debian's dnf on noarch RPMs (it matches no x86_64 package here)
+    rpms = _rpm_dir(tmp_path / "rpms")
+    iso = _remaster(tiny_installer_iso(tmp_path), "master", tmp_path / "output", rpms)
+    repo = _extract(iso, f"/{REPO_ON_MEDIA}", tmp_path / "repo")
+    assert sorted(p.name for p in repo.glob("*.rpm")) == sorted(p.name for p in rpms.glob("*.rpm"))
     primary = next((repo / "repodata").glob("*primary.xml.gz"))  # gzip: CentOS 7's yum reads it
     assert primary.exists()
     result = _resolve(repo, tmp_path / "root", MASTER_PACKAGES)
@@ -357,31 +380,46 @@ def _require_ovmf() -> None:
         pytest.skip(message)
 
 
+# Installs and boots run two at a time: under TCG on 2 cores more VMs at once only share
+# the same cores, and on a host other sessions load they then miss their deadlines.
+PARALLEL_VMS = 2
+
+
 @pytest.fixture(scope="module")
-def installs(
-    isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Install]]:
-    """Both installs at once: the slave's ISO under SeaBIOS (from the repositories over
-    the network), the master's under OVMF (from its media)."""
+def installs(isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Install]:
+    """Every role set's ISO under SeaBIOS and under OVMF (the network ones from the
+    repositories, the master's from its media), a role set's two at a time."""
     _require_ovmf()
     root = tmp_path_factory.mktemp("installs")
-    runs = {
-        "seabios": _start_install(isos["slave"], root / "seabios", "seabios", network=True),
-        "ovmf": _start_install(isos["master"], root / "ovmf", "ovmf", network=True),
-    }
-    with _all_finished(runs) as finished:
-        yield finished
+    finished: dict[str, Install] = {}
+    for first in range(0, len(INSTALLED), PARALLEL_VMS):
+        runs = {
+            _key(firmware, role): _start_install(
+                isos[role], root / _key(firmware, role), firmware, network=True
+            )
+            for firmware, role in INSTALLED[first : first + PARALLEL_VMS]
+        }
+        with _all_finished(runs):
+            finished.update(runs)
+    return finished
 
 
-INSTALLED = [("seabios", "slave"), ("ovmf", "master")]
+def _key(firmware: str, role: str) -> str:
+    return f"{firmware}-{role.replace(',', '-')}"
+
+
+INSTALLED = [(firmware, role) for role in ROLE_SETS for firmware in ("seabios", "ovmf")]
+INSTALLED_IDS = [_key(firmware, role) for firmware, role in INSTALLED]
+# What each role set's image masks (the units of the roles it does not have)
+MASKED = {"master": ["mesos-slave", "docker"], "slave": ["zookeeper", "mesos-master"]}
 
 
 @pytest.mark.vm
-@pytest.mark.parametrize(("firmware", "role"), INSTALLED, ids=["seabios", "ovmf"])
+@pytest.mark.parametrize(("firmware", "role"), INSTALLED, ids=INSTALLED_IDS)
 def test_unattended_install(
     installs: dict[str, Install], isos: dict[str, Path], firmware: str, role: str, tmp_path: Path
 ) -> None:
-    run = installs[firmware]
+    run = installs[_key(firmware, role)]
     console = run.console()
     assert run.process.returncode == 0, f"QEMU still running or failed:\n{console[-3000:]}"
     assert run.installer_error() is None, console[-3000:]
@@ -392,20 +430,20 @@ def test_unattended_install(
     assert ":/ks.cfg (" in console
     layout = "uefi; disk label: gpt" if firmware == "ovmf" else "bios; disk label: msdos"
     assert f"standin-anaconda: firmware: {layout}" in console
-    config = isos["config"] if role == "slave" else None
-    kickstart = _rendered_kickstart(role, role == "master", config)
+    config = None if role in OFFLINE else isos["config"]
+    kickstart = _rendered_kickstart(role, role in OFFLINE, config)
     disk = DiskReader(run.disk, tmp_path, ROOT_OFFSET[firmware])
     try:
         assert disk.read("/root/original-ks.cfg") == kickstart
         assert disk.read("/etc/builder/roles") == f"{role}\n"
-        masked = ["mesos-slave", "docker"] if role == "master" else ["zookeeper", "mesos-master"]
-        for unit in masked:
+        for unit in MASKED.get(role, []):
             assert disk.link(f"/etc/systemd/system/{unit}.service") == "/dev/null", unit
-        if role == "slave":
+        if "slave" in role.split(","):
             assert disk.read("/etc/mesos-slave/containerizers") == "docker,mesos\n"
             assert disk.read("/etc/mesos-slave/executor_registration_timeout") == "5mins\n"
         assert disk.read("/etc/machine-id") == ""  # sealed
         _check_kickstart_effects(disk, kickstart, firmware, run)
+        _check_rpms(disk, kickstart, role, run, tmp_path)
     finally:
         disk.close()
     shutil.rmtree(tmp_path, ignore_errors=True)
@@ -454,44 +492,118 @@ def _check_kickstart_effects(disk: DiskReader, kickstart: str, firmware: str, ru
         assert "TIMEOUT 10\n" in extlinux
 
 
-def _seed(isos: dict[str, Path], role: str, key: Path, work: Path) -> Path:
-    """The node's NoCloud seed (test167: slave; test166 as a master only), with our key."""
+def _check_rpms(disk: DiskReader, kickstart: str, role: str, run: Install, work: Path) -> None:
+    """%packages as RPMs: the installed system's database holds every name the kickstart
+    lists and what they require (mesos-libs); the mesos %post set the real trap (both
+    Mesos units enabled, on the console) and builder's bake-time handling undid it."""
+    database = work / "rpmdb"
+    database.mkdir()
+    disk.dump("/var/lib/rpm/rpmdb.sqlite", database / "rpmdb.sqlite")
+    listed = subprocess.run(
+        ["rpm", "--dbpath", str(database), "-qa", "--qf", "%{NAME}\\n"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    console = run.console()
+    logged = re.search(r"standin-anaconda: packages installed as RPMs: (.*)", console)
+    assert logged is not None, console[-3000:]
+    assert sorted(listed) == logged.group(1).split()
+    packages = kickstart.split("%packages\n", 1)[1].split("%end", 1)[0].split()
+    assert {p for p in packages if not p.startswith("@")} | {"mesos-libs", "systemd"} <= set(
+        listed
+    ), listed
+    # the mesos %post ran Debian's systemctl in the target: both units enabled at install
+    for unit in ("mesos-master", "mesos-slave"):
+        assert f"multi-user.target.wants/{unit}.service" in console, console[-3000:]
+    # ... and the role's provision.sh undid it: nothing enabled at bake time (first boot
+    # enables the role's units), the other role's unit masked
+    for unit in ("mesos-master", "mesos-slave"):
+        assert disk.link(f"/etc/systemd/system/multi-user.target.wants/{unit}.service") == ""
+    for unit in MASKED.get(role, []):
+        assert disk.link(f"/etc/systemd/system/{unit}.service") == "/dev/null"
+
+
+def _seed(role: str, key: Path, work: Path) -> Path:
+    """The node's NoCloud seed, with our key: test167 for the slave, test166 as a master
+    only for the master, test166 as it is (master and slave) for master,slave."""
     config = work / "seed-config"
     shutil.copytree(embedded_config_dir(), config, ignore=shutil.ignore_patterns("__*"))
     public = " ".join(key.with_suffix(".pub").read_text().split()[:2])
-    cluster = (
-        (config / "cluster.yaml").read_text().replace("roles: [master, slave]", "roles: [master]")
-    )
+    cluster = (config / "cluster.yaml").read_text()
+    if role == "master":
+        cluster = cluster.replace("roles: [master, slave]", "roles: [master]")
     cluster = cluster.replace("nodes:", f"ssh_authorized_keys: ['{public} tests']\nnodes:", 1)
+    # The disk boots on QEMU's plain user network, where the test's SSH arrives from
+    # 10.0.2.2: first boot's firewall lets SSH in only from an admin network.
+    cluster = cluster.replace("nodes:", "admin_networks: [10.0.2.2/32]\nnodes:", 1)
     (config / "cluster.yaml").write_text(cluster)
     loaded = load_config(config)
     hostname = "test167" if role == "slave" else "test166"
     node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
+    assert ",".join(node.roles) == role
     [seed] = write_seeds(loaded, [node], work / "seed", SeedFormat.ISO)
     return seed
 
 
+@dataclass
+class Booted:
+    """What one installed disk showed when booted alone: the roles file and the firmware
+    it found itself under (over SSH, after cloud-init's end), or why it did not boot."""
+
+    roles: str = ""
+    firmware: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+
+def _boot_alone(run: Install, role: str, firmware: str, key: Path, work: Path) -> Booted:
+    started = time.monotonic()
+    if "standin-anaconda: installation complete" not in run.console():
+        return Booted(error="the install failed")
+    try:
+        seed = _seed(role, key, work)
+        with boot(run.disk, seed, work / "boot", key, "debian", firmware=FIRMWARE[firmware]) as vm:
+            roles = vm.ssh("cat /etc/builder/roles")
+            found = vm.ssh("test -d /sys/firmware/efi && echo uefi || echo bios").strip()
+    except AssertionError as error:  # boot()'s deadline or a failed ssh
+        return Booted(error=str(error)[-3000:])
+    return Booted(roles, found, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def boots(
+    installs: dict[str, Install], ssh_key: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Booted]:
+    """Each installed disk booted alone under the firmware it was installed with (no
+    installer media), two at a time."""
+    root = tmp_path_factory.mktemp("boots")
+    with ThreadPoolExecutor(max_workers=PARALLEL_VMS) as pool:
+        futures = {
+            _key(firmware, role): pool.submit(
+                _boot_alone,
+                installs[_key(firmware, role)],
+                role,
+                firmware,
+                ssh_key,
+                root / _key(firmware, role),
+            )
+            for firmware, role in INSTALLED
+        }
+        return {key: future.result() for key, future in futures.items()}
+
+
 @pytest.mark.vm
-@pytest.mark.parametrize(("firmware", "role"), INSTALLED, ids=["seabios", "ovmf"])
+@pytest.mark.parametrize(("firmware", "role"), INSTALLED, ids=INSTALLED_IDS)
 def test_the_installed_disk_boots_alone_under_its_firmware(
-    installs: dict[str, Install],
-    isos: dict[str, Path],
-    ssh_key: Path,
-    firmware: str,
-    role: str,
-    tmp_path: Path,
+    boots: dict[str, Booted], firmware: str, role: str
 ) -> None:
-    """No installer media: the disk's own boot loader, the same firmware, cloud-init's end."""
-    run = installs[firmware]
-    assert "standin-anaconda: installation complete" in run.console(), "the install failed"
-    seed = _seed(isos, role, ssh_key, tmp_path)
-    with boot(
-        run.disk, seed, tmp_path / "boot", ssh_key, "debian", firmware=FIRMWARE[firmware]
-    ) as vm:
-        assert vm.ssh("cat /etc/builder/roles") == f"{role}\n"
-        assert vm.ssh("test -d /sys/firmware/efi && echo uefi || echo bios").strip() == (
-            "uefi" if firmware == "ovmf" else "bios"
-        )
+    """No installer media: the disk's own boot loader, the same firmware, cloud-init's end
+    with the node's seed, SSH with the seed's key."""
+    booted = boots[_key(firmware, role)]
+    assert booted.error == ""
+    assert booted.roles == f"{role}\n"
+    assert booted.firmware == ("uefi" if firmware == "ovmf" else "bios")
 
 
 # ---- what the installer refuses ------------------------------------------------------------------
@@ -665,3 +777,53 @@ def test_the_standin_refuses_what_it_does_not_carry_out(
         r"The following problem occurred on line \d+ of the kickstart file:", result.stdout
     )
     assert error in result.stdout, result.stdout
+
+
+# ---- the stand-in's package step, without a VM --------------------------------------------------
+def _plan(
+    rpmrepo: RpmRepos, work: Path, *names: str, drop: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """rpm-install's resolution against the stand-in repositories (one package's entry
+    taken out of the metadata when `drop` names it), run by busybox sh as the installer
+    runs it; a root that does not exist, so nothing can be installed."""
+    sources = rpm_sources(rpmrepo.root, work / "sources")
+    if drop:
+        for primary in sources.glob("*.primary"):
+            text = primary.read_text()
+            packages = text.split('<package type="rpm">')
+            kept = [p for p in packages[1:] if f"<name>{drop}</name>" not in p]
+            primary.write_text('<package type="rpm">'.join([packages[0], *kept]))
+    return subprocess.run(
+        [
+            require_tool("busybox"),
+            "sh",
+            str(RPM_INSTALL),
+            str(work / "no-root"),
+            str(sources),
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_package_step_refuses_a_requirement_no_source_has(
+    rpmrepo: RpmRepos, tmp_path: Path
+) -> None:
+    result = _plan(rpmrepo, tmp_path, "@core", "mesos", drop="mesos-libs")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert "Error: Package: mesos Requires: mesos-libs" in lines
+    assert lines[-1] == "error: mesos requires mesos-libs"
+    assert not (tmp_path / "no-root").exists()  # refused before anything is written
+
+
+def test_the_package_step_refuses_an_unknown_package(rpmrepo: RpmRepos, tmp_path: Path) -> None:
+    result = _plan(rpmrepo, tmp_path, "@core", "mesos-dns")
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-2:] == [
+        "No package mesos-dns available.",
+        "error: package mesos-dns",
+    ]
