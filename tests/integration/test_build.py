@@ -214,7 +214,7 @@ def test_the_image_specs_passed_inside_the_build(built: dict[str, object]) -> No
         "slave: package mesos",
         "/etc/mesos-slave/containerizers content",
         "unit marathon at boot",
-        "firewall port 5051/tcp",
+        "firewall default zone public before first boot",
         "SELinux mode",
         "files holding the build key (builder-build-key)",
         "SSH host keys in /etc/ssh",
