@@ -260,3 +260,18 @@ def make_mirror(config: Path, role: str, mirror: Path) -> None:
     )
     if made.returncode != 0:
         raise AssertionError(f"builder mirror failed:\n{made.stderr}")
+
+
+def offline_build(repos: RpmRepos, root: Path) -> tuple[Path, Path]:
+    """A build's config with every configured repository dead and an 8 GB disk, and a
+    mirror of master,slave (which holds every role set's packages, the JRE included):
+    a build from it needs no network. Returns (config, mirror)."""
+    mirror = root / "mirror"
+    make_mirror(write_config(root / "live", repos), "master,slave", mirror)
+    dead = dead_url()
+    config = write_config(
+        root / "roles-config", repos, urls=dict.fromkeys(["base", "extras", "mesosphere"], dead)
+    )
+    os_yaml = config / "os.yaml"
+    os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
+    return config, mirror

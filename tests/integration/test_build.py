@@ -25,7 +25,7 @@ from builder.fsutil import sha256_of
 from builder.image.build import QEMU_HOST_ADDRESS
 from tests.conftest import CliRun
 from tests.installer_media import guest_config
-from tests.integration.rpmrepo import RpmRepos, dead_url, make_mirror, write_config
+from tests.integration.rpmrepo import RpmRepos, dead_url, offline_build, write_config
 from tests.integration.standin import DiskReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
@@ -42,15 +42,8 @@ def built(
     It installs from a mirror (builder mirror, from the stand-in repositories) with
     every configured repository dead: a build needs no network."""
     root = tmp_path_factory.mktemp("build")
-    mirror = root / "mirror"
     # master,slave: the mirror also holds the JRE, which the failing build below names
-    make_mirror(write_config(root / "live", rpmrepo), "master,slave", mirror)
-    dead = dead_url()
-    config = write_config(
-        root / "roles-config", rpmrepo, urls=dict.fromkeys(["base", "extras", "mesosphere"], dead)
-    )
-    os_yaml = config / "os.yaml"
-    os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
+    config, mirror = offline_build(rpmrepo, root)
     iso = standin / ISO_NAME
     checksum = f"sha256:{sha256_of(iso)}"
     args = [

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from builder.fsutil import sha256_of
-from tests.integration.rpmrepo import RpmRepos, dead_url, make_mirror, write_config
+from tests.integration.rpmrepo import RpmRepos, offline_build
 from tests.integration.standin import DiskReader
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
@@ -30,14 +30,7 @@ def built(
     standin: Path, rpmrepo: RpmRepos, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     root = tmp_path_factory.mktemp("role-sets")
-    mirror = root / "mirror"
-    make_mirror(write_config(root / "live", rpmrepo), "master,slave", mirror)
-    dead = dead_url()
-    config = write_config(
-        root / "roles-config", rpmrepo, urls=dict.fromkeys(["base", "extras", "mesosphere"], dead)
-    )
-    os_yaml = config / "os.yaml"
-    os_yaml.write_text(os_yaml.read_text().replace("  size_gb: 20", "  size_gb: 8"))
+    config, mirror = offline_build(rpmrepo, root)
     iso = standin / ISO_NAME
     result = subprocess.run(
         [
