@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder import proc
@@ -297,9 +297,50 @@ def start_hub(state: ClusterState) -> None:
     Path(state.hub_pidfile).write_text(f"{hub.pid}\n")
 
 
-def start_vm(vm: VmSpec, state: ClusterState) -> None:
-    Path(vm.pidfile).unlink(missing_ok=True)
-    proc.run(qemu_command(vm, state.hub_port, state.accelerator), timeout=120)
+# QEMU's words when a forwarded host port is taken (hostfwd binds it at start).
+PORT_TAKEN = "Could not set up host forwarding rule"
+START_TRIES = 3
+
+
+def start_vm(vm: VmSpec, state: ClusterState) -> VmSpec:
+    """Start the VM and return it as started. Its host ports were free when chosen, but
+    another process may bind one before QEMU does (a port from the ephemeral range can go
+    to any outgoing connection): QEMU then refuses to start, and the VM is started again
+    on ports chosen afresh, up to START_TRIES times."""
+    for attempt in range(1, START_TRIES + 1):
+        Path(vm.pidfile).unlink(missing_ok=True)
+        try:
+            proc.run(qemu_command(vm, state.hub_port, state.accelerator), timeout=120)
+        except proc.ToolFailed as exc:
+            if PORT_TAKEN not in exc.output or attempt == START_TRIES:
+                raise
+            vm = with_fresh_forwards(vm)
+            continue
+        return vm
+    raise AssertionError("unreachable")
+
+
+def with_fresh_forwards(vm: VmSpec) -> VmSpec:
+    hosts = free_ports(len(vm.forwards))
+    return replace(
+        vm,
+        forwards={
+            name: (host, guest)
+            for (name, (_, guest)), host in zip(vm.forwards.items(), hosts, strict=True)
+        },
+    )
+
+
+def start_vms(state: ClusterState, starting: Sequence[VmSpec]) -> ClusterState:
+    """Start each VM; when one had to move its host ports, the state and the SSH config
+    say where it is now."""
+    started = {vm.hostname: start_vm(vm, state) for vm in starting}
+    if all(started[vm.hostname] == vm for vm in starting):
+        return state
+    state = replace(state, vms=tuple(started.get(vm.hostname, vm) for vm in state.vms))
+    state.save()
+    write_ssh_config(state)
+    return state
 
 
 def plan(
@@ -381,8 +422,7 @@ def up(
             return state, health.check(state.vms, agents(facts, state), running(state))
     start_hub(state)
     say(f"starting {', '.join(vm.hostname for vm in starting)} ({state.accelerator})")
-    for vm in starting:
-        start_vm(vm, state)
+    state = start_vms(state, starting)
     for line in url_lines(state):
         say(line)
     limit = deadline if deadline is not None else DEADLINES[state.accelerator]
