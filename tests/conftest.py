@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
+from tests.scheduling import LongestFirstScheduling, longest_first
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -24,6 +25,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite tests/golden/ from the current templates instead of comparing",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long modules first (tests/scheduling.py)."""
+    order = {nodeid: index for index, nodeid in enumerate(longest_first([i.nodeid for i in items]))}
+    items.sort(key=lambda item: order[item.nodeid])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    return LongestFirstScheduling(config, log)
 
 
 def require_tool(program: str) -> str:
