@@ -323,3 +323,25 @@ def test_no_key_or_password_in_any_log_line_or_error(
         assert not any(line in text for line in keys)
     assert "PRIVATE KEY" not in repr(cert)
     assert str(cert.keystore) not in repr(cert)
+
+
+def test_a_broken_ca_is_one_line_and_exit_2_with_nothing_written(
+    config: Path, builder_cli: CliRun, tmp_path: Path
+) -> None:
+    """`builder seed` reads the secrets and the CA: a CA key others may read, or a CA cut
+    in half, stops it with one located line before any seed is written."""
+    out = tmp_path / "seeds"
+    key = config / "cluster-ca.key"
+    key.chmod(0o644)
+    readable = builder_cli("--config", str(config), "seed", "--all", "--out", str(out))
+    key.chmod(0o600)
+    (config / "cluster-ca.crt").unlink()
+    halved = builder_cli("--config", str(config), "seed", "--all", "--out", str(out))
+    for result, line in (
+        (readable, f"error: {key}: readable by others (mode 0644)"),
+        (halved, f"error: {config / 'cluster-ca.crt'}: missing"),
+    ):
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines()[0].startswith(line)
+        assert "Traceback" not in result.stderr
+        assert not out.exists()
