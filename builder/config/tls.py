@@ -141,10 +141,10 @@ def _extensions(extensions: Sequence[str]) -> list[str]:
     return [arg for extension in extensions for arg in ("-addext", extension)]
 
 
-def make_ca(label: str = "") -> CAMaterial:
+def make_ca() -> CAMaterial:
     """A new self-signed CA, in memory. Its name carries a random id, so a rotated CA
     never shares a subject with the one it replaces."""
-    subject = f"/CN=builder cluster CA {label + ' ' if label else ''}{secrets.token_hex(4)}"
+    subject = f"/CN=builder cluster CA {secrets.token_hex(4)}"
     key = _new_key()
     cert = _openssl(
         [
