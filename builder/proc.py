@@ -36,6 +36,7 @@ PACKAGES: Mapping[str, str] = {
     "cloud-localds": "cloud-image-utils",
     "ssh-keygen": "openssh-client",
     "debugfs": "e2fsprogs",
+    "openssl": "openssl",
 }
 
 _PASSED_THROUGH = ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "USER", "LOGNAME")
@@ -135,6 +136,8 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    # stdout as the program wrote it, when run with binary_output (stdout is then "")
+    data: bytes = b""
 
     @property
     def output(self) -> str:
@@ -149,28 +152,39 @@ def run(
     cwd: Path | None = None,
     timeout: float | None = None,
     input_text: str | None = None,
+    binary_output: bool = False,
 ) -> Result:
-    """Run a program and capture its output; raise ToolFailed when check and it fails."""
+    """Run a program and capture its output; raise ToolFailed when check and it fails.
+
+    With binary_output, stdout is kept as bytes (`Result.data`: a DER file, a keystore)
+    and only stderr is decoded."""
     if not argv:
         raise ValueError("empty command")
     program = require(argv[0])
     line = command_line(argv)
     log.debug("running: %s", line)
+    stdin: str | bytes | None = input_text
+    if binary_output and input_text is not None:
+        stdin = input_text.encode()
     try:
-        proc = subprocess.run(
+        done = subprocess.run(
             [program, *argv[1:]],
             env=minimal_env(env),
             cwd=cwd,
             timeout=timeout,
-            input=input_text,
+            input=stdin,
             capture_output=True,
-            text=True,
+            text=not binary_output,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise ToolTimedOut(line, timeout or 0) from exc
-    result = Result(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
-    if check and proc.returncode != 0:
+    if binary_output:
+        stderr = done.stderr.decode(errors="replace")
+        result = Result(tuple(argv), done.returncode, "", stderr, done.stdout)
+    else:
+        result = Result(tuple(argv), done.returncode, done.stdout, done.stderr)
+    if check and result.returncode != 0:
         # stderr first: a tool's own error line is there, stdout may be data.
-        raise ToolFailed(line, proc.returncode, redact(proc.stdout + proc.stderr))
+        raise ToolFailed(line, result.returncode, redact(result.stdout + result.stderr))
     return result

@@ -2,7 +2,9 @@
 
 They live in one file beside the config (`secrets.yaml` in the config directory),
 only its owner may read it (0600), and git must not track it: builder refuses a
-tracked or group/world-readable file rather than use it. Values are random
+tracked or group/world-readable file rather than use it. The cluster's CA
+(builder/config/tls.py) is made and replaced with them; its key lies beside them
+under the same rules (`check_owner_only`), its certificate is public. Values are random
 (`secrets.token_urlsafe`); none ever reaches an image, a manifest, a log, a
 verify report or an error message: the only place they go is a node's seed,
 as root-only files (builder/firstboot/seed.py), and the seed's files on the
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import proc
+from builder.config import tls
 from builder.errors import UserError
 from builder.fsutil import write_file
 
@@ -30,6 +33,7 @@ SECRET_NAMES: Mapping[str, str] = {
     "mesos_secret": "agents and frameworks authenticating to the Mesos masters",
     "zookeeper_password": "ZooKeeper digest authentication of Mesos and Marathon",
     "http_password": "HTTP basic authentication of the Mesos, Marathon and Chronos APIs",
+    "keystore_password": "the PKCS#12 keystores Marathon and Chronos serve HTTPS from",
 }
 # On a node: one root-only file per secret, written by first boot.
 NODE_SECRETS_DIR = "/etc/builder/secrets"
@@ -38,9 +42,10 @@ SECRET_MODE = 0o600
 
 @dataclass(frozen=True)
 class Secrets:
-    """The cluster's secret values by name; never printed."""
+    """The cluster's secret values by name, never printed, and its CA."""
 
     values: Mapping[str, str] = field(repr=False)
+    ca: tls.ClusterCA | None = None
 
     def node_files(self) -> dict[str, str]:
         """path on the node -> content, for the seed (root-only files)."""
@@ -72,10 +77,13 @@ def write_secrets(config_dir: Path, *, rotate: bool) -> Path:
             raise UserError(f"{path}: no secrets to rotate", hint="builder secrets init")
         raise UserError(f"{path}: exists", hint="builder secrets rotate replaces them")
     refuse_tracked(path)
+    refuse_tracked(tls.ca_key_path(config_dir))
+    ca = tls.make_ca()  # in memory: a failing openssl leaves nothing written
     try:
+        tls.write_ca(config_dir, ca)
         write_file(path, _text(generate()).encode(), mode=SECRET_MODE)
     except OSError as exc:
-        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        raise UserError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
     return path
 
 
@@ -90,26 +98,32 @@ def refuse_tracked(path: Path) -> None:
     if found.returncode == 0:
         raise UserError(
             f"{path}: git tracks it; secrets must never be committed",
-            hint=f"git rm --cached {path} && echo {SECRETS_FILE} >> .gitignore; "
+            hint=f"git rm --cached {path} && echo {path.name} >> .gitignore; "
             "then builder secrets rotate (the committed values are spent)",
         )
 
 
-def load_secrets(config_dir: Path) -> Secrets | None:
-    """The cluster's secrets, or None when there is no secrets file."""
-    path = secrets_path(config_dir)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_IMODE(mode) & 0o077:
+def check_owner_only(path: Path) -> None:
+    """A file of secrets (secrets.yaml, the CA's key): refused when others may read it,
+    another user owns it or git tracks it."""
+    status = path.stat()
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o077:
         raise UserError(
-            f"{path}: readable by others (mode {stat.S_IMODE(mode):04o})",
+            f"{path}: readable by others (mode {mode:04o})",
             hint=f"chmod 600 {path}; then builder secrets rotate",
         )
-    if path.stat().st_uid != os.getuid():
+    if status.st_uid != os.getuid():
         raise UserError(f"{path}: not yours", hint="builder secrets rotate as its owner")
     refuse_tracked(path)
+
+
+def load_secrets(config_dir: Path) -> Secrets | None:
+    """The cluster's secrets and CA, or None when there is no secrets file."""
+    path = secrets_path(config_dir)
+    if not path.exists():
+        return None
+    check_owner_only(path)
     values: dict[str, str] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
@@ -124,4 +138,11 @@ def load_secrets(config_dir: Path) -> Secrets | None:
         raise UserError(
             f"{path}: missing {', '.join(missing)}", hint="builder secrets rotate makes them all"
         )
-    return Secrets(values)
+    ca = tls.find_ca(config_dir)
+    if ca is None:
+        raise UserError(
+            f"{tls.ca_key_path(config_dir)}: no cluster CA beside the secrets",
+            hint="builder secrets rotate makes one (and new secrets)",
+        )
+    check_owner_only(ca.key_path)
+    return Secrets(values, ca)

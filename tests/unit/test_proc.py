@@ -70,3 +70,16 @@ def test_logged_command_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
     proc.run(["echo", "password=hunter2", "AKIAABCDEFGHIJKLMNOP"])
     assert "running: echo password=<redacted> <redacted-key-id>" in caplog.text
     assert "hunter2" not in caplog.text
+
+
+def test_binary_output_keeps_stdout_as_bytes() -> None:
+    """A keystore or DER file comes back byte for byte; as text it could not be decoded."""
+    written = proc.run(["printf", "\\377\\000\\n"], binary_output=True)
+    assert written.data == b"\xff\x00\n"
+    assert written.stdout == ""
+    echoed = proc.run(["cat"], input_text="fed on stdin", binary_output=True)
+    assert echoed.data == b"fed on stdin"
+    with pytest.raises(UnicodeDecodeError):
+        proc.run(["printf", "\\377\\000\\n"])
+    with pytest.raises(proc.ToolFailed, match="sh failed with exit code 3: err"):
+        proc.run(["sh", "-c", "printf '\\377'; echo err >&2; exit 3"], binary_output=True)
