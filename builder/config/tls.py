@@ -148,12 +148,23 @@ def make_ca() -> CAMaterial:
     key = _new_key()
     cert = _openssl(
         [
-            "req", "-x509", "-new", *NO_CONFIG, "-key", "/dev/stdin", "-subj", subject,
-            "-days", str(CA_VALIDITY_DAYS), "-sha256", "-set_serial", _serial(),
+            "req",
+            "-x509",
+            "-new",
+            *NO_CONFIG,
+            "-key",
+            "/dev/stdin",
+            "-subj",
+            subject,
+            "-days",
+            str(CA_VALIDITY_DAYS),
+            "-sha256",
+            "-set_serial",
+            _serial(),
             *_extensions(CA_EXTENSIONS),
         ],
         stdin=key,
-    ).stdout  # fmt: skip
+    ).stdout
     return CAMaterial(key, cert)
 
 
@@ -213,13 +224,27 @@ def issue_node_certificate(
     key = _new_key()
     cert = _openssl(
         [
-            "req", "-x509", "-new", *NO_CONFIG, "-key", "/dev/stdin", "-subj", f"/CN={dns[0]}",
-            "-CA", str(ca.cert_path), "-CAkey", str(ca.key_path),
-            "-days", str(days), "-sha256", "-set_serial", _serial(),
+            "req",
+            "-x509",
+            "-new",
+            *NO_CONFIG,
+            "-key",
+            "/dev/stdin",
+            "-subj",
+            f"/CN={dns[0]}",
+            "-CA",
+            str(ca.cert_path),
+            "-CAkey",
+            str(ca.key_path),
+            "-days",
+            str(days),
+            "-sha256",
+            "-set_serial",
+            _serial(),
             *_extensions((*NODE_EXTENSIONS, f"subjectAltName={san}")),
         ],
         stdin=key,
-    ).stdout  # fmt: skip
+    ).stdout
     # pkcs12 reads -in twice (key, then certificates), so the public certificate comes
     # from a file and the key from stdin.
     with tempfile.TemporaryDirectory(prefix="builder-cert-") as scratch:
@@ -227,12 +252,22 @@ def issue_node_certificate(
         cert_file.write_text(cert, encoding="ascii")
         keystore = _openssl(
             [
-                "pkcs12", "-export", "-inkey", "/dev/stdin", "-in", str(cert_file),
-                "-certfile", str(ca.cert_path), "-name", dns[0],
-                "-passout", f"env:{KEYSTORE_PASS_ENV}", *KEYSTORE_ALGORITHMS,
+                "pkcs12",
+                "-export",
+                "-inkey",
+                "/dev/stdin",
+                "-in",
+                str(cert_file),
+                "-certfile",
+                str(ca.cert_path),
+                "-name",
+                dns[0],
+                "-passout",
+                f"env:{KEYSTORE_PASS_ENV}",
+                *KEYSTORE_ALGORITHMS,
             ],
             stdin=key,
             env={KEYSTORE_PASS_ENV: keystore_password},
             binary=True,
-        ).data  # fmt: skip
+        ).data
     return NodeCertificate(tuple(dns), tuple(ips), cert, key, keystore)

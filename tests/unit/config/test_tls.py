@@ -22,7 +22,7 @@ from builder import proc
 from builder.config import tls
 from builder.config.secrets import load_secrets, write_secrets
 from builder.errors import UserError
-from tests.conftest import CliRun
+from tests.conftest import CliRun, require_tool
 
 NAMES = ("test166.cluster.example", "test166")
 ADDRESS = "10.86.255.166"
@@ -114,9 +114,15 @@ def test_openssl_verifies_the_node_certificate_against_its_ca_only(
     assert b"unable to get local issuer certificate" in theirs.stderr + theirs.stdout
     # what the certificate says: its names and address, not a CA, about 825 days
     shown = _openssl(
-        "x509", "-in", str(node), "-noout", "-subject", "-enddate",
-        "-ext", "subjectAltName,basicConstraints,extendedKeyUsage",
-    ).stdout.decode()  # fmt: skip
+        "x509",
+        "-in",
+        str(node),
+        "-noout",
+        "-subject",
+        "-enddate",
+        "-ext",
+        "subjectAltName,basicConstraints,extendedKeyUsage",
+    ).stdout.decode()
     assert "subject=CN = test166.cluster.example" in shown
     assert "DNS:test166.cluster.example, DNS:test166, IP Address:10.86.255.166" in shown
     assert "CA:FALSE" in shown
@@ -203,8 +209,10 @@ def test_the_keystore_opens_with_its_password_only(config: Path, tmp_path: Path)
     env = {**os.environ, "P": PASSWORD}
     opened = subprocess.run(
         ["openssl", "pkcs12", "-in", str(keystore), "-nodes", "-passin", "env:P"],
-        capture_output=True, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        env=env,
+        check=False,
+    )
     assert opened.returncode == 0, opened.stderr
     text = opened.stdout.decode()
     assert cert.key_pem.strip().splitlines()[1] in text  # the node's key
@@ -213,27 +221,50 @@ def test_the_keystore_opens_with_its_password_only(config: Path, tmp_path: Path)
     for wrong in ("", "wrong", PASSWORD[:-1]):
         refused = subprocess.run(
             ["openssl", "pkcs12", "-in", str(keystore), "-nodes", "-passin", "env:P"],
-            capture_output=True, env={**os.environ, "P": wrong}, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            env={**os.environ, "P": wrong},
+            check=False,
+        )
         assert refused.returncode != 0
         assert b"Mac verify error" in refused.stderr
-    if shutil.which("keytool") is None:
-        pytest.skip("no keytool here: Java's reading of the keystore is not shown")
+    require_tool("keytool")  # openjdk-17-jre-headless, which ./run.sh installs
     # Java (what Marathon and Chronos run on) reads it, as a JKS-typed store too
     for store_type in ("PKCS12", "JKS"):
         listed = subprocess.run(
-            ["keytool", "-list", "-storetype", store_type, "-keystore", str(keystore),
-             "-storepass:env", "P"],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
+            [
+                "keytool",
+                "-list",
+                "-storetype",
+                store_type,
+                "-keystore",
+                str(keystore),
+                "-storepass:env",
+                "P",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert "test166.cluster.example, " in listed.stdout
         assert "PrivateKeyEntry" in listed.stdout
     wrong_password = subprocess.run(
-        ["keytool", "-list", "-storetype", "PKCS12", "-keystore", str(keystore),
-         "-storepass:env", "P"],
-        capture_output=True, text=True, env={**os.environ, "P": "wrong"}, check=False,
-    )  # fmt: skip
+        [
+            "keytool",
+            "-list",
+            "-storetype",
+            "PKCS12",
+            "-keystore",
+            str(keystore),
+            "-storepass:env",
+            "P",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "P": "wrong"},
+        check=False,
+    )
     assert wrong_password.returncode != 0
     assert "password was incorrect" in wrong_password.stdout + wrong_password.stderr
 
