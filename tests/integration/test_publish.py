@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from builder.config.load import embedded_config_dir
+from builder.config.secrets import load_secrets, write_secrets
 from tests.integration.awsemu import (
     BLOCK,
     CREDENTIALS,
@@ -75,7 +78,11 @@ def images_named(endpoint: str, region: str, name: str) -> list[dict[str, Any]]:
 
 def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
     """2 GiB sparse, 300 MiB of data in 12 regions straddling block boundaries; two
-    regions, sharing, SSM; every block read back; a re-run does nothing; prune."""
+    regions, sharing, SSM; every block read back; a re-run does nothing; prune; the
+    cluster's secrets, beside the config, nowhere in AWS."""
+    config = tmp_path / "roles-config"  # where builder looks first, run from tmp_path
+    shutil.copytree(embedded_config_dir(), config, ignore=shutil.ignore_patterns("__*"))
+    write_secrets(config, rotate=False)
     image = tmp_path / "master.raw"
     data = sparse_image(image, 2 * GIB, scattered(2 * GIB, 300 * MIB, 12))
     assert data == 300 * MIB
@@ -160,6 +167,8 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
     prune = ["master", "--region", "us-east-1", "--copy-to", "eu-west-1", "--prune", "--keep", "1"]
     dry = publish(moto.url, *prune, "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr
+    outputs = [first, again, published, dry]
+    secret_values_stay_out_of_aws(moto.url, config, tmp_path, outputs)
     for region, entry in manifest["regions"].items():
         assert f"{region}: would deregister {entry['image_id']}" in dry.stdout
         assert len(images_named(moto.url, region, manifest["name"])) == 1
@@ -172,6 +181,46 @@ def test_publish_end_to_end(moto: MotoServer, tmp_path: Path) -> None:
         left = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
         assert not set(entry["snapshots"]) & left
         assert images_named(moto.url, region, newer_manifest["name"])
+
+
+def aws_state(endpoint: str, regions: list[str]) -> str:
+    """Everything the account holds that a secret could have gone into: images with their
+    tags and descriptions, snapshots, every tag, and every SSM parameter, decrypted."""
+    found = []
+    for region in regions:
+        ec2, ssm = client("ec2", region, endpoint), client("ssm", region, endpoint)
+        found += [
+            ec2.describe_images(Owners=["self"]),
+            ec2.describe_snapshots(OwnerIds=["self"]),
+            ec2.describe_tags(),
+            ssm.get_parameters_by_path(Path="/", Recursive=True, WithDecryption=True),
+        ]
+    return json.dumps(found, default=str)
+
+
+def secret_values_stay_out_of_aws(
+    endpoint: str,
+    config: Path,
+    work: Path,
+    outputs: list[subprocess.CompletedProcess[str]],
+) -> None:
+    secrets = load_secrets(config)
+    assert secrets is not None
+    values = list(secrets.values.values())
+    regions = ["us-east-1", "eu-west-1"]
+    printed = "".join(result.stdout + result.stderr for result in outputs)
+    manifests = "".join(path.read_text() for path in work.glob("*.publish.json"))
+    for text in (aws_state(endpoint, regions), printed, manifests):
+        assert [value for value in values if value in text] == []
+    # The search reaches where a secret would be: a tag and a parameter holding one.
+    ec2, ssm = client("ec2", regions[1], endpoint), client("ssm", regions[1], endpoint)
+    [image] = ec2.describe_images(Owners=["self"])["Images"][:1]
+    ec2.create_tags(Resources=[image["ImageId"]], Tags=[{"Key": "k", "Value": values[0]}])
+    ssm.put_parameter(Name="/control/secret", Value=values[1], Type="SecureString")
+    state = aws_state(endpoint, regions)
+    assert [value for value in values if value in state] == values[:2]
+    ec2.delete_tags(Resources=[image["ImageId"]], Tags=[{"Key": "k"}])
+    ssm.delete_parameter(Name="/control/secret")
 
 
 def since_next_second() -> int:
