@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from builder.verify.contract import ImageContract, NodeContract
+from builder.verify.contract import HttpLogin, ImageContract, NodeContract
 
 Check = Callable[..., None]
 
@@ -58,7 +58,7 @@ class SpecPlugin:
         self.image = image
         self.node_contract = node
         self.outcomes: list[Outcome] = []
-        self.probe = Probe(host)
+        self.probe = Probe(host, node.login if node else None)
         self._observations: dict[str, list[Observation]] = {}
 
     # -- fixtures --------------------------------------------------------
@@ -119,6 +119,7 @@ class SpecPlugin:
                 "listening": contract.listening,
                 "zone": contract.zones,
                 "secret_file": contract.secret_files,
+                "api": contract.apis,
             }
         for name, params in values.items():
             if name in metafunc.fixturenames:
@@ -139,13 +140,30 @@ class SpecPlugin:
 
 
 # A fetch that works on CentOS 7 (curl) and on a minimal Debian (python3), and
-# retries for a while: a service started by first boot may still be coming up.
+# retries for a while: a service started by first boot may still be coming up. With a
+# login, the password is read from its root-only file on the node (never carried here).
 _FETCH = (
     "for i in $(seq %s); do "
-    "curl -fsSL --max-time 5 %s 2>/dev/null && exit 0; "
-    "python3 -c 'import sys, urllib.request; "
-    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "
-    "%s 2>/dev/null && exit 0; sleep 1; done; exit 1"
+    'if [ -n "$1" ]; then printf \'user = "%%s:%%s"\\n\' "$1" "$(cat -- "$2")" | '
+    'curl -fsSL --max-time 5 -K - "$0" 2>/dev/null && exit 0; '
+    'else curl -fsSL --max-time 5 "$0" 2>/dev/null && exit 0; fi; '
+    "python3 -c 'import base64, sys, urllib.request as u; r = u.Request(sys.argv[1]); "
+    'a = sys.argv[2] and (sys.argv[2] + ":" + open(sys.argv[3]).read().strip()); '
+    'a and r.add_header("Authorization", "Basic " + base64.b64encode(a.encode()).decode()); '
+    "sys.stdout.write(u.urlopen(r, timeout=5).read().decode())' "
+    '"$0" "$1" "$2" 2>/dev/null && exit 0; sleep 1; done; exit 1'
+)
+# What a stranger gets: the status line and the WWW-Authenticate header, no credentials.
+_STATUS = (
+    "for i in $(seq 30); do "
+    'curl -s -o /dev/null -D - --max-time 5 "$0" 2>/dev/null | tr -d "\\r" | '
+    'grep -iE "^(HTTP/|WWW-Authenticate:)" && exit 0; '
+    "python3 -c 'import sys, urllib.request as u, urllib.error as e\n"
+    'try:\n r = u.urlopen(sys.argv[1], timeout=5); print("HTTP/1.1 %d" % r.status)\n'
+    'except e.HTTPError as x:\n print("HTTP/1.1 %d" % x.code)\n'
+    ' x.headers.get("WWW-Authenticate") and '
+    'print("WWW-Authenticate: " + x.headers["WWW-Authenticate"])\' '
+    '"$0" 2>/dev/null && exit 0; sleep 1; done; exit 1'
 )
 
 
@@ -159,8 +177,9 @@ _READ_FILES = (
 class Probe:
     """Answers the node gives once per run: HTTP bodies and its listening sockets."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, login: HttpLogin | None = None) -> None:
         self.node = node
+        self.login = login
         self._bodies: dict[str, str | None] = {}
         self._sockets: list[str] | None = None
         self._files: dict[str, str | None] = {}
@@ -168,9 +187,35 @@ class Probe:
     def http(self, url: str, attempts: int = 30) -> str | None:
         """The body at `url` as seen from the node itself, or None when it never answered."""
         if url not in self._bodies:
-            result = self.node.run(_FETCH, str(attempts), url, url)
+            user, password_file = (
+                (self.login.user, self.login.password_file) if self.login else ("", "")
+            )
+            result = self.node.run(
+                "sh -c %s %s %s %s",
+                _FETCH.replace("%s", str(attempts), 1).replace("%%", "%"),
+                url,
+                user,
+                password_file,
+            )
             self._bodies[url] = str(result.stdout) if result.rc == 0 else None
         return self._bodies[url]
+
+    def stranger(self, url: str) -> str:
+        """What `url` answers a client without credentials: status and challenge, one line."""
+        result = self.node.run("sh -c %s %s", _STATUS, url)
+        if result.rc != 0:
+            return "no answer"
+        lines = [line.strip() for line in str(result.stdout).splitlines() if line.strip()]
+        status = next((line.split()[1] for line in lines if line.startswith("HTTP/")), "?")
+        challenge = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if ":" in line and line.lower().startswith("www-authenticate")
+            ),
+            "",
+        )
+        return f"{status} {challenge}".strip()
 
     def files(self, paths: Sequence[str]) -> dict[str, str | None]:
         """Several files' contents in one command (None for a file that cannot be read)."""
