@@ -20,6 +20,7 @@ from builder.config.cluster import (
     HTTP_PRINCIPAL,
     HTTP_REALMS,
     IMAGE_FIREWALL_SERVICES,
+    MESOS_ZK_PATH,
     SERVICE_PORTS,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
@@ -109,6 +110,11 @@ class HttpLogin:
     password_file: str
 
 
+# ZooKeeper's permission bits (READ 1, WRITE 2, CREATE 4, DELETE 8, ADMIN 16).
+ZK_PERM_READ = 1
+ZK_PERMS_ALL = 31
+
+
 @dataclass(frozen=True)
 class MasterApi:
     zk_url: str  # as shown: a URL's credentials redacted
@@ -116,6 +122,10 @@ class MasterApi:
     marathon_zk: str
     agents: tuple[str, ...]  # the inventory's slaves (hostnames as agents report them)
     every_agent: bool  # all of them must be registered (--cluster), not only some
+    zk_path: str = f"/{MESOS_ZK_PATH}"  # where the masters contend (json.info_ znodes)
+    # the leading master's znode's ACL as "scheme:user perms", sorted: Mesos' creator-all
+    # for its digest user and world-read with credentials, else open to all
+    leader_acl: tuple[str, ...] = (f"world:anyone {ZK_PERMS_ALL}",)
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,11 @@ def node_contract(
             marathon_zk=marathon_zk,
             agents=facts.agents,
             every_agent=every_agent,
+            leader_acl=(
+                (f"digest:{ZK_MESOS_PRINCIPAL.name} {ZK_PERMS_ALL}", f"world:anyone {ZK_PERM_READ}")
+                if facts.secured
+                else (f"world:anyone {ZK_PERMS_ALL}",)
+            ),
         )
     states = unit_states(loaded.config.os.stack_units, services)
     apis: tuple[HttpApi, ...] = ()

@@ -167,6 +167,80 @@ _STATUS = (
 )
 
 
+# The ACL of the leading Mesos master's znode, read on the node with ZooKeeper's own wire
+# protocol (a node has no ZooKeeper client library; CentOS 7 has python 2.7, the stand-in
+# python 3: the script is both): `HOST PORT PATH` -> "scheme:user perms, ..." sorted (a
+# digest id shows its user only), or what stood in the way. Read-only: it lists PATH's
+# children and asks for one ACL, as any client may.
+_ZK_LEADER_ACL = """\
+import socket, struct, sys, time
+
+
+def read(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise IOError("connection closed")
+        data += chunk
+    return data
+
+
+def call(sock, payload):
+    sock.sendall(struct.pack(">i", len(payload)) + payload)
+    return read(sock, struct.unpack(">i", read(sock, 4))[0])
+
+
+def string(data, pos):
+    n = struct.unpack(">i", data[pos:pos + 4])[0]
+    return data[pos + 4:pos + 4 + max(n, 0)].decode(), pos + 4 + max(n, 0)
+
+
+def ustr(text):
+    raw = text.encode()
+    return struct.pack(">i", len(raw)) + raw
+
+
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for attempt in range(30):  # ZooKeeper may still be starting
+    try:
+        sock = socket.create_connection((host, port), 10)
+        break
+    except socket.error:
+        time.sleep(1)
+else:
+    print("nothing answers on %s:%d" % (host, port))
+    sys.exit(0)
+call(sock, struct.pack(">iqiq", 0, 0, 10000, 0) + ustr(chr(0) * 16))
+reply = call(sock, struct.pack(">ii", 1, 8) + ustr(path) + struct.pack("B", 0))
+err = struct.unpack(">i", reply[12:16])[0]
+if err:
+    print("error %d listing %s" % (err, path))
+    sys.exit(0)
+count, pos, names = struct.unpack(">i", reply[16:20])[0], 20, []
+for _ in range(count):
+    name, pos = string(reply, pos)
+    names.append(name)
+leaders = sorted(n for n in names if n.startswith("json.info_"))
+if not leaders:
+    print("no json.info_ znode under %s" % path)
+    sys.exit(0)
+reply = call(sock, struct.pack(">ii", 2, 6) + ustr(path + "/" + leaders[0]))
+err = struct.unpack(">i", reply[12:16])[0]
+if err:
+    print("error %d reading the ACL of %s" % (err, leaders[0]))
+    sys.exit(0)
+count, pos, acl = struct.unpack(">i", reply[16:20])[0], 20, []
+for _ in range(count):
+    perms = struct.unpack(">i", reply[pos:pos + 4])[0]
+    scheme, pos = string(reply, pos + 4)
+    ident, pos = string(reply, pos)
+    acl.append("%s:%s %d" % (scheme, ident.split(":")[0], perms))
+print(", ".join(sorted(acl)))
+"""
+_RUN_PYTHON = 'python3 -c "$0" "$@" 2>/dev/null || python -c "$0" "$@"'
+
+
 # Each readable file as "= PATH BASE64" on one line (paths have no spaces: the model says so).
 _READ_FILES = (
     'for f in PATHS; do [ -r "$f" ] && [ -f "$f" ] && printf "= %s %s\\n" "$f" '
@@ -231,6 +305,14 @@ class Probe:
             for path in missing:
                 self._files.setdefault(path, None)
         return {path: self._files[path] for path in paths}
+
+    def zk_leader_acl(self, host: str, port: int, path: str) -> str:
+        """The leading master's znode's ACL under `path`, as ZooKeeper answers it."""
+        result = self.node.run(
+            "sh -c %s %s %s %s %s", _RUN_PYTHON, _ZK_LEADER_ACL, host, str(port), path
+        )
+        lines = [line for line in str(result.stdout).splitlines() if line.strip()]
+        return lines[-1].strip() if result.rc == 0 and lines else "no answer from ZooKeeper"
 
     def listening(self) -> list[str]:
         """Listening sockets as testinfra writes them: tcp://0.0.0.0:5050, ..."""

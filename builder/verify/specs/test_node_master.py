@@ -92,6 +92,15 @@ def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> No
     check(f"{url} master, zk", (master.zk_url, master.marathon_zk), found)
 
 
+def test_leader_znode_acl(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """Who may change the leading master's record in ZooKeeper: on a secured cluster only
+    Mesos' digest user (all), everyone else may read it; a lab's is open to all."""
+    master = _master(contract)
+    port = SERVICE_PORTS["zookeeper"]
+    found = probe.zk_leader_acl(contract.address, port, master.zk_path)
+    check(f"{master.zk_path} leader znode ACL", ", ".join(master.leader_acl), found)
+
+
 def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:
     """Chronos 2.x serves its UI page (`<title>Chronos</title>`) at /; 3.x a React page with
     no title: the check is an HTML page on Chronos' port."""

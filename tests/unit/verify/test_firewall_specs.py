@@ -25,6 +25,7 @@ from builder.verify.contract import HttpApi, SecretFile, image_contract, node_co
 from builder.verify.specs import plugin
 from builder.verify.specs import test_image as image_specs
 from builder.verify.specs import test_node as node_specs
+from builder.verify.specs import test_node_master as master_specs
 
 
 @dataclass
@@ -286,3 +287,37 @@ def test_a_lab_contract_has_no_authentication(config_copy: Path) -> None:
     assert (contract.secret_files, contract.apis, contract.login) == ((), (), None)
     assert contract.master is not None
     assert contract.master.zk_url == "zk://test166:2181/mesos"
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        (Result("digest:mesos 31, world:anyone 1\n"), True),
+        (Result("world:anyone 31\n"), False),  # anyone may rewrite the leader's record
+        (Result("digest:mesos 31\n"), False),  # agents and frameworks could not read it
+        (Result("no json.info_ znode under /mesos\n"), False),
+        (Result("", 1), False),
+    ],
+    ids=["creator-all-world-read", "open", "unreadable", "no-leader", "no-answer"],
+)
+def test_the_leader_znode_must_be_the_creators(
+    loaded: LoadedConfig, answer: Result, passed: bool
+) -> None:
+    test166 = loaded.config.cluster.nodes[0]
+    contract = node_contract(loaded, test166, ClusterFacts.of(loaded))
+    command = f"sh -c {plugin._RUN_PYTHON} {plugin._ZK_LEADER_ACL} 10.86.255.166 2181 /mesos"
+    host = CannedHost({command: answer})
+    seen: Seen = []
+    master_specs.test_leader_znode_acl(plugin.Probe(host), contract, _checker(seen))
+    [(what, expected, _found, ok)] = seen
+    assert (what, expected) == ("/mesos leader znode ACL", "digest:mesos 31, world:anyone 1")
+    assert ok == passed
+
+
+def test_a_labs_leader_znode_is_open(config_copy: Path) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    loaded = load_config(config_copy)
+    contract = node_contract(loaded, loaded.config.cluster.nodes[0], ClusterFacts.of(loaded))
+    assert contract.master is not None
+    assert contract.master.leader_acl == ("world:anyone 31",)
