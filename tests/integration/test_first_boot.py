@@ -261,6 +261,7 @@ def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
         assert f"http://{booted.node.ip}:8080/v2/info master, zk" in verified.checks
         for url in (f"{ip}:5050/master/flags", f"{ip}:8080/v2/info", f"{ip}:4400/scheduler/jobs"):
             assert f"http://{url} without credentials" in verified.checks
+        assert "/mesos leader znode ACL" in verified.checks
     return verified
 
 
@@ -333,6 +334,21 @@ def _sudo_write(vm: Vm, path: str, content: str) -> None:
     vm.ssh(f"printf %s {shlex.quote(content)} | sudo tee {shlex.quote(path)} >/dev/null")
 
 
+def _set_leader_acl(vm: Vm, booted: Booted, acl: str) -> None:
+    """Set the leading master's znode's ACL as Mesos' digest user (kazoo, on the node)."""
+    program = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.security import CREATOR_ALL_ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE\n"
+        f"zk = KazooClient(hosts='{booted.node.ip}:2181', "
+        f"auth_data=[('digest', 'mesos:{ZK_PASSWORD}')])\n"
+        "zk.start(timeout=60)\n"
+        "leader = sorted(c for c in zk.get_children('/mesos') if c.startswith('json.info_'))[0]\n"
+        f"zk.set_acls('/mesos/' + leader, {acl})\n"
+        "zk.stop()\n"
+    )
+    vm.ssh(f"python3 -c {shlex.quote(program)}")
+
+
 def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
     """Faults put on the running master,slave fail exactly the checks they should."""
     facts = ClusterFacts.of(booted.loaded)
@@ -345,11 +361,14 @@ def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
     vm.ssh(f"sudo rm {shlex.quote(open_flag)} && sudo systemctl restart mesos-slave")
     _sudo_write(vm, "/etc/mesos/zk", "zk://test166:2181/mesos\n")
     vm.ssh(f"sudo chmod 644 {AGENT_CREDENTIAL_FILE}")
+    # and the leading master's znode opened to anyone (by its creator, who may)
+    _set_leader_acl(vm, booted, "OPEN_ACL_UNSAFE")
     faulty = builder_verify(booted, vm, "master,slave", "--layer", "node", "--node", "test166")
     _sudo_write(vm, "/etc/mesos/zk", zk)
     _sudo_write(vm, "/etc/mesos-slave/hostname", "test166\n")
     _sudo_write(vm, open_flag, "")
     vm.ssh(f"sudo chmod 600 {AGENT_CREDENTIAL_FILE} && sudo systemctl restart mesos-slave")
+    _set_leader_acl(vm, booted, "CREATOR_ALL_ACL + READ_ACL_UNSAFE")
     assert faulty.returncode == 1, faulty.output
     [agents] = [what for what in faulty.checks if "registered agents" in what]
     credential = SecretFile.of(
@@ -372,6 +391,7 @@ def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
         ),
         "/etc/mesos-slave/hostname content": ("'test166\\n'", "'rogue\\n'"),
         agents: ("'only inventory slaves'", "['rogue']"),
+        "/mesos leader znode ACL": ("'digest:mesos 31, world:anyone 1'", "'world:anyone 31'"),
     }
     # no verify report shows a secret
     assert not any(value in faulty.output for value in SAMPLE_SECRETS.values.values())
