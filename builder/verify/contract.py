@@ -117,9 +117,10 @@ ZK_PERMS_ALL = 31
 
 @dataclass(frozen=True)
 class MasterApi:
-    zk_url: str  # as shown: a URL's credentials redacted
+    zk_url: str  # the masters' (as shown: a URL's credentials redacted)
     quorum: int
     marathon_zk: str
+    marathon_master: str  # Marathon's --master: the leader's record is world-readable
     agents: tuple[str, ...]  # the inventory's slaves (hostnames as agents report them)
     every_agent: bool  # all of them must be registered (--cluster), not only some
     zk_path: str = f"/{MESOS_ZK_PATH}"  # where the masters contend (json.info_ znodes)
@@ -185,6 +186,7 @@ def node_contract(
             zk_url=zk_url,
             quorum=facts.quorum,
             marathon_zk=marathon_zk,
+            marathon_master=facts.zk_url,
             agents=facts.agents,
             every_agent=every_agent,
             leader_acl=(

@@ -89,7 +89,7 @@ def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> No
             info.get("marathon_config", {}).get("master"),
             _shown(info.get("zookeeper_config", {}).get("zk")),
         )
-    check(f"{url} master, zk", (master.zk_url, master.marathon_zk), found)
+    check(f"{url} master, zk", (master.marathon_master, master.marathon_zk), found)
 
 
 def test_leader_znode_acl(probe: Probe, contract: NodeContract, check: Check) -> None:

@@ -10,6 +10,7 @@ stand-in, the same keys on CentOS 7's 0.6) and the zone files it reads.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from builder.verify.specs import plugin
 from builder.verify.specs import test_image as image_specs
 from builder.verify.specs import test_node as node_specs
 from builder.verify.specs import test_node_master as master_specs
+from tests.conftest import SAMPLE_SECRETS
 
 
 @dataclass
@@ -321,3 +323,36 @@ def test_a_labs_leader_znode_is_open(config_copy: Path) -> None:
     contract = node_contract(loaded, loaded.config.cluster.nodes[0], ClusterFacts.of(loaded))
     assert contract.master is not None
     assert contract.master.leader_acl == ("world:anyone 31",)
+
+
+def test_marathon_info_as_first_boot_configures_it_passes(loaded: LoadedConfig) -> None:
+    """Marathon's --master as the seed writes it (no credentials: it only reads the leader's
+    record) and its --zk with the digest user's, shown redacted."""
+    test166 = loaded.config.cluster.nodes[0]
+    facts = ClusterFacts.of(loaded)
+    contract = node_contract(loaded, test166, facts)
+    assert contract.login is not None
+    defaults = dict(
+        line.split("=", 1)
+        for line in secret_files(facts, test166, SAMPLE_SECRETS)["/etc/default/marathon"].split()
+    )
+    url = "http://10.86.255.166:8080/v2/info"
+    fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
+    command = f"sh -c {fetch} {url} {contract.login.user} {contract.login.password_file}"
+
+    def seen_with(master: str) -> tuple[object, object, bool]:
+        body = {
+            "marathon_config": {"master": master},
+            "zookeeper_config": {"zk": defaults["MARATHON_ZK"]},
+        }
+        host = CannedHost({command: Result(json.dumps(body))})
+        seen: Seen = []
+        master_specs.test_marathon_info(
+            plugin.Probe(host, contract.login), contract, _checker(seen)
+        )
+        [(_, expected, found, ok)] = seen
+        assert SAMPLE_SECRETS.values["zookeeper_password"] not in f"{expected} {found}"
+        return expected, found, ok
+
+    assert seen_with(defaults["MARATHON_MASTER"])[2]
+    assert not seen_with("zk://elsewhere:2181/mesos")[2]
