@@ -395,7 +395,7 @@ def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
     }
     # no verify report shows a secret
     assert not any(value in faulty.output for value in SAMPLE_SECRETS.values.values())
-    assert "FAIL  /etc/mesos/zk content" in faulty.output.splitlines()
+    assert "FAIL  /etc/mesos/zk mode, owner, digest" in faulty.output.splitlines()
     # The whole cluster: test166 answers (test167 is not registered), test167 is not up.
     cluster_ssh = booted.work / "cluster_ssh_config"
     cluster_ssh.write_text(
