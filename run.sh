@@ -47,10 +47,15 @@ case ${1:-} in
         install_system_packages
         install_python
         "$VENV/bin/builder" doctor || true
-        "$VENV/bin/builder" validate
-        "$VENV/bin/builder" seed --all
+        # The cluster's own copy of the embedded default (its secrets live beside it, never
+        # in the package or the repository): made once, then kept (BUILDER_CONFIG=DIR: another).
+        CONFIG="${BUILDER_CONFIG:-cluster-config}"
+        [ -d "$CONFIG" ] || "$VENV/bin/builder" init "$CONFIG"
+        [ -f "$CONFIG/secrets.yaml" ] || "$VENV/bin/builder" --config "$CONFIG" secrets init
+        "$VENV/bin/builder" --config "$CONFIG" validate
+        "$VENV/bin/builder" --config "$CONFIG" seed --all
         # Downloads the CentOS 7.9.2009 ISO (about 1 GB, once) and bakes both images.
-        "$VENV/bin/builder" build master slave "${@:2}"
+        "$VENV/bin/builder" --config "$CONFIG" build master slave "${@:2}"
         ;;
     test)
         install_system_packages

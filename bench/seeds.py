@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from builder.config.load import embedded_config_dir
+from builder.config.secrets import write_secrets
 
 
 def inventory(directory: Path, nodes: int) -> Path:
@@ -37,6 +38,7 @@ def inventory(directory: Path, nodes: int) -> Path:
         address = f"10.{1 + index // 62500}.{(index // 250) % 250}.{index % 250 + 1}"
         lines += [f"  - hostname: node{index:05d}", f"    ip: {address}", f"    roles: [{role}]"]
     (config / "cluster.yaml").write_text("\n".join(lines) + "\n")
+    write_secrets(config, rotate=False)  # secured, as users seed it
     return config
 
 

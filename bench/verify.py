@@ -27,6 +27,7 @@ import testinfra
 from builder.config.cluster import ClusterFacts
 from builder.config.load import embedded_config_dir, load_config
 from builder.config.roles import node_roles
+from builder.config.secrets import write_secrets
 from builder.firstboot.seed import SeedFormat, write_seeds
 from builder.render.role import PROVISION, render_role
 from builder.verify.contract import Layer, node_contract
@@ -55,6 +56,7 @@ def main() -> None:
                 "nodes:", f"ssh_authorized_keys: ['{public} bench']\nnodes:"
             )
         )
+        write_secrets(config, rotate=False)  # secured, as users seed it
         loaded = load_config(config)
         node = loaded.config.cluster.nodes[1]
         roles = node_roles(loaded, node)

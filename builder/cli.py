@@ -85,6 +85,14 @@ def _load(ctx: click.Context) -> LoadedConfig:
     return loaded
 
 
+def _warn_unsecured(loaded: LoadedConfig) -> None:
+    """`security: none` is said at every seed and up, not only when it was written."""
+    from builder.firstboot.seed import SECURITY_NONE_WARNING
+
+    if not loaded.config.cluster.secured:
+        click.echo(f"warning: {loaded.sources['cluster'].shown}: {SECURITY_NONE_WARNING}", err=True)
+
+
 def _role_set(loaded: LoadedConfig, text: str) -> RoleSet:
     """ROLE as the user wrote it (master, slave, master,slave), composed."""
     from builder.config.roles import compose, parse_role_names
@@ -359,6 +367,7 @@ def seed(ctx: click.Context, nodes: tuple[str, ...], every: bool, out: Path, fmt
     from builder.firstboot.seed import SeedFormat, select_nodes, write_seeds
 
     loaded = _load(ctx)
+    _warn_unsecured(loaded)
     selected = select_nodes(loaded, nodes, every)
     try:
         written = write_seeds(loaded, selected, out, SeedFormat(fmt))
@@ -673,6 +682,7 @@ def up(
     from builder.cluster import lifecycle
 
     loaded = _load(ctx)
+    _warn_unsecured(loaded)
     lifecycle.up(
         loaded,
         nodes,

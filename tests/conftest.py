@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
+from builder.config.secrets import SECRET_MODE, SECRET_NAMES, SECRETS_FILE, Secrets
 from tests.scheduling import LongestFirstScheduling, longest_first
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,6 +64,28 @@ def config_copy(tmp_path: Path) -> Path:
     target = tmp_path / "roles-config"
     shutil.copytree(embedded_config_dir(), target, ignore=shutil.ignore_patterns("__*"))
     return target
+
+
+# Fixed stand-ins for `builder secrets init`'s random values: golden seeds stay stable,
+# and a test can search any output for them.
+SAMPLE_SECRETS = Secrets(
+    {name: f"sample-{name.replace('_', '-')}-0123456789" for name in SECRET_NAMES}
+)
+
+
+def write_sample_secrets(config_dir: Path) -> Path:
+    """The sample secrets as the config's secrets file (0600, as `secrets init` writes it)."""
+    path = config_dir / SECRETS_FILE
+    path.write_text("".join(f"{k}: {v}\n" for k, v in SAMPLE_SECRETS.values.items()))
+    path.chmod(SECRET_MODE)
+    return path
+
+
+@pytest.fixture
+def secured_copy(config_copy: Path) -> Path:
+    """The editable copy with the sample secrets beside it (a secured cluster, seedable)."""
+    write_sample_secrets(config_copy)
+    return config_copy
 
 
 CliRun = Callable[..., subprocess.CompletedProcess[str]]

@@ -9,15 +9,19 @@ nodes; builder/verify's node specs ask them from inside each node.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from builder.cluster.machine import LOOPBACK, VmSpec
+from builder.config.cluster import HTTP_PRINCIPAL
+from builder.config.load import LoadedConfig
+from builder.config.secrets import SECRETS_FILE, load_secrets
 
 TIMEOUT = 3.0
 SERVING = ("leader", "follower", "standalone")
@@ -33,6 +37,44 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    """HTTP basic credentials for the cluster's APIs (read from the secrets file; never shown)."""
+
+    user: str
+    password: str = field(repr=False)
+
+    @property
+    def header(self) -> str:
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        return f"Basic {token}"
+
+
+def http_auth(loaded: LoadedConfig) -> BasicAuth | None:
+    """A secured cluster's HTTP credentials, from the secrets file on the host."""
+    secrets = load_secrets(loaded.directory) if loaded.config.cluster.secured else None
+    if secrets is None:
+        return None
+    return BasicAuth(HTTP_PRINCIPAL.name, secrets.values[HTTP_PRINCIPAL.secret])
+
+
+def auth_line(loaded: LoadedConfig) -> str | None:
+    """Where a person finds the APIs' password (never the password itself)."""
+    if not loaded.config.cluster.secured:
+        return None
+    return (
+        f"the HTTP APIs ask for basic authentication: user {HTTP_PRINCIPAL.name}, "
+        f"password: {HTTP_PRINCIPAL.secret} in {loaded.directory / SECRETS_FILE}"
+    )
+
+
+def _request(port: int, path: str, auth: BasicAuth | None) -> urllib.request.Request:
+    request = urllib.request.Request(f"http://{LOOPBACK}:{port}{path}")
+    if auth is not None:
+        request.add_unredirected_header("Authorization", auth.header)
+    return request
 
 
 @dataclass(frozen=True)
@@ -77,17 +119,17 @@ def zookeeper_mode(port: int) -> str:
     return "not serving" if "not currently serving" in text else "no answer"
 
 
-def http_json(port: int, path: str) -> Any:
+def http_json(port: int, path: str, auth: BasicAuth | None = None) -> Any:
     try:
-        with _OPENER.open(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT) as reply:
+        with _OPENER.open(_request(port, path, auth), timeout=TIMEOUT) as reply:
             return json.load(reply)
     except (OSError, ValueError):
         return None
 
 
-def http_answers(port: int, path: str) -> bool:
+def http_answers(port: int, path: str, auth: BasicAuth | None = None) -> bool:
     try:
-        with _OPENER.open(f"http://{LOOPBACK}:{port}{path}", timeout=TIMEOUT):
+        with _OPENER.open(_request(port, path, auth), timeout=TIMEOUT):
             return True
     except (OSError, ValueError):
         return False
@@ -114,13 +156,16 @@ def zookeeper_part(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> Pa
 
 
 def mesos_parts(
-    masters: Sequence[VmSpec], agents: Sequence[str], running: Mapping[str, bool]
+    masters: Sequence[VmSpec],
+    agents: Sequence[str],
+    running: Mapping[str, bool],
+    auth: BasicAuth | None = None,
 ) -> tuple[list[Part], str | None]:
     states = {}
     for m in masters:
         port = m.host_port("mesos")
         states[m.hostname] = (
-            http_json(port, "/master/state") if running[m.hostname] and port else None
+            http_json(port, "/master/state", auth) if running[m.hostname] and port else None
         )
     leaders = {s.get("leader") for s in states.values() if isinstance(s, dict) and s.get("leader")}
     leading = [
@@ -145,15 +190,18 @@ def mesos_parts(
     return [Part("mesos", True, f"{name} leads"), agents_part], name
 
 
-def framework_parts(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> list[Part]:
+def framework_parts(
+    masters: Sequence[VmSpec], running: Mapping[str, bool], auth: BasicAuth | None = None
+) -> list[Part]:
     up = [m for m in masters if running[m.hostname]]
     marathon = [
         m.hostname
         for m in up
-        if (port := m.host_port("marathon")) and isinstance(http_json(port, "/v2/leader"), dict)
+        if (port := m.host_port("marathon"))
+        and isinstance(http_json(port, "/v2/leader", auth), dict)
     ]
     chronos = [
-        m.hostname for m in up if (port := m.host_port("chronos")) and http_answers(port, "/")
+        m.hostname for m in up if (port := m.host_port("chronos")) and http_answers(port, "/", auth)
     ]
     return [
         Part("marathon", bool(marathon), "answers" if marathon else "no /v2/leader answers"),
@@ -166,16 +214,18 @@ def check(
     agents: Sequence[str],
     running: Mapping[str, bool],
     required: Collection[str] | None = None,
+    auth: BasicAuth | None = None,
 ) -> Health:
     """The cluster's health now. `agents`: the slaves' names as their agents report them;
     `required`: the VMs that must run (default: all; a master that is down on purpose
-    costs the cluster nothing while its quorum holds)."""
+    costs the cluster nothing while its quorum holds); `auth`: a secured cluster's HTTP
+    credentials."""
     masters = [vm for vm in vms if "master" in vm.roles]
     wanted = set(required) if required is not None else {vm.hostname for vm in vms}
     down = [vm.hostname for vm in vms if vm.hostname in wanted and not running[vm.hostname]]
     parts = [Part("vms", not down, f"not running: {', '.join(down)}" if down else "running")]
     parts.append(zookeeper_part(masters, running))
-    mesos, leader = mesos_parts(masters, agents, running)
+    mesos, leader = mesos_parts(masters, agents, running, auth)
     parts += mesos
-    parts += framework_parts(masters, running)
+    parts += framework_parts(masters, running, auth)
     return Health(tuple(parts), leader)

@@ -37,9 +37,16 @@ from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig
 from builder.config.model import Node
 from builder.config.roles import node_roles
-from builder.config.secrets import SECRET_MODE, load_secrets
+from builder.config.secrets import SECRET_MODE
 from builder.errors import BuilderError, UserError
-from builder.firstboot.seed import META_DATA, NETWORK_CONFIG, USER_DATA, file_entry, node_seed
+from builder.firstboot.seed import (
+    META_DATA,
+    NETWORK_CONFIG,
+    USER_DATA,
+    cluster_secrets,
+    file_entry,
+    node_seed,
+)
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
 from builder.image.manifest import BuildManifest, ImageFormat, ManifestError, image_file
@@ -204,7 +211,7 @@ def seed_files(
         except OSError as exc:
             raise UserError(f"{directory}: no seed ({exc.strerror})") from exc
     else:
-        files = dict(node_seed(loaded, node, facts, load_secrets(loaded.directory)).files)
+        files = dict(node_seed(loaded, node, facts, cluster_secrets(loaded)).files)
     files[USER_DATA] = up_user_data(facts, node, files[USER_DATA], public_key)
     files[NETWORK_CONFIG] = dump(network_config(node.hostname, node.ip, hub_network(loaded, node)))
     return {name: text.encode() for name, text in files.items()}
@@ -386,6 +393,7 @@ def up(
     """Boot the cluster (or restart its dead VMs) and wait until it is healthy."""
     directory = directory.absolute()  # the state names its files wherever it is read from
     facts = ClusterFacts.of(loaded)
+    cluster_secrets(loaded)  # a secured cluster without its secrets: refused before anything
     every = list(loaded.config.cluster.nodes)
     by_name = {node.hostname: node for node in every}
     unknown = [name for name in names if name not in by_name]
@@ -419,15 +427,20 @@ def up(
         starting = [vm for vm in state.vms if vm.hostname in wanted and not alive(vm.pidfile)]
         if not starting and alive(state.hub_pidfile):
             say(f"the cluster is already running ({len(state.vms)} VMs): builder status")
-            return state, health.check(state.vms, agents(facts, state), running(state))
+            return state, health.check(
+                state.vms, agents(facts, state), running(state), auth=health.http_auth(loaded)
+            )
     start_hub(state)
     say(f"starting {', '.join(vm.hostname for vm in starting)} ({state.accelerator})")
     state = start_vms(state, starting)
     for line in url_lines(state):
         say(line)
+    if auth_line := health.auth_line(loaded):
+        say(auth_line)
     limit = deadline if deadline is not None else DEADLINES[state.accelerator]
     required = set(names) or {vm.hostname for vm in state.vms}
-    return state, wait_healthy(state, agents(facts, state), required, limit, say)
+    auth = health.http_auth(loaded)
+    return state, wait_healthy(state, agents(facts, state), required, limit, say, auth)
 
 
 def agents(facts: ClusterFacts, state: ClusterState) -> list[str]:
@@ -442,11 +455,12 @@ def wait_healthy(
     required: set[str],
     limit: float,
     say: Callable[[str], None],
+    auth: health.BasicAuth | None = None,
 ) -> health.Health:
     start = time.monotonic()
     last = ""
     while True:
-        seen = health.check(state.vms, agent_names, running(state), required)
+        seen = health.check(state.vms, agent_names, running(state), required, auth)
         elapsed = time.monotonic() - start
         if seen.healthy:
             say(f"healthy after {elapsed:.0f} s: {seen.leader} leads")
@@ -488,7 +502,7 @@ def status(loaded: LoadedConfig, directory: Path = STATE_DIR) -> tuple[list[str]
         return ["no cluster is running here (builder up starts one)"], False
     facts = ClusterFacts.of(loaded)
     up_now = running(state)
-    seen = health.check(state.vms, agents(facts, state), up_now)
+    seen = health.check(state.vms, agents(facts, state), up_now, auth=health.http_auth(loaded))
     lines = []
     for line, vm in zip(url_lines(state), (None, *state.vms), strict=True):
         mark = "STATE" if vm is None else ("running" if up_now[vm.hostname] else "DEAD")

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 ZK_CLIENT_PORT = 2181
 ZK_PEER_PORT = 2888
 ZK_ELECTION_PORT = 3888
+MESOS_ZK_PATH = "mesos"
+MARATHON_ZK_PATH = "marathon"
 # Where each Mesos-stack service answers once started (Chronos: its package's
 # http_port flag file); `builder verify` checks them on a booted node.
 SERVICE_PORTS: Mapping[str, int] = {
@@ -63,6 +65,62 @@ IMAGE_FIREWALL_SERVICES = (SSH_SERVICE,)
 DEFAULT_ZONE = "public"
 DEFAULT_ZONE_SERVICES = ("dhcpv6-client",)
 FIREWALLD_ZONES = "/etc/firewalld/zones"
+
+
+# Authentication (issue 14, part 2): who authenticates where, with which of the
+# cluster's secrets (the names of secrets.yaml, builder/config/secrets.py). The one
+# home of principals; first boot writes the files, verify and `up` read the same table.
+@dataclass(frozen=True)
+class Principal:
+    name: str  # the principal (Mesos), user (HTTP basic) or digest user (ZooKeeper)
+    secret: str  # which secret of secrets.yaml is its password
+    what: str
+
+
+AGENT_PRINCIPAL = Principal("agent", "mesos_secret", "Mesos agents registering (CRAM-MD5)")
+MARATHON_PRINCIPAL = Principal("marathon", "mesos_secret", "Marathon's framework (CRAM-MD5)")
+CHRONOS_PRINCIPAL = Principal("chronos", "mesos_secret", "Chronos' framework (CRAM-MD5)")
+HTTP_PRINCIPAL = Principal("admin", "http_password", "the HTTP APIs (basic authentication)")
+ZK_MESOS_PRINCIPAL = Principal("mesos", "zookeeper_password", "Mesos in ZooKeeper (digest)")
+ZK_MARATHON_PRINCIPAL = Principal("marathon", "zookeeper_password", "Marathon in ZooKeeper")
+PRINCIPALS = (
+    AGENT_PRINCIPAL,
+    MARATHON_PRINCIPAL,
+    CHRONOS_PRINCIPAL,
+    HTTP_PRINCIPAL,
+    ZK_MESOS_PRINCIPAL,
+    ZK_MARATHON_PRINCIPAL,
+)
+# The master's --credentials: the agents' and frameworks' CRAM-MD5 credentials and,
+# since the master's basic HTTP authenticator reads the same file, the HTTP user's.
+MASTER_CREDENTIALS = (AGENT_PRINCIPAL, MARATHON_PRINCIPAL, CHRONOS_PRINCIPAL, HTTP_PRINCIPAL)
+# Root-only files first boot writes from the secrets (the flags name their paths).
+CREDENTIALS_DIR = "/etc/builder/credentials"
+MASTER_CREDENTIALS_FILE = f"{CREDENTIALS_DIR}/mesos-master.json"
+AGENT_CREDENTIAL_FILE = f"{CREDENTIALS_DIR}/mesos-agent.json"
+AGENT_HTTP_CREDENTIALS_FILE = f"{CREDENTIALS_DIR}/mesos-agent-http.json"
+MARATHON_SECRET_FILE = f"{CREDENTIALS_DIR}/marathon.secret"
+CHRONOS_SECRET_FILE = f"{CREDENTIALS_DIR}/chronos.secret"
+# The realm each API names in its 401 (Mesos' constants; Marathon's --http_realm default).
+HTTP_REALMS: Mapping[str, str] = {
+    "mesos-master": "mesos-master-readonly",
+    "mesos-slave": "mesos-agent-readonly",
+    "marathon": "Mesosphere",
+    "chronos": "Mesosphere",
+}
+# What an unauthenticated client must be refused on each API, asked where it needs auth.
+HTTP_CHECK_PATHS: Mapping[str, str] = {
+    "mesos-master": "/master/flags",
+    "mesos-slave": "/state",
+    "marathon": "/v2/info",
+    "chronos": "/scheduler/jobs",
+}
+
+
+def zk_url(zk_hosts: str, path: str, user: str | None = None, password: str | None = None) -> str:
+    """A ZooKeeper URL as Mesos and Marathon read it: zk://[user:password@]hosts/path."""
+    credentials = f"{user}:{password}@" if user is not None else ""
+    return f"zk://{credentials}{zk_hosts}/{path}"
 
 
 def _port(number: int) -> Port:
@@ -287,6 +345,7 @@ class ClusterFacts:
     access: Mapping[tuple[str, ...], Mapping[str, Access]]
     blocks: Mapping[ipaddress.IPv4Network, frozenset[str]]
     zones: Mapping[tuple[str, ...], tuple[FirewallZone, ...]]
+    secured: bool  # cluster.yaml's security: authenticated (not none)
 
     @classmethod
     def of(cls, loaded: LoadedConfig) -> ClusterFacts:
@@ -320,8 +379,8 @@ class ClusterFacts:
             masters=chosen,
             master_numbers=numbers,
             zk_hosts=zk_hosts,
-            zk_url=f"zk://{zk_hosts}/mesos",
-            marathon_zk=f"zk://{zk_hosts}/marathon",
+            zk_url=zk_url(zk_hosts, MESOS_ZK_PATH),
+            marathon_zk=zk_url(zk_hosts, MARATHON_ZK_PATH),
             quorum=quorum(len(chosen)),
             hosts=hosts_file(cluster),
             zoo_cfg=zoo_cfg(numbers),
@@ -330,10 +389,18 @@ class ClusterFacts:
             access=access,
             blocks=blocks,
             zones={key: firewall_zones(blocks, scopes) for key, scopes in access.items()},
+            secured=cluster.secured,
         )
 
     def fqdn(self, node: Node) -> str:
         return fqdn(self.cluster, node)
+
+    def zk_url_as(self, principal: Principal, password: str) -> str:
+        """Mesos' zk URL with a digest user's credentials (its znodes then carry ACLs)."""
+        return zk_url(self.zk_hosts, MESOS_ZK_PATH, principal.name, password)
+
+    def marathon_zk_as(self, principal: Principal, password: str) -> str:
+        return zk_url(self.zk_hosts, MARATHON_ZK_PATH, principal.name, password)
 
     def hosts_for(self, node: Node) -> str:
         """The node's /etc/hosts: the shared part, and the node itself unless it is a master."""

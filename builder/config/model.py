@@ -438,7 +438,18 @@ class Cluster(Model):
     ssh_authorized_keys: tuple[SshPublicKey, ...] = Field(
         default=(), description="keys every node's admin user accepts, from its seed"
     )
+    security: Literal["authenticated", "none"] = Field(
+        default="authenticated",
+        description="authenticated (the default): agents and frameworks authenticate to the "
+        "Mesos masters, every HTTP API asks for basic authentication, Mesos and Marathon use "
+        "ZooKeeper digest credentials and ACLs, with the secrets of `builder secrets init`; "
+        "none: all of that off (a lab), with a warning at every seed and up",
+    )
     nodes: tuple[Node, ...] = Field(min_length=1)
+
+    @property
+    def secured(self) -> bool:
+        return self.security == "authenticated"
 
     @property
     def cluster_networks(self) -> tuple[str, ...]:

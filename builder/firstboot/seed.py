@@ -18,6 +18,7 @@ import base64
 import functools
 import gzip
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,16 +26,29 @@ from pathlib import Path
 from typing import Any
 
 from builder.config.cluster import (
+    AGENT_CREDENTIAL_FILE,
+    AGENT_HTTP_CREDENTIALS_FILE,
+    AGENT_PRINCIPAL,
+    CHRONOS_PRINCIPAL,
+    CHRONOS_SECRET_FILE,
     DEFAULT_ZONE,
     DEFAULT_ZONE_XML,
     FIREWALLD_ZONES,
+    HTTP_PRINCIPAL,
+    MARATHON_PRINCIPAL,
+    MARATHON_SECRET_FILE,
+    MASTER_CREDENTIALS,
+    MASTER_CREDENTIALS_FILE,
+    ZK_MARATHON_PRINCIPAL,
+    ZK_MESOS_PRINCIPAL,
     ClusterFacts,
     FirewallZone,
+    Principal,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import node_roles
-from builder.config.secrets import SECRET_MODE, Secrets, load_secrets
+from builder.config.secrets import SECRET_MODE, SECRETS_FILE, Secrets, load_secrets
 from builder.errors import ConfigError, Problem, UserError
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
@@ -67,10 +81,14 @@ class NodeSeed:
 
 
 def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
-    """Every node-specific file, path -> content, in the order they are written."""
+    """Every node-specific file that holds no secret, path -> content, in the order they are
+    written (`builder verify` checks them by content). A secured cluster's files that embed
+    a secret are `secret_files`."""
     cluster = facts.cluster
     name = facts.fqdn(node)
-    files = {"/etc/hosts": facts.hosts_for(node), "/etc/mesos/zk": facts.zk_url + "\n"}
+    files = {"/etc/hosts": facts.hosts_for(node)}
+    if not facts.secured:
+        files["/etc/mesos/zk"] = facts.zk_url + "\n"
     if MASTER_ROLE in node.roles:
         files |= {
             "/etc/mesos-master/quorum": f"{facts.quorum}\n",
@@ -79,25 +97,129 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
             "/etc/mesos-master/cluster": f"{cluster.name}\n",
             "/var/lib/zookeeper/myid": f"{facts.master_numbers[node.hostname]}\n",
             "/etc/zookeeper/conf/zoo.cfg": facts.zoo_cfg,
-            "/etc/default/marathon": (
-                f"MARATHON_MASTER={facts.zk_url}\n"
-                f"MARATHON_ZK={facts.marathon_zk}\n"
-                f"MARATHON_HOSTNAME={name}\n"
-            ),
+        }
+        if not facts.secured:
+            files["/etc/default/marathon"] = marathon_defaults(facts, node, facts.marathon_zk)
+        files |= {
             "/etc/chronos/conf/master": f"{facts.zk_url}\n",
             "/etc/chronos/conf/zk_hosts": f"{facts.zk_hosts}\n",
             "/etc/chronos/conf/hostname": f"{name}\n",
         }
+        if facts.secured:
+            # Mesos' init wrapper: FILE -> --FILE=CONTENT, ?FILE -> --FILE
+            files |= {
+                **flags_on("/etc/mesos-master", MASTER_AUTH_FLAGS),
+                "/etc/mesos-master/credentials": f"{MASTER_CREDENTIALS_FILE}\n",
+                "/etc/chronos/conf/mesos_authentication_principal": (f"{CHRONOS_PRINCIPAL.name}\n"),
+                "/etc/chronos/conf/mesos_authentication_secret_file": f"{CHRONOS_SECRET_FILE}\n",
+            }
     if SLAVE_ROLE in node.roles:
         files |= {
             "/etc/mesos-slave/ip": f"{node.ip}\n",
             "/etc/mesos-slave/hostname": f"{name}\n",
         }
+        if facts.secured:
+            files |= {
+                **flags_on("/etc/mesos-slave", AGENT_AUTH_FLAGS),
+                "/etc/mesos-slave/credential": f"{AGENT_CREDENTIAL_FILE}\n",
+                "/etc/mesos-slave/http_credentials": f"{AGENT_HTTP_CREDENTIALS_FILE}\n",
+            }
         for key, value in sorted(node.attributes.items()):
             files[f"/etc/mesos-slave/attributes/{key}"] = f"{value}\n"
         for key, value in sorted(node.resources.items()):
             files[f"/etc/mesos-slave/resources/{key}"] = f"{value}\n"
     return files | firewall_files(facts.firewall(node))
+
+
+# Boolean flags of a secured cluster (Mesos 1.x names; see DESIGN, "Authentication").
+MASTER_AUTH_FLAGS = (
+    "authenticate_agents",
+    "authenticate_frameworks",
+    "authenticate_http_readonly",
+    "authenticate_http_readwrite",
+)
+AGENT_AUTH_FLAGS = ("authenticate_http_readonly", "authenticate_http_readwrite")
+
+
+def flags_on(directory: str, names: Iterable[str]) -> dict[str, str]:
+    """Boolean flags as the init wrapper takes them: an empty file `?NAME`."""
+    return {f"{directory}/?{name}": "" for name in names}
+
+
+def marathon_defaults(facts: ClusterFacts, node: Node, zk: str, extra: str = "") -> str:
+    """/etc/default/marathon: MARATHON_X=Y becomes --x=Y (an empty value: a boolean flag)."""
+    return (
+        f"MARATHON_MASTER={facts.zk_url}\n"
+        f"MARATHON_ZK={zk}\n"
+        f"MARATHON_HOSTNAME={facts.fqdn(node)}\n" + extra
+    )
+
+
+def _password(secrets: Secrets, principal: Principal) -> str:
+    return secrets.values[principal.secret]
+
+
+def _credentials(secrets: Secrets, principals: Iterable[Principal]) -> str:
+    entries = [{"principal": p.name, "secret": _password(secrets, p)} for p in principals]
+    return json.dumps({"credentials": entries}, indent=1) + "\n"
+
+
+def secret_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str, str]:
+    """The node's files that embed a secret (root's, 0600; `verify` checks them by owner,
+    mode and digest, never by content): the secrets themselves and, on a secured cluster,
+    the credential files and the flag files holding a password."""
+    files = dict(secrets.node_files())
+    if not facts.secured:
+        return files
+    http_user = f"{HTTP_PRINCIPAL.name}:{_password(secrets, HTTP_PRINCIPAL)}"
+    files["/etc/mesos/zk"] = (
+        facts.zk_url_as(ZK_MESOS_PRINCIPAL, _password(secrets, ZK_MESOS_PRINCIPAL)) + "\n"
+    )
+    if MASTER_ROLE in node.roles:
+        marathon_zk = facts.marathon_zk_as(
+            ZK_MARATHON_PRINCIPAL, _password(secrets, ZK_MARATHON_PRINCIPAL)
+        )
+        files |= {
+            MASTER_CREDENTIALS_FILE: _credentials(secrets, MASTER_CREDENTIALS),
+            # framework secrets without a newline: Marathon and Chronos read every byte
+            MARATHON_SECRET_FILE: _password(secrets, MARATHON_PRINCIPAL),
+            CHRONOS_SECRET_FILE: _password(secrets, CHRONOS_PRINCIPAL),
+            "/etc/default/marathon": marathon_defaults(
+                facts,
+                node,
+                marathon_zk,
+                "MARATHON_MESOS_AUTHENTICATION=\n"
+                f"MARATHON_MESOS_AUTHENTICATION_PRINCIPAL={MARATHON_PRINCIPAL.name}\n"
+                f"MARATHON_MESOS_AUTHENTICATION_SECRET_FILE={MARATHON_SECRET_FILE}\n"
+                f"MARATHON_HTTP_CREDENTIALS={http_user}\n",
+            ),
+            "/etc/chronos/conf/http_credentials": f"{http_user}\n",
+        }
+    if SLAVE_ROLE in node.roles:
+        agent = {"principal": AGENT_PRINCIPAL.name, "secret": _password(secrets, AGENT_PRINCIPAL)}
+        files |= {
+            AGENT_CREDENTIAL_FILE: json.dumps(agent, indent=1) + "\n",
+            AGENT_HTTP_CREDENTIALS_FILE: _credentials(secrets, [HTTP_PRINCIPAL]),
+        }
+    return files
+
+
+def cluster_secrets(loaded: LoadedConfig) -> Secrets | None:
+    """The secrets a seed needs: a secured cluster without its secrets file is bad input."""
+    secrets = load_secrets(loaded.directory)
+    if secrets is None and loaded.config.cluster.secured:
+        raise UserError(
+            f"{loaded.directory / SECRETS_FILE}: no secrets, and cluster.yaml's security is "
+            "authenticated (set `security: none` only for a lab)",
+            hint=f"builder --config {loaded.directory} secrets init",
+        )
+    return secrets
+
+
+SECURITY_NONE_WARNING = (
+    "security: none: no authentication anywhere (Mesos, Marathon, Chronos, ZooKeeper); "
+    "anyone who reaches the cluster's ports can run anything on it"
+)
 
 
 DEFAULT_ZONE_FILE = f"{FIREWALLD_ZONES}/{DEFAULT_ZONE}.xml"
@@ -133,8 +255,10 @@ def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -
     if secrets is not None:
         document["write_files"] += [
             file_entry(path, content, SECRET_PERMISSIONS)
-            for path, content in secrets.node_files().items()
+            for path, content in secret_files(facts, node, secrets).items()
         ]
+    elif facts.secured:
+        raise UserError(f"{node.hostname}: a secured cluster's seed needs its secrets")
     keys = [*cluster.ssh_authorized_keys, *node.ssh_authorized_keys]
     if keys:
         document["ssh_authorized_keys"] = list(dict.fromkeys(keys))
@@ -242,7 +366,7 @@ def write_seeds(
     nodes = list(nodes)
     for node in nodes:
         node_roles(loaded, node)  # roles that disagree make no image to boot: no seed either
-    secrets = load_secrets(loaded.directory)
+    secrets = cluster_secrets(loaded)
     seeds = [node_seed(loaded, node, facts, secrets) for node in nodes]
     ec2 = [ec2_user_data(seed) for seed in seeds] if fmt is SeedFormat.EC2 else []
     out.mkdir(parents=True, exist_ok=True)

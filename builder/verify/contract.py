@@ -9,22 +9,31 @@ Two layers: the image right after the build, and a node after first boot.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
 from builder.config.cluster import (
     DEFAULT_ZONE,
     DEFAULT_ZONE_SERVICES,
+    HTTP_CHECK_PATHS,
+    HTTP_PRINCIPAL,
+    HTTP_REALMS,
     IMAGE_FIREWALL_SERVICES,
+    MESOS_ZK_PATH,
     SERVICE_PORTS,
+    ZK_MARATHON_PRINCIPAL,
+    ZK_MESOS_PRINCIPAL,
     ClusterFacts,
     FirewallZone,
+    Principal,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
 from builder.config.roles import RoleSet
-from builder.config.secrets import load_secrets
-from builder.firstboot.seed import node_files
+from builder.config.secrets import NODE_SECRETS_DIR, Secrets, load_secrets
+from builder.firstboot.seed import cluster_secrets, node_files, secret_files
+from builder.proc import redact
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import BakedState, image_files, unit_states
 
@@ -61,12 +70,63 @@ class ImageContract:
 
 
 @dataclass(frozen=True)
+class SecretFile:
+    """A file holding a secret: checked by owner, mode and digest, never by content."""
+
+    path: str
+    digest: str  # the start of the content's SHA-256 (shows nothing of the secret)
+
+    @classmethod
+    def of(cls, path: str, content: str) -> SecretFile:
+        return cls(path, sha256_prefix(content.encode()))
+
+
+DIGEST_SHOWN = 16
+
+
+def sha256_prefix(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:DIGEST_SHOWN]
+
+
+@dataclass(frozen=True)
+class HttpApi:
+    """An API a secured node serves: without basic authentication, 401 naming the realm."""
+
+    service: str
+    url: str
+    realm: str
+
+    @property
+    def name(self) -> str:
+        return self.service
+
+
+@dataclass(frozen=True)
+class HttpLogin:
+    """How the node's own checks log in: the user and the root-only file with the password
+    (the password itself is read on the node, never carried here)."""
+
+    user: str
+    password_file: str
+
+
+# ZooKeeper's permission bits (READ 1, WRITE 2, CREATE 4, DELETE 8, ADMIN 16).
+ZK_PERM_READ = 1
+ZK_PERMS_ALL = 31
+
+
+@dataclass(frozen=True)
 class MasterApi:
-    zk_url: str
+    zk_url: str  # the masters' (as shown: a URL's credentials redacted)
     quorum: int
     marathon_zk: str
+    marathon_master: str  # Marathon's --master: the leader's record is world-readable
     agents: tuple[str, ...]  # the inventory's slaves (hostnames as agents report them)
     every_agent: bool  # all of them must be registered (--cluster), not only some
+    zk_path: str = f"/{MESOS_ZK_PATH}"  # where the masters contend (json.info_ znodes)
+    # the leading master's znode's ACL as "scheme:user perms", sorted: Mesos' creator-all
+    # for its digest user and world-read with credentials, else open to all
+    leader_acl: tuple[str, ...] = (f"world:anyone {ZK_PERMS_ALL}",)
 
 
 @dataclass(frozen=True)
@@ -83,9 +143,11 @@ class NodeContract:
     default_zone: str  # firewalld's, emptied of all but DEFAULT_ZONE_SERVICES
     default_zone_services: tuple[str, ...]
     zones: tuple[FirewallZone, ...]  # active, each with exactly its sources, services, ports
-    secret_files: tuple[str, ...]  # paths only: root's, 0600 (their values are never checked)
+    secret_files: tuple[SecretFile, ...]  # root's, 0600, by digest (never by content)
     master: MasterApi | None
     slave_zk_url: str | None
+    apis: tuple[HttpApi, ...] = ()  # a secured node's APIs, each refusing strangers
+    login: HttpLogin | None = None  # a secured node's HTTP user for the checks
 
 
 def image_contract(loaded: LoadedConfig, roles: RoleSet) -> ImageContract:
@@ -111,17 +173,42 @@ def node_contract(
     loaded: LoadedConfig, node: Node, facts: ClusterFacts, every_agent: bool = False
 ) -> NodeContract:
     services = facts.units(node)
+    secrets = cluster_secrets(loaded) if facts.secured else load_secrets(loaded.directory)
+    zk_url, marathon_zk = facts.zk_url, facts.marathon_zk
+    if facts.secured and secrets is not None:
+        zk_url = redact(facts.zk_url_as(ZK_MESOS_PRINCIPAL, _value(secrets, ZK_MESOS_PRINCIPAL)))
+        marathon_zk = redact(
+            facts.marathon_zk_as(ZK_MARATHON_PRINCIPAL, _value(secrets, ZK_MARATHON_PRINCIPAL))
+        )
     master = None
     if MASTER_ROLE in node.roles:
         master = MasterApi(
-            zk_url=facts.zk_url,
+            zk_url=zk_url,
             quorum=facts.quorum,
-            marathon_zk=facts.marathon_zk,
+            marathon_zk=marathon_zk,
+            marathon_master=facts.zk_url,
             agents=facts.agents,
             every_agent=every_agent,
+            leader_acl=(
+                (f"digest:{ZK_MESOS_PRINCIPAL.name} {ZK_PERMS_ALL}", f"world:anyone {ZK_PERM_READ}")
+                if facts.secured
+                else (f"world:anyone {ZK_PERMS_ALL}",)
+            ),
         )
     states = unit_states(loaded.config.os.stack_units, services)
-    secrets = load_secrets(loaded.directory)
+    apis: tuple[HttpApi, ...] = ()
+    login = None
+    if facts.secured:
+        apis = tuple(
+            HttpApi(
+                s,
+                f"http://{node.ip}:{SERVICE_PORTS[s]}{HTTP_CHECK_PATHS[s]}",
+                HTTP_REALMS[s],
+            )
+            for s in services
+            if s in HTTP_REALMS
+        )
+        login = HttpLogin(HTTP_PRINCIPAL.name, f"{NODE_SECRETS_DIR}/{HTTP_PRINCIPAL.secret}")
     return NodeContract(
         hostname=node.hostname,
         address=node.ip,
@@ -133,7 +220,16 @@ def node_contract(
         default_zone=DEFAULT_ZONE,
         default_zone_services=DEFAULT_ZONE_SERVICES,
         zones=facts.firewall(node),
-        secret_files=tuple(secrets.node_files()) if secrets else (),
+        secret_files=tuple(
+            SecretFile.of(path, content)
+            for path, content in (secret_files(facts, node, secrets) if secrets else {}).items()
+        ),
         master=master,
-        slave_zk_url=facts.zk_url if SLAVE_ROLE in node.roles else None,
+        slave_zk_url=zk_url if SLAVE_ROLE in node.roles else None,
+        apis=apis,
+        login=login,
     )
+
+
+def _value(secrets: Secrets, principal: Principal) -> str:
+    return secrets.values[principal.secret]

@@ -18,14 +18,18 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from builder.cluster.health import BasicAuth, http_auth
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
+from builder.config.cluster import AGENT_CREDENTIAL_FILE, HTTP_REALMS
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.roles import node_roles
 from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, load_secrets
@@ -157,10 +161,37 @@ def _stop(work: Work, node: str) -> None:
     _until(lambda: not pid_running(pid), f"{node} stopped", 60)
 
 
+def _get(port: int, path: str, auth: BasicAuth | None) -> tuple[int, str, bytes]:
+    """status, WWW-Authenticate, body of a GET from the host through a forwarded port."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if auth is not None:
+        request.add_header("Authorization", auth.header)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - http only
+            return reply.status, "", reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("WWW-Authenticate", ""), b""
+    except OSError:  # a service restarting: QEMU's forward accepts, then resets
+        return 0, "", b""
+
+
+def _auth(work: Work) -> BasicAuth:
+    auth = http_auth(work.loaded)
+    assert auth is not None
+    return auth
+
+
 def test_default_cluster_up_verify_down(
     cluster: MakeCluster, record_property: Callable[[str, object], None]
 ) -> None:
     work = cluster(None)
+    # Secured, as users get it: without secrets the seed is refused, one line, exit 2.
+    refused = work.builder("up", "--ssh-user", STANDIN_USER)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "secrets init" in refused.stderr
+    assert not (work.directory / STATE_DIR).exists()
+    made = work.builder("secrets", "init")
+    assert made.returncode == 0, made.stderr
     started = time.monotonic()
     result = work.builder("up", "--ssh-user", STANDIN_USER)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -175,18 +206,17 @@ def test_default_cluster_up_verify_down(
     assert all(ok for ok, _ in _parts(status).values()), status
     # test167's agent found test166 through zk://test166:2181/mesos and registered over the
     # network: the master lists it at its inventory address.
-    agent = json.loads(
-        work.ssh(
-            "test167",
-            'python3 -c "import urllib.request as u; print(u.urlopen('
-            "'http://10.86.255.167:5051/state').read().decode())\"",
-        )
-    )
-    assert agent["flags"]["master"] == "zk://test166:2181/mesos"
+    auth = _auth(work)
+    agent = _agent_state(work, "test167", auth)
+    assert agent["flags"]["master"].startswith("zk://mesos:")
+    assert agent["flags"]["master"].endswith("@test166:2181/mesos")
     assert agent["master_hostname"] == "test166"
+    check_every_api_asks_for_basic_auth(work, auth)
     mesos = work.state().vm("test166").host_port("mesos")
-    with urllib.request.urlopen(f"http://127.0.0.1:{mesos}/master/state", timeout=10) as reply:
-        state = json.load(reply)
+    assert mesos is not None
+    status_code, _, body = _get(mesos, "/master/state", auth)
+    assert status_code == 200
+    state = json.loads(body)
     assert state["leader"] == "master@10.86.255.166:5050"
     agents = {a["hostname"]: a["pid"] for a in state["slaves"]}
     assert agents == {
@@ -194,6 +224,8 @@ def test_default_cluster_up_verify_down(
         "test167": "slave(1)@10.86.255.167:5051",
     }
     assert {f["name"] for f in state["frameworks"]} == {"marathon", "chronos"}
+    check_the_leader_znode_is_read_only_to_strangers(work)
+    check_a_wrong_agent_credential_is_refused(work, auth)
     # A second up says so; verify --cluster needs no flags.
     again = work.builder("up")
     assert again.returncode == 0
@@ -204,6 +236,7 @@ def test_default_cluster_up_verify_down(
         ["test166", "master,slave"],
         ["test167", "slave"],
     ]
+    check_the_secrets_stay_in_the_seeds(work, [made, result, again, verified], "test167")
     # A VM that died: status says so, up restarts it.
     _stop(work, "test167")
     code, status = work.status()
@@ -239,7 +272,7 @@ def test_three_masters_elect_fail_over_and_lose_quorum(
     # Issue 14 rides along on this cluster (no VMs of its own): the firewall's scopes
     # with real connections, the secrets only where they belong.
     verified = check_the_firewall_scopes(work)
-    check_the_secrets_stay_in_the_seeds(work, [made, result, verified])
+    check_the_secrets_stay_in_the_seeds(work, [made, result, verified], "s1")
     code, status = work.status()
     assert code == 0, status
     zookeeper = _parts(status)["zookeeper"]
@@ -292,10 +325,12 @@ def test_broken_ensemble_fails_the_deadline_naming_it(
 ) -> None:
     """m2's myid is not its number; m3's zoo.cfg lacks m2: `up` stops at its deadline
     and names ZooKeeper and the members that are not in the ensemble."""
-    work = cluster(BROKEN_ENSEMBLE)
+    # A lab without authentication, said deliberately: seed and up each warn.
+    work = cluster(BROKEN_ENSEMBLE + "security: none\n")
     seeds = work.directory / "seeds"
     made = work.builder("seed", "--all", "--format", "dir", "--out", str(seeds))
     assert made.returncode == 0, made.stderr
+    assert "warning: roles-config/cluster.yaml: security: none: no authentication" in made.stderr
     m2 = seeds / "m2" / "user-data"
     text = m2.read_text()
     myid = "  - path: /var/lib/zookeeper/myid\n    content: |\n      2\n"
@@ -309,6 +344,7 @@ def test_broken_ensemble_fails_the_deadline_naming_it(
         "up", "--ssh-user", STANDIN_USER, "--seeds", str(seeds), "--deadline", str(BROKEN_DEADLINE)
     )
     assert result.returncode == 1, result.stdout + result.stderr
+    assert "warning: roles-config/cluster.yaml: security: none: no authentication" in result.stderr
     [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert f"the cluster is not healthy after {BROKEN_DEADLINE} s" in error
     # m1 and m3 form a quorum (m3's ensemble is m1 and m3); m2 runs but is in none.
@@ -391,15 +427,16 @@ def check_the_firewall_scopes(work: Work) -> subprocess.CompletedProcess[str]:
     }, member
     # the host, through the forwarded ports (up's own source), reaches the UIs
     marathon = work.state().vm("m1").host_port("marathon")
-    with urllib.request.urlopen(f"http://127.0.0.1:{marathon}/v2/leader", timeout=10) as reply:
-        assert reply.status == 200
+    assert marathon is not None
+    assert _get(marathon, "/v2/leader", _auth(work))[0] == 200
+    assert _get(marathon, "/v2/leader", None)[:2] == (401, 'Basic realm="Mesosphere"')
     verified = work.builder("verify", "--cluster", timeout=900)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return verified
 
 
 def check_the_secrets_stay_in_the_seeds(
-    work: Work, commands: list[subprocess.CompletedProcess[str]]
+    work: Work, commands: list[subprocess.CompletedProcess[str]], slave: str
 ) -> None:
     """Issue 14, part 3: each secret a root-only file on the node, and in no artifact
     but the seeds and the nodes' own disks: not in the images (output/), the serial
@@ -407,7 +444,7 @@ def check_the_secrets_stay_in_the_seeds(
     secrets = load_secrets(work.loaded.directory)
     assert secrets is not None
     listing = f"sudo sh -c 'stat -c \"%a %U %n\" {NODE_SECRETS_DIR}/*'"
-    on_node = work.ssh("s1", listing).split("\n")
+    on_node = work.ssh(slave, listing).split("\n")
     assert sorted(filter(None, on_node)) == [
         f"600 root {NODE_SECRETS_DIR}/{name}" for name in sorted(secrets.values)
     ]
@@ -436,3 +473,114 @@ def _holding(path: Path, needles: list[bytes]) -> list[bytes]:
             found += [n for n in needles if n not in found and n in window]
             tail = window[-longest:]
     return [n for n in needles if n in found]
+
+
+def _agent_state(work: Work, node: str, auth: BasicAuth) -> dict[str, Any]:
+    """The agent's /state asked on the node itself, with the cluster's HTTP credentials."""
+    port = work.state().vm(node).host_port("agent")
+    assert port is not None
+    code, _, body = _get(port, "/state", auth)
+    assert code == 200, code
+    state: dict[str, Any] = json.loads(body)
+    return state
+
+
+# Each API a forwarded port reaches: (node, forwarded port's name, service, a path).
+_APIS = [
+    ("test166", "mesos", "mesos-master", "/master/state"),
+    ("test166", "marathon", "marathon", "/v2/info"),
+    ("test166", "chronos", "chronos", "/scheduler/jobs"),
+    ("test166", "agent", "mesos-slave", "/state"),
+    ("test167", "agent", "mesos-slave", "/state"),
+]
+
+
+def check_every_api_asks_for_basic_auth(work: Work, auth: BasicAuth) -> None:
+    """Issue 14, part 2: 5050, 8080, 4400 and the agents' 5051 answer 401 and their realm
+    without basic authentication, a wrong password too, and 200 with the cluster's."""
+    wrong = BasicAuth(auth.user, "not-the-password")
+    seen = {}
+    for node, name, service, path in _APIS:
+        port = work.state().vm(node).host_port(name)
+        assert port is not None
+        seen[f"{node} {service}"] = (
+            _get(port, path, None)[:2],
+            _get(port, path, wrong)[0],
+            _get(port, path, auth)[0],
+        )
+    assert seen == {
+        f"{node} {service}": ((401, f'Basic realm="{HTTP_REALMS[service]}"'), 401, 200)
+        for node, _, service, path in _APIS
+    }, seen
+
+
+_ZK_STRANGER = """\
+import json
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+zk = KazooClient(hosts="127.0.0.1:2181")
+zk.start(timeout=30)
+[leader] = sorted(c for c in zk.get_children("/mesos") if c.startswith("json.info_"))[:1]
+path = "/mesos/" + leader
+data, _ = zk.get(path)
+acls, _ = zk.get_acls(path)
+seen = {"read": json.loads(data.decode())["hostname"],
+        "acl": sorted("%s:%s %d" % (a.id.scheme, a.id.id.split(":")[0], a.perms) for a in acls)}
+for what, action in (("set", lambda: zk.set(path, b"{}")), ("delete", lambda: zk.delete(path)),
+                     ("create", lambda: zk.create("/mesos/json.info_9999999999", b"{}"))):
+    try:
+        action()
+        seen[what] = "done"
+    except NoAuthError:
+        seen[what] = "NoAuth"
+zk.stop()
+print(json.dumps(seen))
+"""
+
+
+def check_the_leader_znode_is_read_only_to_strangers(work: Work) -> None:
+    """A client without credentials on the master (real ZooKeeper, kazoo) reads the leading
+    master's record but cannot rewrite or delete it, nor add a contender: Mesos created
+    them with the digest user of its zk URL, creator-all and world-read."""
+    seen = json.loads(work.ssh("test166", f"python3 -c {shlex.quote(_ZK_STRANGER)}"))
+    assert seen == {
+        "read": "test166",
+        "acl": ["digest:mesos 31", "world:anyone 1"],
+        "set": "NoAuth",
+        "delete": "NoAuth",
+        "create": "NoAuth",
+    }, seen
+
+
+def check_a_wrong_agent_credential_is_refused(work: Work, auth: BasicAuth) -> None:
+    """test167's agent with a secret the masters do not know: it logs the refusal and does
+    not register, and the master logs why; with its own credential back it registers."""
+    saved = f"{AGENT_CREDENTIAL_FILE}.saved"
+    since = work.ssh("test167", "date +%s").strip()
+    work.ssh(
+        "test167",
+        f"sudo cp -p {AGENT_CREDENTIAL_FILE} {saved} && "
+        f"sudo sh -c 'printf \"agent not-the-secret\\n\" > {AGENT_CREDENTIAL_FILE}' && "
+        "sudo systemctl restart mesos-slave",
+    )
+
+    def refused() -> bool:
+        log = work.ssh("test167", f"sudo journalctl -u mesos-slave --since @{since} --no-pager")
+        return "Authentication failed" in log
+
+    _until(refused, "the agent's refused authentication in its log", 180)
+    assert "master_hostname" not in _agent_state(work, "test167", auth)
+    master_log = work.ssh("test166", f"sudo journalctl -u mesos-master --since @{since} --no-pager")
+    assert "Failed to authenticate principal 'agent' at 10.86.255.167" in master_log, master_log
+    work.ssh(
+        "test167",
+        f"sudo mv {saved} {AGENT_CREDENTIAL_FILE} && sudo systemctl restart mesos-slave",
+    )
+
+    def registered() -> bool:
+        port = work.state().vm("test167").host_port("agent")
+        assert port is not None
+        code, _, body = _get(port, "/state", auth)
+        return code == 200 and json.loads(body).get("master_hostname") == "test166"
+
+    _until(registered, "test167's agent registered again", 180)

@@ -23,13 +23,20 @@ from pathlib import Path
 
 import pytest
 
-from builder.config.cluster import ClusterFacts
+from builder.cluster.health import http_auth
+from builder.config.cluster import (
+    AGENT_CREDENTIAL_FILE,
+    ZK_MARATHON_PRINCIPAL,
+    ZK_MESOS_PRINCIPAL,
+    ClusterFacts,
+)
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import compose, node_roles
-from builder.firstboot.seed import SeedFormat, node_files, node_seed, write_seeds
+from builder.firstboot.seed import SeedFormat, node_files, node_seed, secret_files, write_seeds
 from builder.render.role import PROVISION, render_role
-from tests.conftest import REPO, free_port
+from builder.verify.contract import SecretFile
+from tests.conftest import REPO, SAMPLE_SECRETS, free_port, write_sample_secrets
 from tests.integration.standin import DiskReader, Vm, boot, configured_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
@@ -54,7 +61,11 @@ def _config(tmp_path: Path, cluster_yaml: str, key: Path) -> LoadedConfig:
             "nodes:", f"ssh_authorized_keys: ['{public[0]} {public[1]} tests']\nnodes:", 1
         )
     (directory / "cluster.yaml").write_text(text)
+    write_sample_secrets(directory)  # secured, as users get it
     return load_config(directory)
+
+
+ZK_PASSWORD = SAMPLE_SECRETS.values["zookeeper_password"]
 
 
 @dataclass
@@ -103,12 +114,16 @@ def _unix_time(vm: Vm, unit: str) -> float:
     return float(value.lstrip("@")) if value else 0.0
 
 
-def _get_json(vm: Vm, url: str) -> dict[str, object]:
+def _get_json(vm: Vm, booted: Booted, url: str) -> dict[str, object]:
+    """A secured node's API, asked on the node with the cluster's HTTP credentials."""
+    auth = http_auth(booted.loaded)
+    assert auth is not None
     program = (
         "import sys, time, urllib.request\n"
+        f"request = urllib.request.Request({url!r}, headers={{'Authorization': {auth.header!r}}})\n"
         "for i in range(60):\n"
         "    try:\n"
-        f"        print(urllib.request.urlopen({url!r}, timeout=3).read().decode()); break\n"
+        "        print(urllib.request.urlopen(request, timeout=3).read().decode()); break\n"
         "    except Exception:\n"
         "        time.sleep(1)\n"
     )
@@ -153,16 +168,18 @@ def check_running_node(vm: Vm, booted: Booted) -> None:
         # ZooKeeper (Java, under TCG) takes a minute or two to listen: wait for it.
         _wait_listening(vm, 2181)
         # its own flags (/master/state answers on the leading master only)
-        flags = _get_json(vm, f"http://{node.ip}:5050/master/flags")["flags"]
+        flags = _get_json(vm, booted, f"http://{node.ip}:5050/master/flags")["flags"]
         assert isinstance(flags, dict)
-        assert flags["zk"] == facts.zk_url
+        assert flags["zk"] == facts.zk_url_as(ZK_MESOS_PRINCIPAL, ZK_PASSWORD)
         assert flags["quorum"] == str(facts.quorum)
-        info = _get_json(vm, f"http://{node.ip}:8080/v2/info")
-        assert info["zookeeper_config"] == {"zk": facts.marathon_zk}
+        assert flags["authenticate_agents"] == flags["authenticate_frameworks"] == "true"
+        info = _get_json(vm, booted, f"http://{node.ip}:8080/v2/info")
+        marathon_zk = facts.marathon_zk_as(ZK_MARATHON_PRINCIPAL, ZK_PASSWORD)
+        assert info["zookeeper_config"] == {"zk": marathon_zk}
     if SLAVE_ROLE in node.roles:
-        slave = _get_json(vm, f"http://{node.ip}:5051/state")["flags"]
+        slave = _get_json(vm, booted, f"http://{node.ip}:5051/state")["flags"]
         assert isinstance(slave, dict)
-        assert slave["master"] == facts.zk_url
+        assert slave["master"] == facts.zk_url_as(ZK_MESOS_PRINCIPAL, ZK_PASSWORD)
         assert slave["containerizers"] == "docker,mesos"
         assert slave["executor_registration_timeout"] == "5mins"
 
@@ -231,7 +248,10 @@ def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
     assert verified.returncode == 0, verified.output
     assert verified.checks, verified.output
     assert not verified.failed
-    assert "/etc/mesos/zk content" in verified.checks
+    assert "/etc/mesos/zk mode, owner, digest" in verified.checks
+    ip = booted.node.ip
+    if SLAVE_ROLE in booted.node.roles:
+        assert f"http://{ip}:5051/state without credentials" in verified.checks
     assert f"{len(verified.checks)} checks: {len(verified.checks)} passed, 0 failed" in (
         verified.output.splitlines()
     )
@@ -239,12 +259,17 @@ def verify_node_layer(booted: Booted, vm: Vm) -> Verified:
         for port in (2181, 5050, 8080, 4400):
             assert any(f"listening on TCP {port}" in what for what in verified.checks)
         assert f"http://{booted.node.ip}:8080/v2/info master, zk" in verified.checks
+        for url in (f"{ip}:5050/master/flags", f"{ip}:8080/v2/info", f"{ip}:4400/scheduler/jobs"):
+            assert f"http://{url} without credentials" in verified.checks
+        assert "/mesos leader znode ACL" in verified.checks
     return verified
 
 
 def check_disk(reader: DiskReader, booted: Booted) -> None:
     node, facts = booted.node, ClusterFacts.of(booted.loaded)
     for path, content in node_files(facts, node).items():
+        assert reader.read(path) == content, path
+    for path, content in secret_files(facts, node, SAMPLE_SECRETS).items():
         assert reader.read(path) == content, path
     assert reader.read("/etc/hostname").strip() == node.hostname
     services = facts.units(node)
@@ -309,26 +334,68 @@ def _sudo_write(vm: Vm, path: str, content: str) -> None:
     vm.ssh(f"printf %s {shlex.quote(content)} | sudo tee {shlex.quote(path)} >/dev/null")
 
 
+def _set_leader_acl(vm: Vm, booted: Booted, acl: str) -> None:
+    """Set the leading master's znode's ACL as Mesos' digest user (kazoo, on the node)."""
+    program = (
+        "from kazoo.client import KazooClient\n"
+        "from kazoo.security import CREATOR_ALL_ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE\n"
+        f"zk = KazooClient(hosts='{booted.node.ip}:2181', "
+        f"auth_data=[('digest', 'mesos:{ZK_PASSWORD}')])\n"
+        "zk.start(timeout=60)\n"
+        "leader = sorted(c for c in zk.get_children('/mesos') if c.startswith('json.info_'))[0]\n"
+        f"zk.set_acls('/mesos/' + leader, {acl})\n"
+        "zk.stop()\n"
+    )
+    vm.ssh(f"python3 -c {shlex.quote(program)}")
+
+
 def node_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
     """Faults put on the running master,slave fail exactly the checks they should."""
     facts = ClusterFacts.of(booted.loaded)
-    # An agent that is no node of the inventory registers with the master; then
-    # (the running services keep what they read) a wrong ZooKeeper URL.
+    zk = facts.zk_url_as(ZK_MESOS_PRINCIPAL, ZK_PASSWORD) + "\n"
+    # An agent that is no node of the inventory registers with the master, and its API
+    # answers strangers (its flag gone); then (the running services keep what they read)
+    # a ZooKeeper URL without credentials, and the agent's credential readable by all.
+    open_flag = "/etc/mesos-slave/?authenticate_http_readonly"
     _sudo_write(vm, "/etc/mesos-slave/hostname", "rogue\n")
-    vm.ssh("sudo systemctl restart mesos-slave")
-    _sudo_write(vm, "/etc/mesos/zk", "zk://wrong:2181/mesos\n")
+    vm.ssh(f"sudo rm {shlex.quote(open_flag)} && sudo systemctl restart mesos-slave")
+    _sudo_write(vm, "/etc/mesos/zk", "zk://test166:2181/mesos\n")
+    vm.ssh(f"sudo chmod 644 {AGENT_CREDENTIAL_FILE}")
+    # and the leading master's znode opened to anyone (by its creator, who may)
+    _set_leader_acl(vm, booted, "OPEN_ACL_UNSAFE")
     faulty = builder_verify(booted, vm, "master,slave", "--layer", "node", "--node", "test166")
-    _sudo_write(vm, "/etc/mesos/zk", facts.zk_url + "\n")
+    _sudo_write(vm, "/etc/mesos/zk", zk)
     _sudo_write(vm, "/etc/mesos-slave/hostname", "test166\n")
-    vm.ssh("sudo systemctl restart mesos-slave")
+    _sudo_write(vm, open_flag, "")
+    vm.ssh(f"sudo chmod 600 {AGENT_CREDENTIAL_FILE} && sudo systemctl restart mesos-slave")
+    _set_leader_acl(vm, booted, "CREATOR_ALL_ACL + READ_ACL_UNSAFE")
     assert faulty.returncode == 1, faulty.output
     [agents] = [what for what in faulty.checks if "registered agents" in what]
+    credential = SecretFile.of(
+        AGENT_CREDENTIAL_FILE,
+        secret_files(facts, booted.node, SAMPLE_SECRETS)[AGENT_CREDENTIAL_FILE],
+    ).digest
     assert faulty.failed == {
-        "/etc/mesos/zk content": (repr(facts.zk_url + "\n"), repr("zk://wrong:2181/mesos\n")),
+        "/etc/mesos/zk mode, owner, digest": (
+            repr(f"600 root:root {SecretFile.of('/etc/mesos/zk', zk).digest}"),
+            repr(f"600 root:root {SecretFile.of('', 'zk://test166:2181/mesos' + chr(10)).digest}"),
+        ),
+        f"{AGENT_CREDENTIAL_FILE} mode, owner, digest": (
+            repr(f"600 root:root {credential}"),
+            repr(f"644 root:root {credential}"),
+        ),
+        f"{open_flag} content": ("''", "None"),
+        f"http://{booted.node.ip}:5051/state without credentials": (
+            repr('401 Basic realm="mesos-agent-readonly"'),
+            "'200'",
+        ),
         "/etc/mesos-slave/hostname content": ("'test166\\n'", "'rogue\\n'"),
         agents: ("'only inventory slaves'", "['rogue']"),
+        "/mesos leader znode ACL": ("'digest:mesos 31, world:anyone 1'", "'world:anyone 31'"),
     }
-    assert "FAIL  /etc/mesos/zk content" in faulty.output.splitlines()
+    # no verify report shows a secret
+    assert not any(value in faulty.output for value in SAMPLE_SECRETS.values.values())
+    assert "FAIL  /etc/mesos/zk mode, owner, digest" in faulty.output.splitlines()
     # The whole cluster: test166 answers (test167 is not registered), test167 is not up.
     cluster_ssh = booted.work / "cluster_ssh_config"
     cluster_ssh.write_text(
@@ -397,7 +464,9 @@ def image_specs_fail_for_the_right_reason(booted: Booted, vm: Vm) -> None:
         "'services: dhcpv6-client; ports: -'",
     )
     # cloud-init's own record of this boot: what a baked image must not carry.
-    instance_id = node_seed(booted.loaded, booted.node).files["meta-data"].split()[1]
+    instance_id = (
+        node_seed(booted.loaded, booted.node, secrets=SAMPLE_SECRETS).files["meta-data"].split()[1]
+    )
     state = ast.literal_eval(failed.pop("cloud-init state in /var/lib/cloud")[1])
     assert state[:2] == ["instance", f"instances/{instance_id}"], state
     assert all(entry.startswith("sem/") for entry in state[2:]), state

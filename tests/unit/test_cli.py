@@ -32,6 +32,7 @@ def test_render_default_config_with_no_config_option(builder_cli: CliRun, tmp_pa
 def test_local_roles_config_is_preferred(builder_cli: CliRun, tmp_path: Path) -> None:
     """./roles-config wins over the embedded default: its cluster.yaml names the nodes."""
     assert builder_cli("init", "roles-config").returncode == 0
+    assert builder_cli("secrets", "init").returncode == 0  # beside ./roles-config
     cluster = tmp_path / "roles-config" / "cluster.yaml"
     cluster.write_text(cluster.read_text().replace("test167", "node2"))
     result = builder_cli("seed", "--all", "--format", "dir")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from builder.verify.contract import ImageContract, NodeContract
+from builder.verify.contract import HttpLogin, ImageContract, NodeContract
 
 Check = Callable[..., None]
 
@@ -58,7 +58,7 @@ class SpecPlugin:
         self.image = image
         self.node_contract = node
         self.outcomes: list[Outcome] = []
-        self.probe = Probe(host)
+        self.probe = Probe(host, node.login if node else None)
         self._observations: dict[str, list[Observation]] = {}
 
     # -- fixtures --------------------------------------------------------
@@ -119,6 +119,7 @@ class SpecPlugin:
                 "listening": contract.listening,
                 "zone": contract.zones,
                 "secret_file": contract.secret_files,
+                "api": contract.apis,
             }
         for name, params in values.items():
             if name in metafunc.fixturenames:
@@ -139,14 +140,105 @@ class SpecPlugin:
 
 
 # A fetch that works on CentOS 7 (curl) and on a minimal Debian (python3), and
-# retries for a while: a service started by first boot may still be coming up.
+# retries for a while: a service started by first boot may still be coming up. With a
+# login, the password is read from its root-only file on the node (never carried here).
 _FETCH = (
     "for i in $(seq %s); do "
-    "curl -fsSL --max-time 5 %s 2>/dev/null && exit 0; "
-    "python3 -c 'import sys, urllib.request; "
-    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "
-    "%s 2>/dev/null && exit 0; sleep 1; done; exit 1"
+    'if [ -n "$1" ]; then printf \'user = "%%s:%%s"\\n\' "$1" "$(cat -- "$2")" | '
+    'curl -fsSL --max-time 5 -K - "$0" 2>/dev/null && exit 0; '
+    'else curl -fsSL --max-time 5 "$0" 2>/dev/null && exit 0; fi; '
+    "python3 -c 'import base64, sys, urllib.request as u; r = u.Request(sys.argv[1]); "
+    'a = sys.argv[2] and (sys.argv[2] + ":" + open(sys.argv[3]).read().strip()); '
+    'a and r.add_header("Authorization", "Basic " + base64.b64encode(a.encode()).decode()); '
+    "sys.stdout.write(u.urlopen(r, timeout=5).read().decode())' "
+    '"$0" "$1" "$2" 2>/dev/null && exit 0; sleep 1; done; exit 1'
 )
+# What a stranger gets: the status line and the WWW-Authenticate header, no credentials.
+_STATUS = (
+    "for i in $(seq 30); do "
+    'curl -s -o /dev/null -D - --max-time 5 "$0" 2>/dev/null | tr -d "\\r" | '
+    'grep -iE "^(HTTP/|WWW-Authenticate:)" && exit 0; '
+    "python3 -c 'import sys, urllib.request as u, urllib.error as e\n"
+    'try:\n r = u.urlopen(sys.argv[1], timeout=5); print("HTTP/1.1 %d" % r.status)\n'
+    'except e.HTTPError as x:\n print("HTTP/1.1 %d" % x.code)\n'
+    ' x.headers.get("WWW-Authenticate") and '
+    'print("WWW-Authenticate: " + x.headers["WWW-Authenticate"])\' '
+    '"$0" 2>/dev/null && exit 0; sleep 1; done; exit 1'
+)
+
+
+# The ACL of the leading Mesos master's znode, read on the node with ZooKeeper's own wire
+# protocol (a node has no ZooKeeper client library; CentOS 7 has python 2.7, the stand-in
+# python 3: the script is both): `HOST PORT PATH` -> "scheme:user perms, ..." sorted (a
+# digest id shows its user only), or what stood in the way. Read-only: it lists PATH's
+# children and asks for one ACL, as any client may.
+_ZK_LEADER_ACL = """\
+import socket, struct, sys, time
+
+
+def read(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise IOError("connection closed")
+        data += chunk
+    return data
+
+
+def call(sock, payload):
+    sock.sendall(struct.pack(">i", len(payload)) + payload)
+    return read(sock, struct.unpack(">i", read(sock, 4))[0])
+
+
+def string(data, pos):
+    n = struct.unpack(">i", data[pos:pos + 4])[0]
+    return data[pos + 4:pos + 4 + max(n, 0)].decode(), pos + 4 + max(n, 0)
+
+
+def ustr(text):
+    raw = text.encode()
+    return struct.pack(">i", len(raw)) + raw
+
+
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for attempt in range(30):  # ZooKeeper may still be starting
+    try:
+        sock = socket.create_connection((host, port), 10)
+        break
+    except socket.error:
+        time.sleep(1)
+else:
+    print("nothing answers on %s:%d" % (host, port))
+    sys.exit(0)
+call(sock, struct.pack(">iqiq", 0, 0, 10000, 0) + ustr(chr(0) * 16))
+reply = call(sock, struct.pack(">ii", 1, 8) + ustr(path) + struct.pack("B", 0))
+err = struct.unpack(">i", reply[12:16])[0]
+if err:
+    print("error %d listing %s" % (err, path))
+    sys.exit(0)
+count, pos, names = struct.unpack(">i", reply[16:20])[0], 20, []
+for _ in range(count):
+    name, pos = string(reply, pos)
+    names.append(name)
+leaders = sorted(n for n in names if n.startswith("json.info_"))
+if not leaders:
+    print("no json.info_ znode under %s" % path)
+    sys.exit(0)
+reply = call(sock, struct.pack(">ii", 2, 6) + ustr(path + "/" + leaders[0]))
+err = struct.unpack(">i", reply[12:16])[0]
+if err:
+    print("error %d reading the ACL of %s" % (err, leaders[0]))
+    sys.exit(0)
+count, pos, acl = struct.unpack(">i", reply[16:20])[0], 20, []
+for _ in range(count):
+    perms = struct.unpack(">i", reply[pos:pos + 4])[0]
+    scheme, pos = string(reply, pos + 4)
+    ident, pos = string(reply, pos)
+    acl.append("%s:%s %d" % (scheme, ident.split(":")[0], perms))
+print(", ".join(sorted(acl)))
+"""
+_RUN_PYTHON = 'python3 -c "$0" "$@" 2>/dev/null || python -c "$0" "$@"'
 
 
 # Each readable file as "= PATH BASE64" on one line (paths have no spaces: the model says so).
@@ -159,8 +251,9 @@ _READ_FILES = (
 class Probe:
     """Answers the node gives once per run: HTTP bodies and its listening sockets."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, login: HttpLogin | None = None) -> None:
         self.node = node
+        self.login = login
         self._bodies: dict[str, str | None] = {}
         self._sockets: list[str] | None = None
         self._files: dict[str, str | None] = {}
@@ -168,9 +261,35 @@ class Probe:
     def http(self, url: str, attempts: int = 30) -> str | None:
         """The body at `url` as seen from the node itself, or None when it never answered."""
         if url not in self._bodies:
-            result = self.node.run(_FETCH, str(attempts), url, url)
+            user, password_file = (
+                (self.login.user, self.login.password_file) if self.login else ("", "")
+            )
+            result = self.node.run(
+                "sh -c %s %s %s %s",
+                _FETCH.replace("%s", str(attempts), 1).replace("%%", "%"),
+                url,
+                user,
+                password_file,
+            )
             self._bodies[url] = str(result.stdout) if result.rc == 0 else None
         return self._bodies[url]
+
+    def stranger(self, url: str) -> str:
+        """What `url` answers a client without credentials: status and challenge, one line."""
+        result = self.node.run("sh -c %s %s", _STATUS, url)
+        if result.rc != 0:
+            return "no answer"
+        lines = [line.strip() for line in str(result.stdout).splitlines() if line.strip()]
+        status = next((line.split()[1] for line in lines if line.startswith("HTTP/")), "?")
+        challenge = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if ":" in line and line.lower().startswith("www-authenticate")
+            ),
+            "",
+        )
+        return f"{status} {challenge}".strip()
 
     def files(self, paths: Sequence[str]) -> dict[str, str | None]:
         """Several files' contents in one command (None for a file that cannot be read)."""
@@ -186,6 +305,14 @@ class Probe:
             for path in missing:
                 self._files.setdefault(path, None)
         return {path: self._files[path] for path in paths}
+
+    def zk_leader_acl(self, host: str, port: int, path: str) -> str:
+        """The leading master's znode's ACL under `path`, as ZooKeeper answers it."""
+        result = self.node.run(
+            "sh -c %s %s %s %s %s", _RUN_PYTHON, _ZK_LEADER_ACL, host, str(port), path
+        )
+        lines = [line for line in str(result.stdout).splitlines() if line.strip()]
+        return lines[-1].strip() if result.rc == 0 and lines else "no answer from ZooKeeper"
 
     def listening(self) -> list[str]:
         """Listening sockets as testinfra writes them: tcp://0.0.0.0:5050, ..."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from builder.config.cluster import FirewallZone
-from builder.verify.contract import NodeContract
+from builder.verify.contract import DIGEST_SHOWN, HttpApi, NodeContract, SecretFile
 from builder.verify.specs.plugin import Check, Probe
 
 
@@ -101,8 +101,19 @@ def test_firewall_default_zone(node: Any, contract: NodeContract, check: Check) 
     check("firewall default zone", expected, found)
 
 
-def test_secret_file_root_only(node: Any, secret_file: str, check: Check) -> None:
-    """A secret from the seed: a file only root reads (its content is never read here)."""
-    result = node.run("stat -c '%%a %%U:%%G' -- %s", secret_file)
-    found = str(result.stdout).strip() if result.rc == 0 else "missing"
-    check(f"{secret_file} mode, owner", "600 root:root", found)
+def test_secret_file_root_only(node: Any, secret_file: SecretFile, check: Check) -> None:
+    """A file holding a secret: only root reads it, and it is the seed's (by its digest:
+    the content is never read back here or shown)."""
+    path = secret_file.path
+    result = node.run("stat -c '%%a %%U:%%G' -- %s && sha256sum -- %s", path, path)
+    lines = str(result.stdout).split("\n")
+    found = "missing"
+    if result.rc == 0 and len(lines) > 1:
+        found = f"{lines[0].strip()} sha256:{lines[1].split()[0][:DIGEST_SHOWN]}"
+    check(f"{path} mode, owner, digest", f"600 root:root {secret_file.digest}", found)
+
+
+def test_api_requires_authentication(probe: Probe, api: HttpApi, check: Check) -> None:
+    """A secured node's API refuses a client without credentials: 401 and its realm."""
+    expected = f'401 Basic realm="{api.realm}"'
+    check(f"{api.url} without credentials", expected, probe.stranger(api.url))

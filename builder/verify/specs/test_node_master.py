@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from builder.config.cluster import SERVICE_PORTS
+from builder.proc import redact
 from builder.verify.contract import MasterApi, NodeContract
 from builder.verify.specs.plugin import Check, Probe
 
@@ -32,6 +33,11 @@ def _json(probe: Probe, url: str, attempts: int = 30) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _shown(url: object) -> object:
+    """A zk URL as a report may show it: its credentials redacted."""
+    return redact(url) if isinstance(url, str) else url
+
+
 def test_mesos_master_flags(probe: Probe, contract: NodeContract, check: Check) -> None:
     """This master's own flags: /master/flags answers on every master, leading or not."""
     master = _master(contract)
@@ -41,7 +47,7 @@ def test_mesos_master_flags(probe: Probe, contract: NodeContract, check: Check) 
     check(
         f"{url} zk, quorum",
         (master.zk_url, str(master.quorum)),
-        (flags.get("zk"), flags.get("quorum")) if answer else "no answer",
+        (_shown(flags.get("zk")), flags.get("quorum")) if answer else "no answer",
     )
 
 
@@ -81,9 +87,18 @@ def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> No
     if info is not None:
         found = (
             info.get("marathon_config", {}).get("master"),
-            info.get("zookeeper_config", {}).get("zk"),
+            _shown(info.get("zookeeper_config", {}).get("zk")),
         )
-    check(f"{url} master, zk", (master.zk_url, master.marathon_zk), found)
+    check(f"{url} master, zk", (master.marathon_master, master.marathon_zk), found)
+
+
+def test_leader_znode_acl(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """Who may change the leading master's record in ZooKeeper: on a secured cluster only
+    Mesos' digest user (all), everyone else may read it; a lab's is open to all."""
+    master = _master(contract)
+    port = SERVICE_PORTS["zookeeper"]
+    found = probe.zk_leader_acl(contract.address, port, master.zk_path)
+    check(f"{master.zk_path} leader znode ACL", ", ".join(master.leader_acl), found)
 
 
 def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from builder.config.cluster import SERVICE_PORTS
+from builder.proc import redact
 from builder.verify.contract import NodeContract
 from builder.verify.specs.plugin import Check, Probe
 
@@ -16,7 +17,8 @@ def test_mesos_agent_state(probe: Probe, contract: NodeContract, check: Check) -
     found: object = "no answer"
     if body is not None:
         try:
-            found = json.loads(body).get("flags", {}).get("master")
+            master = json.loads(body).get("flags", {}).get("master")
+            found = redact(master) if isinstance(master, str) else master
         except (ValueError, AttributeError):
             found = body[:60]
     check(f"{url} flags master", contract.slave_zk_url, found)

@@ -9,6 +9,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from builder.cluster import health
 from builder.cluster.hub import serve
 from builder.cluster.machine import VmSpec
+from builder.config.load import load_config
+from tests.conftest import SAMPLE_SECRETS
 
 
 class Fakes:
@@ -25,6 +28,7 @@ class Fakes:
         self.srvr: dict[int, str] = {}
         self.http: dict[tuple[int, str], Any] = {}
         self.servers: list[socketserver.BaseServer] = []
+        self.login: str | None = None  # an Authorization header every GET must carry
 
     def zookeeper(self, text: str) -> int:
         fakes = self
@@ -49,6 +53,12 @@ class Fakes:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 key = (port, self.path)
+                if fakes.login is not None and self.headers.get("Authorization") != fakes.login:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="fake"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if key not in fakes.http:
                     self.send_error(404)
                     return
@@ -287,3 +297,30 @@ def test_a_redirect_is_an_answer_not_a_place_to_go() -> None:
         for server in (elsewhere, redirecting):
             server.shutdown()
             server.server_close()
+
+
+def test_a_secured_cluster_answers_only_with_its_credentials(fakes: Fakes) -> None:
+    vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
+    auth = health.BasicAuth("admin", "the-password")
+    fakes.login = auth.header
+    assert health.check(vms, ["s1"], _up(vms), auth=auth).healthy
+    for wrong in (None, health.BasicAuth("admin", "not-it")):
+        seen = health.check(vms, ["s1"], _up(vms), auth=wrong)
+        assert [p.name for p in seen.unhealthy()] == ["mesos", "agents", "marathon", "chronos"]
+    assert "the-password" not in repr(auth)
+
+
+def test_the_credentials_come_from_the_secrets_file(secured_copy: Path) -> None:
+    loaded = load_config(secured_copy)
+    auth = health.http_auth(loaded)
+    assert auth == health.BasicAuth("admin", SAMPLE_SECRETS.values["http_password"])
+    line = health.auth_line(loaded)
+    assert line == (
+        "the HTTP APIs ask for basic authentication: user admin, "
+        f"password: http_password in {secured_copy}/secrets.yaml"
+    )
+    assert SAMPLE_SECRETS.values["http_password"] not in line
+    cluster = secured_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    lab = load_config(secured_copy)
+    assert (health.http_auth(lab), health.auth_line(lab)) == (None, None)

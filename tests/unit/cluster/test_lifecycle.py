@@ -13,6 +13,13 @@ from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.errors import UserError
 from builder.firstboot.seed import NETWORK_CONFIG, USER_DATA, SeedFormat, node_seed, write_seeds
+from tests.conftest import SAMPLE_SECRETS
+
+
+@pytest.fixture
+def loaded(secured_copy: Path) -> LoadedConfig:
+    """The default cluster, secured (its secrets beside it), as `up` wants it."""
+    return load_config(secured_copy)
 
 
 def test_missing_images_are_named_with_the_build_command(
@@ -44,7 +51,7 @@ def test_seed_gets_the_cluster_key_and_network(loaded: LoadedConfig) -> None:
     }
     assert zones["/etc/firewalld/zones/host.xml"] == facts.host_zone(test167, ["10.0.2.2/32"]).xml
     # a real seed never carries it
-    assert "10.0.2.2" not in node_seed(loaded, test167, facts).user_data
+    assert "10.0.2.2" not in node_seed(loaded, test167, facts, SAMPLE_SECRETS).user_data
     network = YAML(typ="safe").load(files[NETWORK_CONFIG].decode())
     assert network["ethernets"]["cluster"] == {
         "match": {"macaddress": mac("test167", 0)},

@@ -161,10 +161,12 @@ def test_secrets_reach_seeds_only_as_root_only_files(
         f"{NODE_SECRETS_DIR}/{name}": (f"{value}\n", "root:root", "0600")
         for name, value in secrets.values.items()
     }
-    # and the other files of the seed carry none of them
-    assert all(
-        e["permissions"] == "0644" for e in document["write_files"] if e["path"] not in carried
-    )
+    # the other files holding one (credential and flag files of a secured cluster) are
+    # root-only too, and every file that is not holds none
+    for entry in document["write_files"]:
+        if entry["permissions"] != "0600":
+            assert entry["permissions"] == "0644", entry["path"]
+            assert not any(value in entry["content"] for value in values), entry["path"]
 
 
 def test_secrets_never_print() -> None:

@@ -6,6 +6,7 @@ Regenerate the golden seeds with:
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,13 +19,22 @@ from builder.config.load import LoadedConfig, load_config
 from builder.firstboot.seed import (
     META_DATA,
     NETWORK_CONFIG,
+    SECRET_PERMISSIONS,
     USER_DATA,
     SeedFormat,
     node_files,
     node_seed,
+    secret_files,
     write_seeds,
 )
-from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
+from tests.conftest import (
+    REPO,
+    SAMPLE_SECRETS,
+    CliRun,
+    generated_cluster_yaml,
+    require_tool,
+    write_sample_secrets,
+)
 
 GOLDEN = REPO / "tests" / "golden" / "seeds"
 THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
@@ -33,23 +43,32 @@ THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
 @pytest.fixture
 def ha(config_copy: Path) -> LoadedConfig:
     shutil.copy(THREE_MASTERS, config_copy / "cluster.yaml")
+    write_sample_secrets(config_copy)
     return load_config(config_copy)
 
 
 def _files(loaded: LoadedConfig, hostname: str) -> dict[str, str]:
+    """Every file first boot writes on the node: the plain ones, then those with a secret."""
     node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
-    return node_files(ClusterFacts.of(loaded), node)
+    facts = ClusterFacts.of(loaded)
+    return node_files(facts, node) | secret_files(facts, node, SAMPLE_SECRETS)
+
+
+ZK_PASSWORD = SAMPLE_SECRETS.values["zookeeper_password"]
+HTTP_PASSWORD = SAMPLE_SECRETS.values["http_password"]
+MESOS_SECRET = SAMPLE_SECRETS.values["mesos_secret"]
 
 
 def test_default_cluster_first_boot_files(loaded: LoadedConfig) -> None:
     test166 = _files(loaded, "test166")
-    assert test166["/etc/mesos/zk"] == "zk://test166:2181/mesos\n"
+    assert test166["/etc/mesos/zk"] == f"zk://mesos:{ZK_PASSWORD}@test166:2181/mesos\n"
     assert test166["/etc/hosts"].endswith("localdomain6\n10.86.255.166 test166\n")
     assert test166["/etc/mesos-master/quorum"] == "1\n"
     assert test166["/var/lib/zookeeper/myid"] == "1\n"
     assert test166["/etc/zookeeper/conf/zoo.cfg"].endswith("server.1=test166:2888:3888\n")
     assert test166["/etc/default/marathon"].startswith(
-        "MARATHON_MASTER=zk://test166:2181/mesos\nMARATHON_ZK=zk://test166:2181/marathon\n"
+        "MARATHON_MASTER=zk://test166:2181/mesos\n"
+        f"MARATHON_ZK=zk://marathon:{ZK_PASSWORD}@test166:2181/marathon\n"
     )
     assert test166["/etc/mesos-slave/ip"] == "10.86.255.166\n"
     test167 = _files(loaded, "test167")
@@ -58,7 +77,7 @@ def test_default_cluster_first_boot_files(loaded: LoadedConfig) -> None:
 
 
 def test_three_masters_form_an_ensemble(ha: LoadedConfig) -> None:
-    zk = "zk://m1:2181,m2:2181,m3:2181/mesos"
+    zk = f"zk://mesos:{ZK_PASSWORD}@m1:2181,m2:2181,m3:2181/mesos"
     for number, name in enumerate(["m1", "m2", "m3"], start=1):
         files = _files(ha, name)
         assert files["/etc/mesos/zk"] == zk + "\n"
@@ -68,7 +87,8 @@ def test_three_masters_form_an_ensemble(ha: LoadedConfig) -> None:
             "server.1=m1:2888:3888\nserver.2=m2:2888:3888\nserver.3=m3:2888:3888\n"
         )
         assert (
-            "MARATHON_ZK=zk://m1:2181,m2:2181,m3:2181/marathon\n" in files["/etc/default/marathon"]
+            f"MARATHON_ZK=zk://marathon:{ZK_PASSWORD}@m1:2181,m2:2181,m3:2181/marathon\n"
+            in files["/etc/default/marathon"]
         )
         assert files["/etc/chronos/conf/zk_hosts"] == "m1:2181,m2:2181,m3:2181\n"
         assert files["/etc/mesos-master/hostname"] == f"{name}.mesos.example\n"
@@ -79,9 +99,120 @@ def test_three_masters_form_an_ensemble(ha: LoadedConfig) -> None:
     assert "s2" not in s1["/etc/hosts"]
 
 
+def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None:
+    """The flags builder writes (Mesos 1.x, Marathon 1.5, Chronos 2.5 names) and the
+    root-only files they name, each secret where its principal needs it."""
+    test166 = _files(loaded, "test166")
+    for flag in (
+        "authenticate_agents",
+        "authenticate_frameworks",
+        "authenticate_http_readonly",
+        "authenticate_http_readwrite",
+    ):
+        assert test166[f"/etc/mesos-master/?{flag}"] == ""
+    credentials_file = "/etc/builder/credentials/mesos-master.json"
+    assert test166["/etc/mesos-master/credentials"] == credentials_file + "\n"
+    assert json.loads(test166[credentials_file]) == {
+        "credentials": [
+            {"principal": "agent", "secret": MESOS_SECRET},
+            {"principal": "marathon", "secret": MESOS_SECRET},
+            {"principal": "chronos", "secret": MESOS_SECRET},
+            {"principal": "admin", "secret": HTTP_PASSWORD},
+        ]
+    }
+    marathon = test166["/etc/default/marathon"].splitlines()
+    assert marathon[3:] == [
+        "MARATHON_MESOS_AUTHENTICATION=",
+        "MARATHON_MESOS_AUTHENTICATION_PRINCIPAL=marathon",
+        "MARATHON_MESOS_AUTHENTICATION_SECRET_FILE=/etc/builder/credentials/marathon.secret",
+        f"MARATHON_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}",
+    ]
+    # the frameworks read every byte of their secret file: no newline
+    assert test166["/etc/builder/credentials/marathon.secret"] == MESOS_SECRET
+    assert test166["/etc/builder/credentials/chronos.secret"] == MESOS_SECRET
+    assert test166["/etc/chronos/conf/mesos_authentication_principal"] == "chronos\n"
+    assert test166["/etc/chronos/conf/http_credentials"] == f"admin:{HTTP_PASSWORD}\n"
+    # Chronos reads the leader's record only (world-readable): no password in its master
+    assert test166["/etc/chronos/conf/master"] == "zk://test166:2181/mesos\n"
+    test167 = _files(loaded, "test167")
+    assert test167["/etc/mesos-slave/credential"] == "/etc/builder/credentials/mesos-agent.json\n"
+    assert json.loads(test167["/etc/builder/credentials/mesos-agent.json"]) == {
+        "principal": "agent",
+        "secret": MESOS_SECRET,
+    }
+    assert json.loads(test167["/etc/builder/credentials/mesos-agent-http.json"]) == {
+        "credentials": [{"principal": "admin", "secret": HTTP_PASSWORD}]
+    }
+    assert test167["/etc/mesos-slave/?authenticate_http_readonly"] == ""
+    assert not any(path.startswith("/etc/mesos-master") for path in test167)
+
+
+def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(
+    loaded: LoadedConfig,
+) -> None:
+    values = list(SAMPLE_SECRETS.values.values())
+    for node in loaded.config.cluster.nodes:
+        document = YAML(typ="safe").load(node_seed(loaded, node, secrets=SAMPLE_SECRETS).user_data)
+        holding = {
+            e["path"]: e["permissions"]
+            for e in document["write_files"]
+            if any(value in e["content"] for value in values)
+        }
+        assert set(holding.values()) == {SECRET_PERMISSIONS}
+        facts = ClusterFacts.of(loaded)
+        assert set(holding) == set(secret_files(facts, node, SAMPLE_SECRETS))
+        assert not any(v in c for c in node_files(facts, node).values() for v in values)
+
+
+def test_a_lab_without_security_writes_no_authentication(config_copy: Path) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    lab = load_config(config_copy)
+    facts = ClusterFacts.of(lab)
+    test166 = node_files(facts, lab.config.cluster.nodes[0])
+    assert test166["/etc/mesos/zk"] == "zk://test166:2181/mesos\n"
+    assert not any("authenticat" in path or "credential" in path for path in test166)
+    assert "MARATHON_HTTP_CREDENTIALS" not in test166["/etc/default/marathon"]
+    # seedable without secrets
+    seed = node_seed(lab, lab.config.cluster.nodes[0])
+    assert "/etc/builder" not in seed.user_data
+
+
+def test_seed_refuses_a_secured_cluster_without_secrets(
+    builder_cli: CliRun, config_copy: Path, tmp_path: Path
+) -> None:
+    result = builder_cli("--config", str(config_copy), "seed", "--all", "--out", "s")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {config_copy}/secrets.yaml: no secrets, and cluster.yaml's security is "
+        "authenticated (set `security: none` only for a lab)",
+        f"hint: builder --config {config_copy} secrets init",
+    ]
+    assert not (tmp_path / "s").exists()
+
+
+def test_seed_and_up_warn_about_a_lab_every_time(
+    builder_cli: CliRun, config_copy: Path, tmp_path: Path
+) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    warning = "warning: roles-config/cluster.yaml: security: none: no authentication anywhere"
+    for _ in range(2):
+        result = builder_cli("--config", str(config_copy), "seed", "--all", "--out", "s")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith(warning), result.stderr
+    up = builder_cli("--config", str(config_copy), "up", "--out", str(tmp_path / "none"))
+    assert up.returncode == 2
+    assert up.stderr.startswith(warning), up.stderr
+    validate = builder_cli("--config", str(config_copy), "validate")
+    assert warning not in validate.stderr
+
+
 def test_units_start_in_order(loaded: LoadedConfig) -> None:
     yaml = YAML(typ="safe")
-    test166 = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[0]).user_data)
+    test166 = yaml.load(
+        node_seed(loaded, loaded.config.cluster.nodes[0], secrets=SAMPLE_SECRETS).user_data
+    )
     starts = [cmd[2] for cmd in test166["runcmd"] if cmd[1] == "start"]
     assert starts == [
         "zookeeper.service",
@@ -91,14 +222,16 @@ def test_units_start_in_order(loaded: LoadedConfig) -> None:
         "docker.service",
         "mesos-slave.service",
     ]
-    test167 = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).user_data)
+    test167 = yaml.load(
+        node_seed(loaded, loaded.config.cluster.nodes[1], secrets=SAMPLE_SECRETS).user_data
+    )
     assert test167["runcmd"][0] == ["firewall-cmd", "--reload"]  # before anything starts
     assert test167["runcmd"][1] == ["systemctl", "enable", "docker.service", "mesos-slave.service"]
     assert test167["hostname"] == "test167"
 
 
 def test_static_network_config(ha: LoadedConfig) -> None:
-    s2 = node_seed(ha, ha.config.cluster.nodes[4])
+    s2 = node_seed(ha, ha.config.cluster.nodes[4], secrets=SAMPLE_SECRETS)
     assert YAML(typ="safe").load(s2.files[NETWORK_CONFIG]) == {
         "version": 1,
         "config": [
@@ -118,13 +251,20 @@ def test_static_network_config(ha: LoadedConfig) -> None:
             }
         ],
     }
-    assert NETWORK_CONFIG not in node_seed(ha, ha.config.cluster.nodes[3]).files
+    assert (
+        NETWORK_CONFIG
+        not in node_seed(ha, ha.config.cluster.nodes[3], secrets=SAMPLE_SECRETS).files
+    )
 
 
 def test_instance_id_follows_the_content(loaded: LoadedConfig, ha: LoadedConfig) -> None:
     yaml = YAML(typ="safe")
-    first = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).files[META_DATA])
-    again = yaml.load(node_seed(loaded, loaded.config.cluster.nodes[1]).files[META_DATA])
+    first = yaml.load(
+        node_seed(loaded, loaded.config.cluster.nodes[1], secrets=SAMPLE_SECRETS).files[META_DATA]
+    )
+    again = yaml.load(
+        node_seed(loaded, loaded.config.cluster.nodes[1], secrets=SAMPLE_SECRETS).files[META_DATA]
+    )
     assert first == again
     assert first["local-hostname"] == "test167"
     assert first["instance-id"].startswith("test167-")
@@ -136,7 +276,7 @@ def test_seeds_match_golden(
 ) -> None:
     config = loaded if cluster == "default" else ha
     for node in config.config.cluster.nodes:
-        seed = node_seed(config, node)
+        seed = node_seed(config, node, secrets=SAMPLE_SECRETS)
         golden = GOLDEN / cluster / node.hostname
         if request.config.getoption("--regen-golden"):
             shutil.rmtree(golden, ignore_errors=True)
@@ -177,11 +317,13 @@ def test_iso_reads_back_identical_to_dir(ha: LoadedConfig, tmp_path: Path) -> No
             assert (extracted / name).read_bytes() == (expected / name).read_bytes()
 
 
-def test_seed_cli_formats(builder_cli: CliRun, tmp_path: Path) -> None:
-    result = builder_cli("seed", "--all", "--out", "s")
+def test_seed_cli_formats(builder_cli: CliRun, secured_copy: Path, tmp_path: Path) -> None:
+    config = ("--config", str(secured_copy))
+    result = builder_cli(*config, "seed", "--all", "--out", "s")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["s/test166-cidata.iso", "s/test167-cidata.iso"]
-    result = builder_cli("seed", "test167", "--format", "ec2", "--out", "e")
+    assert result.stderr == ""
+    result = builder_cli(*config, "seed", "test167", "--format", "ec2", "--out", "e")
     assert result.returncode == 0
     assert (tmp_path / "e" / "test167.user-data").read_text().startswith("#cloud-config\n")
 
@@ -214,6 +356,7 @@ def test_no_seed_for_a_node_whose_roles_disagree(
             'files:\n  - path: /etc/mesos-slave/containerizers\n    content: "mesos\\n"\n',
         )
     )
+    write_sample_secrets(config_copy)
     result = builder_cli("--config", str(config_copy), "seed", "test166", "--out", "s")
     assert result.returncode == 2, result.stderr
     assert "roles master and slave disagree on file /etc/mesos-slave/containerizers" in (
@@ -255,6 +398,7 @@ def test_inventory_errors(
 
 def _big_cluster(config_copy: Path, nodes: int) -> LoadedConfig:
     (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(nodes))
+    write_sample_secrets(config_copy)
     return load_config(config_copy)
 
 
@@ -263,7 +407,7 @@ def test_hosts_file_stays_small_at_scale(config_copy: Path) -> None:
     big = _big_cluster(config_copy, 3500)
     facts = ClusterFacts.of(big)
     node = big.config.cluster.nodes[3499]
-    document = YAML(typ="safe").load(node_seed(big, node).user_data)
+    document = YAML(typ="safe").load(node_seed(big, node, secrets=SAMPLE_SECRETS).user_data)
     [hosts] = [entry for entry in document["write_files"] if entry["path"] == "/etc/hosts"]
     assert "encoding" not in hosts
     lines = hosts["content"].splitlines()
@@ -288,8 +432,11 @@ def test_ec2_user_data_is_gzipped_over_16k(config_copy: Path, tmp_path: Path) ->
         "nodes:", "ssh_authorized_keys:\n" + "".join(f"  - {k}\n" for k in keys) + "nodes:", 1
     )
     (config_copy / "cluster.yaml").write_text(text)
+    write_sample_secrets(config_copy)
     big = load_config(config_copy)
-    assert len(node_seed(big, big.config.cluster.nodes[7]).user_data) > 16384
+    assert (
+        len(node_seed(big, big.config.cluster.nodes[7], secrets=SAMPLE_SECRETS).user_data) > 16384
+    )
     [path] = write_seeds(big, [big.config.cluster.nodes[7]], tmp_path / "e", SeedFormat.EC2)
     data = path.read_bytes()
     assert len(data) <= 16384

@@ -8,17 +8,23 @@ the seed unchanged, so neither rebuilds them from the inventory.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from builder.config.cluster import Access, ClusterFacts, FirewallZone
-from builder.config.load import LoadedConfig
+from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
 from builder.firstboot.seed import RELOAD_FIREWALL, node_files, user_data
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import image_files, unit_states
-from builder.verify.contract import image_contract, node_contract
+from builder.verify.contract import SecretFile, image_contract, node_contract
+from tests.conftest import SAMPLE_SECRETS
 
 
-def test_node_contract_holds_the_facts_objects(loaded: LoadedConfig) -> None:
+def test_node_contract_holds_the_facts_objects(config_copy: Path) -> None:
+    """A lab's contract (no credentials in its zk URLs) holds the facts' very objects."""
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    loaded = load_config(config_copy)
     facts = ClusterFacts.of(loaded)
     [test166, test167] = loaded.config.cluster.nodes
     master = node_contract(loaded, test166, facts)
@@ -56,25 +62,31 @@ def test_contract_and_seed_select_from_the_facts(loaded: LoadedConfig) -> None:
     test166 = loaded.config.cluster.nodes[0]
     contract = node_contract(loaded, test166, marked)
     assert contract.master is not None
-    assert (contract.master.zk_url, contract.master.quorum) == ("zk://marker-zk-url/mesos", 7)
-    assert contract.master.marathon_zk == "zk://marker-marathon/marathon"
+    # a secured cluster's zk URLs: the facts' hosts with the digest users' credentials,
+    # shown redacted
+    zk = "zk://<redacted>@marker-zk-hosts:1/mesos"
+    assert (contract.master.zk_url, contract.master.quorum) == (zk, 7)
+    assert contract.master.marathon_zk == "zk://<redacted>@marker-zk-hosts:1/marathon"
     assert contract.master.agents == ("marker-agent",)
-    assert contract.slave_zk_url == "zk://marker-zk-url/mesos"
+    assert contract.slave_zk_url == zk
+    password = SAMPLE_SECRETS.values["zookeeper_password"]
+    assert SecretFile.of("/etc/mesos/zk", f"zk://mesos:{password}@marker-zk-hosts:1/mesos\n") in (
+        contract.secret_files
+    )
     assert contract.services == ("mesos-slave", "zookeeper")
     assert contract.listening == (("mesos-slave", 5051), ("zookeeper", 2181))
     assert contract.idle_units == ("mesos-master", "marathon", "chronos", "docker")
     files = dict(contract.files)
     assert files == node_files(marked, test166)
     assert files["/etc/hosts"] == "# marker hosts\n"
-    assert files["/etc/mesos/zk"] == "zk://marker-zk-url/mesos\n"
+    assert files["/etc/chronos/conf/master"] == "zk://marker-zk-url/mesos\n"
     assert files["/etc/mesos-master/quorum"] == "7\n"
     assert files["/var/lib/zookeeper/myid"] == "42\n"
     assert files["/etc/zookeeper/conf/zoo.cfg"] == "# marker zoo.cfg\n"
-    assert "MARATHON_ZK=zk://marker-marathon/marathon\n" in files["/etc/default/marathon"]
     assert files["/etc/chronos/conf/zk_hosts"] == "marker-zk-hosts:1\n"
     assert files[MARKER_ZONE.path] == MARKER_ZONE.xml
     assert contract.zones == (MARKER_ZONE,)
-    runcmd = user_data(marked, test166)["runcmd"]
+    runcmd = user_data(marked, test166, SAMPLE_SECRETS)["runcmd"]
     assert runcmd[0] == RELOAD_FIREWALL
     assert runcmd[1] == ["systemctl", "enable", "mesos-slave.service", "zookeeper.service"]
 

@@ -9,6 +9,8 @@ stand-in, the same keys on CentOS 7's 0.6) and the zone files it reads.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +20,14 @@ from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
 from builder.config.secrets import load_secrets, write_secrets
-from builder.verify.contract import image_contract, node_contract
+from builder.errors import UserError
+from builder.firstboot.seed import secret_files
+from builder.verify.contract import HttpApi, SecretFile, image_contract, node_contract
+from builder.verify.specs import plugin
 from builder.verify.specs import test_image as image_specs
 from builder.verify.specs import test_node as node_specs
+from builder.verify.specs import test_node_master as master_specs
+from tests.conftest import SAMPLE_SECRETS
 
 
 @dataclass
@@ -195,35 +202,157 @@ def test_an_image_opening_more_or_less_fails(loaded: LoadedConfig, zone_file: st
     assert not passed, found
 
 
+SECRET_PATH = "/etc/builder/secrets/mesos_secret"
+SECRET_DIGEST = SecretFile.of(SECRET_PATH, "the content\n").digest
+SECRET_SUM = hashlib.sha256(b"the content\n").hexdigest()
+
+
 @pytest.mark.parametrize(
     ("answer", "passed"),
     [
-        (Result("600 root:root\n"), True),
-        (Result("644 root:root\n"), False),  # readable by every user of the node
-        (Result("600 centos:centos\n"), False),
+        (Result(f"600 root:root\n{SECRET_SUM}  {SECRET_PATH}\n"), True),
+        (Result(f"644 root:root\n{SECRET_SUM}  {SECRET_PATH}\n"), False),  # every user reads it
+        (Result(f"600 centos:centos\n{SECRET_SUM}  {SECRET_PATH}\n"), False),
+        (Result(f"600 root:root\n{'0' * 64}  {SECRET_PATH}\n"), False),  # not the seed's
         (Result("", 1), False),  # first boot never wrote it
     ],
-    ids=["root-only", "world-readable", "not-roots", "missing"],
+    ids=["root-only", "world-readable", "not-roots", "other-content", "missing"],
 )
 def test_a_secret_file_must_be_roots_alone(answer: Result, passed: bool) -> None:
-    path = "/etc/builder/secrets/mesos_secret"
-    host = CannedHost({f"stat -c '%a %U:%G' -- {path}": answer})
+    command = f"stat -c '%a %U:%G' -- {SECRET_PATH} && sha256sum -- {SECRET_PATH}"
+    host = CannedHost({command: answer})
     seen: Seen = []
-    node_specs.test_secret_file_root_only(host, path, _checker(seen))
+    node_specs.test_secret_file_root_only(
+        host, SecretFile(SECRET_PATH, SECRET_DIGEST), _checker(seen)
+    )
     [(what, expected, found, ok)] = seen
-    assert (what, expected) == (f"{path} mode, owner", "600 root:root")
+    assert (what, expected) == (
+        f"{SECRET_PATH} mode, owner, digest",
+        f"600 root:root {SECRET_DIGEST}",
+    )
     assert ok == passed, found
+    assert "the content" not in f"{expected} {found}"
 
 
-def test_the_contract_names_secret_files_only_with_secrets(config_copy: Path) -> None:
+API = HttpApi("mesos-master", "http://10.86.255.166:5050/master/flags", "mesos-master-readonly")
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        (Result('HTTP/1.1 401\nWWW-Authenticate: Basic realm="mesos-master-readonly"\n'), True),
+        (Result("HTTP/1.1 200\n"), False),  # open to anyone
+        (Result('HTTP/1.1 401\nWWW-Authenticate: Basic realm="other"\n'), False),
+        (Result("", 1), False),  # no answer at all
+    ],
+    ids=["asks", "open", "other-realm", "no-answer"],
+)
+def test_an_api_must_ask_strangers_for_credentials(answer: Result, passed: bool) -> None:
+    host = CannedHost({f"sh -c {plugin._STATUS} {API.url}": answer})
+    seen: Seen = []
+    node_specs.test_api_requires_authentication(plugin.Probe(host), API, _checker(seen))
+    [(what, expected, _found, ok)] = seen
+    assert (what, expected) == (
+        f"{API.url} without credentials",
+        '401 Basic realm="mesos-master-readonly"',
+    )
+    assert ok == passed
+
+
+def test_the_contract_checks_secret_files_by_digest(config_copy: Path) -> None:
     loaded = load_config(config_copy)
     facts = ClusterFacts.of(loaded)
     node = loaded.config.cluster.nodes[1]
-    assert node_contract(loaded, node, facts).secret_files == ()
+    with pytest.raises(UserError, match="no secrets"):
+        node_contract(loaded, node, facts)
     write_secrets(config_copy, rotate=False)
     secrets = load_secrets(config_copy)
     assert secrets is not None
     contract = node_contract(loaded, node, facts)
-    assert contract.secret_files == tuple(secrets.node_files())
-    # the contract (and so every verify report) holds paths, never a value
+    files = secret_files(facts, node, secrets)
+    assert contract.secret_files == tuple(
+        SecretFile.of(path, content) for path, content in files.items()
+    )
+    assert set(secrets.node_files()) < {f.path for f in contract.secret_files}
+    assert [api.url for api in contract.apis] == ["http://10.86.255.167:5051/state"]
+    # the contract (and so every verify report) holds paths and digests, never a value
     assert not any(value in repr(contract) for value in secrets.values.values())
+    assert contract.slave_zk_url == "zk://<redacted>@test166:2181/mesos"
+
+
+def test_a_lab_contract_has_no_authentication(config_copy: Path) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    loaded = load_config(config_copy)
+    node = loaded.config.cluster.nodes[0]
+    contract = node_contract(loaded, node, ClusterFacts.of(loaded))
+    assert (contract.secret_files, contract.apis, contract.login) == ((), (), None)
+    assert contract.master is not None
+    assert contract.master.zk_url == "zk://test166:2181/mesos"
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        (Result("digest:mesos 31, world:anyone 1\n"), True),
+        (Result("world:anyone 31\n"), False),  # anyone may rewrite the leader's record
+        (Result("digest:mesos 31\n"), False),  # agents and frameworks could not read it
+        (Result("no json.info_ znode under /mesos\n"), False),
+        (Result("", 1), False),
+    ],
+    ids=["creator-all-world-read", "open", "unreadable", "no-leader", "no-answer"],
+)
+def test_the_leader_znode_must_be_the_creators(
+    loaded: LoadedConfig, answer: Result, passed: bool
+) -> None:
+    test166 = loaded.config.cluster.nodes[0]
+    contract = node_contract(loaded, test166, ClusterFacts.of(loaded))
+    command = f"sh -c {plugin._RUN_PYTHON} {plugin._ZK_LEADER_ACL} 10.86.255.166 2181 /mesos"
+    host = CannedHost({command: answer})
+    seen: Seen = []
+    master_specs.test_leader_znode_acl(plugin.Probe(host), contract, _checker(seen))
+    [(what, expected, _found, ok)] = seen
+    assert (what, expected) == ("/mesos leader znode ACL", "digest:mesos 31, world:anyone 1")
+    assert ok == passed
+
+
+def test_a_labs_leader_znode_is_open(config_copy: Path) -> None:
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    loaded = load_config(config_copy)
+    contract = node_contract(loaded, loaded.config.cluster.nodes[0], ClusterFacts.of(loaded))
+    assert contract.master is not None
+    assert contract.master.leader_acl == ("world:anyone 31",)
+
+
+def test_marathon_info_as_first_boot_configures_it_passes(loaded: LoadedConfig) -> None:
+    """Marathon's --master as the seed writes it (no credentials: it only reads the leader's
+    record) and its --zk with the digest user's, shown redacted."""
+    test166 = loaded.config.cluster.nodes[0]
+    facts = ClusterFacts.of(loaded)
+    contract = node_contract(loaded, test166, facts)
+    assert contract.login is not None
+    defaults = dict(
+        line.split("=", 1)
+        for line in secret_files(facts, test166, SAMPLE_SECRETS)["/etc/default/marathon"].split()
+    )
+    url = "http://10.86.255.166:8080/v2/info"
+    fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
+    command = f"sh -c {fetch} {url} {contract.login.user} {contract.login.password_file}"
+
+    def seen_with(master: str) -> tuple[object, object, bool]:
+        body = {
+            "marathon_config": {"master": master},
+            "zookeeper_config": {"zk": defaults["MARATHON_ZK"]},
+        }
+        host = CannedHost({command: Result(json.dumps(body))})
+        seen: Seen = []
+        master_specs.test_marathon_info(
+            plugin.Probe(host, contract.login), contract, _checker(seen)
+        )
+        [(_, expected, found, ok)] = seen
+        assert SAMPLE_SECRETS.values["zookeeper_password"] not in f"{expected} {found}"
+        return expected, found, ok
+
+    assert seen_with(defaults["MARATHON_MASTER"])[2]
+    assert not seen_with("zk://elsewhere:2181/mesos")[2]

@@ -57,7 +57,8 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
     facts = ClusterFacts.of(loaded)
     [test166, test167] = loaded.config.cluster.nodes
     master = node_contract(loaded, test166, facts)
-    assert dict(master.files)["/etc/mesos/zk"] == facts.zk_url + "\n"
+    assert dict(master.files)["/etc/chronos/conf/master"] == facts.zk_url + "\n"
+    assert "/etc/mesos/zk" in {f.path for f in master.secret_files}  # it holds a password
     assert master.services == facts.services[("master", "slave")]
     assert dict(master.listening) == {
         "zookeeper": 2181,
@@ -70,7 +71,7 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
     assert master.master.agents == ("test166", "test167")
     slave = node_contract(loaded, test167, facts)
     assert slave.master is None
-    assert slave.slave_zk_url == facts.zk_url
+    assert slave.slave_zk_url == "zk://<redacted>@test166:2181/mesos"
     assert dict(slave.listening) == {"mesos-slave": 5051}
     assert "zookeeper" in slave.idle_units
 
@@ -176,12 +177,16 @@ def test_bad_input(builder_cli: CliRun, args: list[str], message: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_unreachable_host_is_bad_input(builder_cli: CliRun, tmp_path: Path) -> None:
+def test_unreachable_host_is_bad_input(
+    builder_cli: CliRun, tmp_path: Path, secured_copy: Path
+) -> None:
     if shutil.which("ssh") is None:
         pytest.skip("no ssh client")
     config = tmp_path / "ssh_config"
     config.write_text("Host *\n  BatchMode yes\n  ConnectTimeout 5\n")
     result = builder_cli(
+        "--config",
+        str(secured_copy),
         "verify",
         "slave",
         "--host",
