@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.config import tls
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.secrets import SECRET_MODE, SECRET_NAMES, SECRETS_FILE, Secrets
 from tests.scheduling import LongestFirstScheduling, longest_first
@@ -73,11 +75,19 @@ SAMPLE_SECRETS = Secrets(
 )
 
 
+@functools.cache
+def sample_ca() -> tls.CAMaterial:
+    """One CA per test process (openssl takes a few tenths of a second for one)."""
+    return tls.make_ca()
+
+
 def write_sample_secrets(config_dir: Path) -> Path:
-    """The sample secrets as the config's secrets file (0600, as `secrets init` writes it)."""
+    """The sample secrets as the config's secrets file (0600, as `secrets init` writes it),
+    with a cluster CA beside them."""
     path = config_dir / SECRETS_FILE
     path.write_text("".join(f"{k}: {v}\n" for k, v in SAMPLE_SECRETS.values.items()))
     path.chmod(SECRET_MODE)
+    tls.write_ca(config_dir, sample_ca())
     return path
 
 

@@ -36,11 +36,10 @@ from builder.config.roles import compose, node_roles
 from builder.firstboot.seed import SeedFormat, node_files, node_seed, secret_files, write_seeds
 from builder.render.role import PROVISION, render_role
 from builder.verify.contract import SecretFile
-from tests.conftest import REPO, SAMPLE_SECRETS, free_port, write_sample_secrets
+from tests.conftest import SAMPLE_SECRETS, free_port, write_sample_secrets
 from tests.integration.standin import DiskReader, Vm, boot, configured_image
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
-THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
 DEFAULT_USER = "debian"  # cloud-init's default user on the Debian stand-in (centos on CentOS 7)
 STACK = ("zookeeper", "mesos-master", "mesos-slave", "marathon", "chronos", "docker")
 
@@ -308,24 +307,6 @@ def test_default_cluster(first_boot: Prepare, hostname: str) -> None:
         check_disk(reader, booted)
         assert {path: reader.mtime(path) for path in first} == first
         assert reader.mtime("/var/lib/cloud/instance/sem/config_runcmd") == runcmd
-    finally:
-        reader.close()
-
-
-@pytest.mark.parametrize("hostname", ["m2", "s1"])
-def test_three_master_cluster(first_boot: Prepare, hostname: str) -> None:
-    booted = first_boot(THREE_MASTERS.read_text(), hostname)
-    with booted.boot() as vm:
-        check_running_node(vm, booted)
-        verify_node_layer(booted, vm)
-    reader = DiskReader(booted.disk, booted.work)
-    try:
-        check_disk(reader, booted)
-        if hostname == "m2":
-            assert reader.read("/var/lib/zookeeper/myid") == "2\n"
-            assert reader.read("/etc/mesos-master/quorum") == "2\n"
-        else:
-            assert reader.read("/etc/mesos-slave/attributes/rack") == "r1\n"
     finally:
         reader.close()
 
