@@ -107,6 +107,12 @@ def redact(text: str) -> str:
     return _AWS_KEY_ID.sub("<redacted-key-id>", text)
 
 
+def without_userinfo(url: str) -> str:
+    """The URL with no `user:password@` (what a check compares when the other side may
+    show credentials, mask them or leave them out)."""
+    return _URL_USERINFO.sub(lambda m: m.group(1), url)
+
+
 def command_line(argv: Sequence[str]) -> str:
     """The command as a person would type it, secrets redacted."""
     return redact(shlex.join(argv))

@@ -14,6 +14,7 @@ host are written 0600. `Secrets` never shows its values in a repr.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -35,6 +36,10 @@ SECRET_NAMES: Mapping[str, str] = {
     "http_password": "HTTP basic authentication of the Mesos, Marathon and Chronos APIs",
     "keystore_password": "the PKCS#12 keystores Marathon and Chronos serve HTTPS from",
 }
+# A value goes into zk URLs (`user:password@`), curl configs, flag files and launchers
+# that split on `=` and spaces: only what `secrets.token_urlsafe` makes is taken.
+SECRET_VALUE = re.compile(r"[A-Za-z0-9_-]{16,}")
+ALLOWED_VALUES = "16 or more of A-Z, a-z, 0-9, _ and -"
 # On a node: one root-only file per secret, written by first boot.
 NODE_SECRETS_DIR = "/etc/builder/secrets"
 SECRET_MODE = 0o600
@@ -132,6 +137,11 @@ def load_secrets(config_dir: Path) -> Secrets | None:
         # the error names the line and the key, never the value
         if not colon or name not in SECRET_NAMES or not value.strip():
             raise UserError(f"{path}:{number}: not a `name: value` line of a known secret")
+        if not SECRET_VALUE.fullmatch(value.strip()):
+            raise UserError(
+                f"{path}:{number}: {name}: not a secret builder would make ({ALLOWED_VALUES})",
+                hint="builder secrets rotate makes new ones",
+            )
         values[name] = value.strip()
     missing = [name for name in SECRET_NAMES if name not in values]
     if missing:

@@ -32,7 +32,7 @@ from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
 from builder.config.roles import RoleSet
 from builder.config.secrets import NODE_SECRETS_DIR, Secrets, load_secrets
-from builder.firstboot.seed import cluster_secrets, node_files, secret_files
+from builder.firstboot.seed import MASTER_AUTH_FLAGS, cluster_secrets, node_files, secret_files
 from builder.proc import redact
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import BakedState, image_files, unit_states
@@ -127,6 +127,8 @@ class MasterApi:
     # the leading master's znode's ACL as "scheme:user perms", sorted: Mesos' creator-all
     # for its digest user and world-read with credentials, else open to all
     leader_acl: tuple[str, ...] = (f"world:anyone {ZK_PERMS_ALL}",)
+    # the authentication flags as the running master reports them at /master/flags
+    auth_flags: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,9 @@ def node_contract(
                 (f"digest:{ZK_MESOS_PRINCIPAL.name} {ZK_PERMS_ALL}", f"world:anyone {ZK_PERM_READ}")
                 if facts.secured
                 else (f"world:anyone {ZK_PERMS_ALL}",)
+            ),
+            auth_flags=tuple(
+                (flag, "true" if facts.secured else "false") for flag in MASTER_AUTH_FLAGS
             ),
         )
     states = unit_states(loaded.config.os.stack_units, services)

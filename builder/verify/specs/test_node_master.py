@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from builder.config.cluster import SERVICE_PORTS
-from builder.proc import redact
+from builder.proc import redact, without_userinfo
 from builder.verify.contract import MasterApi, NodeContract
 from builder.verify.specs.plugin import Check, Probe
 
@@ -49,6 +49,14 @@ def test_mesos_master_flags(probe: Probe, contract: NodeContract, check: Check) 
         (master.zk_url, str(master.quorum)),
         (_shown(flags.get("zk")), flags.get("quorum")) if answer else "no answer",
     )
+    # Mesos lists every flag with its value; a boolean left out is false
+    check(
+        f"{url} authentication",
+        dict(master.auth_flags),
+        {flag: flags.get(flag, "false") for flag, _ in master.auth_flags}
+        if answer
+        else "no answer",
+    )
 
 
 def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Check) -> None:
@@ -80,16 +88,25 @@ def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Ch
 
 
 def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """Marathon's --master and --zk as it reports them, hosts and paths: Marathon 1.5's
+    /v2/info leaves the zk URL's credentials out, 1.7+ masks them (`xxxxxxxx:xxxxxxxx@`),
+    so no version's answer is compared on them (the credentials Marathon was given are
+    checked by /etc/default/marathon's digest) and none reaches the report."""
     master = _master(contract)
     url = f"http://{contract.address}:{SERVICE_PORTS['marathon']}/v2/info"
     info = _json(probe, url)
     found: object = "no answer"
     if info is not None:
         found = (
-            info.get("marathon_config", {}).get("master"),
-            _shown(info.get("zookeeper_config", {}).get("zk")),
+            _plain(info.get("marathon_config", {}).get("master")),
+            _plain(info.get("zookeeper_config", {}).get("zk")),
         )
-    check(f"{url} master, zk", (master.marathon_master, master.marathon_zk), found)
+    expected = (without_userinfo(master.marathon_master), without_userinfo(master.marathon_zk))
+    check(f"{url} master, zk", expected, found)
+
+
+def _plain(url: object) -> object:
+    return without_userinfo(url) if isinstance(url, str) else url
 
 
 def test_leader_znode_acl(probe: Probe, contract: NodeContract, check: Check) -> None:

@@ -96,7 +96,11 @@ def test_a_readable_or_broken_file_is_refused_without_its_values(repo_config: Pa
     path.write_text(text.replace(f": {first}", f"= {first}"))
     with pytest.raises(UserError, match=r"secrets.yaml:\d+: not a `name: value` line") as broken:
         load_secrets(repo_config)
-    for error in (readable.value, broken.value):
+    # a value that would break a zk URL or a flag line (`@`, `/`, `=`, a space)
+    path.write_text(text.replace(f": {first}", f": {first[:8]}@/= {first[8:]}"))
+    with pytest.raises(UserError, match=r"secrets.yaml:\d+: \w+: not a secret builder") as odd:
+        load_secrets(repo_config)
+    for error in (readable.value, broken.value, odd.value):
         shown = f"{error} {getattr(error, 'hint', '')}"
         assert not any(value in shown for value in values.values.values())
 

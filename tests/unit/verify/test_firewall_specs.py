@@ -21,7 +21,7 @@ from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
 from builder.config.secrets import load_secrets, write_secrets
 from builder.errors import UserError
-from builder.firstboot.seed import secret_files
+from builder.firstboot.seed import MASTER_AUTH_FLAGS, secret_files
 from builder.verify.contract import HttpApi, SecretFile, image_contract, node_contract
 from builder.verify.specs import plugin
 from builder.verify.specs import test_image as image_specs
@@ -340,11 +340,8 @@ def test_marathon_info_as_first_boot_configures_it_passes(loaded: LoadedConfig) 
     fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
     command = f"sh -c {fetch} {url} {contract.login.user} {contract.login.password_file}"
 
-    def seen_with(master: str) -> tuple[object, object, bool]:
-        body = {
-            "marathon_config": {"master": master},
-            "zookeeper_config": {"zk": defaults["MARATHON_ZK"]},
-        }
+    def seen_with(master: str, zk: str = defaults["MARATHON_ZK"]) -> tuple[object, object, bool]:
+        body = {"marathon_config": {"master": master}, "zookeeper_config": {"zk": zk}}
         host = CannedHost({command: Result(json.dumps(body))})
         seen: Seen = []
         master_specs.test_marathon_info(
@@ -356,3 +353,51 @@ def test_marathon_info_as_first_boot_configures_it_passes(loaded: LoadedConfig) 
 
     assert seen_with(defaults["MARATHON_MASTER"])[2]
     assert not seen_with("zk://elsewhere:2181/mesos")[2]
+    # Marathon 1.5 shows the zk URL without its credentials, 1.7+ masks them: both pass
+    plain = "zk://test166:2181/marathon"
+    assert seen_with(defaults["MARATHON_MASTER"], plain) == (
+        ("zk://test166:2181/mesos", plain),
+        ("zk://test166:2181/mesos", plain),
+        True,
+    )
+    assert seen_with(defaults["MARATHON_MASTER"], "zk://xxxxxxxx:xxxxxxxx@test166:2181/marathon")[2]
+    assert not seen_with(defaults["MARATHON_MASTER"], "zk://test166:2181/chronos")[2]
+    # a master URL that carries a password (not what the seed writes) is not shown with it
+    secret = SAMPLE_SECRETS.values["zookeeper_password"]
+    assert not seen_with(f"zk://mesos:{secret}@elsewhere:2181/mesos")[2]
+
+
+@pytest.mark.parametrize(
+    ("secured", "reported", "passed"),
+    [
+        (True, dict.fromkeys(MASTER_AUTH_FLAGS, "true"), True),
+        (True, dict.fromkeys(MASTER_AUTH_FLAGS, "true") | {"authenticate_agents": "false"}, False),
+        (True, {}, False),
+        (False, dict.fromkeys(MASTER_AUTH_FLAGS, "false"), True),
+        (False, {"authenticate_http_readonly": "true"}, False),
+    ],
+    ids=["secured", "agents-unauthenticated", "flags-left-out", "lab", "lab-half-secured"],
+)
+def test_the_masters_authentication_flags(
+    loaded: LoadedConfig, config_copy: Path, secured: bool, reported: dict[str, str], passed: bool
+) -> None:
+    """The running master's own /master/flags say it authenticates agents, frameworks and
+    every HTTP request (a lab's say it does not)."""
+    if not secured:
+        cluster = config_copy / "cluster.yaml"
+        cluster.write_text("security: none\n" + cluster.read_text())
+        loaded = load_config(config_copy)
+    test166 = loaded.config.cluster.nodes[0]
+    contract = node_contract(loaded, test166, ClusterFacts.of(loaded))
+    assert contract.master is not None
+    url = "http://10.86.255.166:5050/master/flags"
+    fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
+    login = contract.login
+    user, password_file = (login.user, login.password_file) if login else ("", "")
+    command = f"sh -c {fetch} {url} {user} {password_file}"
+    flags = {"zk": "zk://test166:2181/mesos", "quorum": "1"} | reported
+    host = CannedHost({command: Result(json.dumps({"flags": flags}))})
+    seen: Seen = []
+    master_specs.test_mesos_master_flags(plugin.Probe(host, login), contract, _checker(seen))
+    [(_, expected, found, ok)] = [entry for entry in seen if "authentication" in entry[0]]
+    assert ok is passed, (expected, found)
