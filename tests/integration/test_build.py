@@ -336,8 +336,9 @@ def test_bad_iso_arguments(
     assert not (tmp_path / "out" / "slave").exists()
 
 
-def test_not_an_installer(builder_cli: CliRun, tmp_path: Path) -> None:
-    assert builder_cli("seed", "test167", "--out", "s").returncode == 0
+def test_not_an_installer(builder_cli: CliRun, secured_copy: Path, tmp_path: Path) -> None:
+    seeded = builder_cli("--config", str(secured_copy), "seed", "test167", "--out", "s")
+    assert seeded.returncode == 0, seeded.stderr
     seed = tmp_path / "s" / "test167-cidata.iso"
     result = builder_cli(
         "build",

@@ -33,7 +33,7 @@ from builder.image.installer_log import InstallerLog
 from builder.installer.remaster import MEDIA_MOUNT, REPO_ON_MEDIA
 from builder.render.packer_template import LATEST_KNOWN_PACKER
 from builder.render.role import KICKSTART, render_role
-from tests.conftest import IN_CI, REPO, require_tool
+from tests.conftest import IN_CI, REPO, require_tool, write_sample_secrets
 from tests.installer_media import build_rpm, checksum_option, guest_config, tiny_installer_iso
 from tests.integration.rpmrepo import RpmRepos
 from tests.integration.standin import (
@@ -538,6 +538,7 @@ def _seed(role: str, key: Path, work: Path) -> Path:
     # 10.0.2.2: first boot's firewall lets SSH in only from an admin network.
     cluster = cluster.replace("nodes:", "admin_networks: [10.0.2.2/32]\nnodes:", 1)
     (config / "cluster.yaml").write_text(cluster)
+    write_sample_secrets(config)  # secured, as users seed it
     loaded = load_config(config)
     hostname = "test167" if role == "slave" else "test166"
     node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
