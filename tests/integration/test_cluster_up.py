@@ -293,14 +293,8 @@ def test_three_masters_elect_fail_over_and_lose_quorum(
     _until(failed_over, "new leading master with s1 registered", 600)
     _, status = work.status()
     second = _leader(status)
-    agent = json.loads(
-        work.ssh(
-            "s1",
-            'python3 -c "import urllib.request as u; print(u.urlopen('
-            "'http://10.86.255.21:5051/state').read().decode())\"",
-        )
-    )
-    assert agent["master_hostname"] == second
+    # s1's own /state (its HTTP API wants the cluster's credentials, as every API does)
+    assert _agent_state(work, "s1", _auth(work))["master_hostname"] == second
     # Two masters down: no quorum.
     _stop(work, second)
     _until(lambda: not _parts(work.status()[1])["zookeeper"][0], "ZooKeeper losing its quorum", 300)
