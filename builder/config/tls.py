@@ -50,6 +50,8 @@ KEYSTORE_ALGORITHMS = ("-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", 
 # openssl's own config file could add extensions (Debian's adds v3_ca to `req -x509`):
 # none is read, every extension is named here.
 NO_CONFIG = ("-config", "/dev/null")
+# A certificate for the key on stdin (the CA's self-signed, or a node's signed by the CA).
+CERTIFY_KEY_ON_STDIN = ("req", "-x509", "-new", *NO_CONFIG, "-key", "/dev/stdin")
 CA_EXTENSIONS = (
     "basicConstraints=critical,CA:TRUE,pathlen:0",
     "keyUsage=critical,keyCertSign,cRLSign",
@@ -148,12 +150,7 @@ def make_ca() -> CAMaterial:
     key = _new_key()
     cert = _openssl(
         [
-            "req",
-            "-x509",
-            "-new",
-            *NO_CONFIG,
-            "-key",
-            "/dev/stdin",
+            *CERTIFY_KEY_ON_STDIN,
             "-subj",
             subject,
             "-days",
@@ -224,12 +221,7 @@ def issue_node_certificate(
     key = _new_key()
     cert = _openssl(
         [
-            "req",
-            "-x509",
-            "-new",
-            *NO_CONFIG,
-            "-key",
-            "/dev/stdin",
+            *CERTIFY_KEY_ON_STDIN,
             "-subj",
             f"/CN={dns[0]}",
             "-CA",

@@ -230,41 +230,11 @@ def test_the_keystore_opens_with_its_password_only(config: Path, tmp_path: Path)
     require_tool("keytool")  # openjdk-17-jre-headless, which ./run.sh installs
     # Java (what Marathon and Chronos run on) reads it, as a JKS-typed store too
     for store_type in ("PKCS12", "JKS"):
-        listed = subprocess.run(
-            [
-                "keytool",
-                "-list",
-                "-storetype",
-                store_type,
-                "-keystore",
-                str(keystore),
-                "-storepass:env",
-                "P",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
+        listed = _keytool_list(keystore, store_type, env)
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert "test166.cluster.example, " in listed.stdout
         assert "PrivateKeyEntry" in listed.stdout
-    wrong_password = subprocess.run(
-        [
-            "keytool",
-            "-list",
-            "-storetype",
-            "PKCS12",
-            "-keystore",
-            str(keystore),
-            "-storepass:env",
-            "P",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "P": "wrong"},
-        check=False,
-    )
+    wrong_password = _keytool_list(keystore, "PKCS12", {**os.environ, "P": "wrong"})
     assert wrong_password.returncode != 0
     assert "password was incorrect" in wrong_password.stdout + wrong_password.stderr
 
@@ -376,3 +346,13 @@ def test_a_broken_ca_is_one_line_and_exit_2_with_nothing_written(
         assert result.stderr.splitlines()[0].startswith(line)
         assert "Traceback" not in result.stderr
         assert not out.exists()
+
+
+def _keytool_list(
+    keystore: Path, store_type: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Java's keytool listing the keystore, its password in the environment (P)."""
+    command = ["keytool", "-list", "-storetype", store_type, "-keystore", str(keystore)]
+    return subprocess.run(
+        [*command, "-storepass:env", "P"], capture_output=True, text=True, env=env, check=False
+    )
