@@ -165,7 +165,8 @@ def validate(
     the build's preflight (the packages can be had), for each role set.
     """
     from builder.config.roles import compose, parse_role_names
-    from builder.firstboot.validate import validate_seed
+    from builder.config.secrets import SECRETS_FILE
+    from builder.firstboot.validate import secrets_to_validate_with, validate_seed
     from builder.image.validate import validate_role
 
     loaded = _load(ctx)
@@ -188,8 +189,15 @@ def validate(
 
             click.echo(f"{role_set.label}: packages: {check_sources(loaded, role_set, mirror)}")
     if not roles:
+        secrets, throwaway = secrets_to_validate_with(loaded)
+        if throwaway:
+            click.echo(
+                f"note: {loaded.directory / SECRETS_FILE}: none yet; the seeds are checked "
+                "with throwaway secrets (`builder secrets init` makes the cluster's)",
+                err=True,
+            )
         for node in loaded.config.cluster.nodes:
-            found = validate_seed(loaded, node)
+            found = validate_seed(loaded, node, secrets)
             problems += found
             click.echo(f"seed {node.hostname}: {_verdict(found)}")
     if problems:

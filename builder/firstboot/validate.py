@@ -9,6 +9,7 @@ from pathlib import Path
 from builder import proc
 from builder.config.load import LoadedConfig, SourceFile, format_key
 from builder.config.model import Node
+from builder.config.secrets import Secrets, generate, load_secrets
 from builder.errors import Problem
 from builder.firstboot.seed import USER_DATA, node_seed
 
@@ -52,10 +53,20 @@ def _user_data_source(path: Path, shown: str) -> SourceFile | None:
         return None
 
 
-def validate_seed(loaded: LoadedConfig, node: Node) -> list[Problem]:
+def validate_seed(loaded: LoadedConfig, node: Node, secrets: Secrets | None) -> list[Problem]:
     """`cloud-init schema` on the node's first-boot user-data."""
-    seed = node_seed(loaded, node)
+    seed = node_seed(loaded, node, secrets=secrets)
     with tempfile.TemporaryDirectory(prefix="builder-seed-") as scratch:
         path = Path(scratch) / USER_DATA
         path.write_text(seed.user_data, encoding="utf-8")
         return validate_user_data(path, f"seed {node.hostname}/{USER_DATA}")
+
+
+def secrets_to_validate_with(loaded: LoadedConfig) -> tuple[Secrets | None, bool]:
+    """The cluster's secrets; for a secured cluster that has none yet, throwaway values of
+    the same shape (the schema checks the seed's form; nothing is written). The flag says
+    which."""
+    secrets = load_secrets(loaded.directory)
+    if secrets is None and loaded.config.cluster.secured:
+        return Secrets(generate()), True
+    return secrets, False

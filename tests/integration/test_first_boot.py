@@ -231,12 +231,15 @@ def builder_verify(booted: Booted, vm: Vm, *args: str, host: bool = True) -> Ver
     checks: dict[str, tuple[str, str, bool]] = {}
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our own report
-            properties = dict(
-                (p.get("name", ""), p.get("value", "")) for p in case.iter("property")
-            )
-            if "check" in properties:
-                passed = case.find("failure") is None and case.find("error") is None
-                checks[properties["check"]] = (properties["expected"], properties["found"], passed)
+            # A spec may make several checks: each is a (check, expected, found) triple.
+            values = [p.get("value", "") for p in case.iter("property")]
+            names = [p.get("name", "") for p in case.iter("property")]
+            passed = case.find("failure") is None and case.find("error") is None
+            # A failing check ends its spec: only the last one can have failed.
+            last = len(names) - 3
+            for at in range(0, last + 1, 3):
+                assert names[at : at + 3] == ["check", "expected", "found"], names
+                checks[values[at]] = (values[at + 1], values[at + 2], passed or at < last)
     return Verified(result.returncode, result.stdout + result.stderr, checks)
 
 

@@ -13,7 +13,7 @@ from builder.firstboot.validate import validate_user_data
 from builder.image.validate import validate_kickstart, validate_packer, validate_role
 from builder.render.packer_template import LATEST_KNOWN_PACKER
 from builder.render.role import render_role
-from tests.conftest import REPO, CliRun, generated_cluster_yaml, require_tool
+from tests.conftest import REPO, SAMPLE_SECRETS, CliRun, generated_cluster_yaml, require_tool
 
 pytestmark = pytest.mark.integration
 GOLDEN = REPO / "tests" / "golden"
@@ -131,6 +131,17 @@ def test_validate_command_on_the_default(builder_cli: CliRun) -> None:
         "seed test166: valid",
         "seed test167: valid",
     ]
+    # The default config has no secrets yet: its secured seeds are checked all the same.
+    assert "none yet; the seeds are checked with throwaway secrets" in result.stderr
+
+
+def test_validate_checks_seeds_with_the_clusters_secrets(
+    builder_cli: CliRun, secured_copy: Path
+) -> None:
+    result = builder_cli("--config", str(secured_copy), "validate")
+    assert result.returncode == 0, result.stderr
+    assert "seed test167: valid" in result.stdout.splitlines()
+    assert "throwaway" not in result.stderr
 
 
 def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Path) -> None:
@@ -153,7 +164,7 @@ def test_large_cluster_user_data_passes_cloud_init_schema(
 
     (config_copy / "cluster.yaml").write_text(generated_cluster_yaml(3500, masters=3499))
     big = load_config(config_copy)
-    user_data = node_seed(big, big.config.cluster.nodes[9]).user_data
+    user_data = node_seed(big, big.config.cluster.nodes[9], secrets=SAMPLE_SECRETS).user_data
     assert "encoding: gz+b64" in user_data
     path = tmp_path / "user-data"
     path.write_text(user_data)

@@ -248,8 +248,40 @@ _READ_FILES = (
 )
 
 
+# The running firewalld in one command (each firewall-cmd is a Python start: seconds on a
+# small node): its default zone, then every zone as `--info-zone` shows one.
+_FIREWALL = "firewall-cmd --get-default-zone && firewall-cmd --list-all-zones"
+
+
+@dataclass(frozen=True)
+class RunningFirewall:
+    """firewalld's runtime: the default zone, and each zone's settings as key -> value with
+    the header's state (active, default) under "state"."""
+
+    default: str
+    zones: dict[str, dict[str, str]]
+
+    @classmethod
+    def parse(cls, text: str) -> RunningFirewall:
+        lines = text.splitlines()
+        default = lines[0].strip() if lines else ""
+        zones: dict[str, dict[str, str]] = {}
+        settings: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line.strip():
+                continue
+            if not line[0].isspace():  # a zone's header: NAME or NAME (active, default)
+                name, _, state = line.partition(" (")
+                settings = zones.setdefault(name.strip(), {"state": state.rstrip(")").strip()})
+            else:
+                key, _, value = line.strip().partition(":")
+                settings[key] = value.strip()
+        return cls(default, zones)
+
+
 class Probe:
-    """Answers the node gives once per run: HTTP bodies and its listening sockets."""
+    """Answers the node gives once per run: HTTP bodies, its listening sockets, files and
+    the running firewall."""
 
     def __init__(self, node: Any, login: HttpLogin | None = None) -> None:
         self.node = node
@@ -257,6 +289,8 @@ class Probe:
         self._bodies: dict[str, str | None] = {}
         self._sockets: list[str] | None = None
         self._files: dict[str, str | None] = {}
+        self._firewall: RunningFirewall | None = None
+        self._firewall_asked = False
 
     def http(self, url: str, attempts: int = 30) -> str | None:
         """The body at `url` as seen from the node itself, or None when it never answered."""
@@ -305,6 +339,15 @@ class Probe:
             for path in missing:
                 self._files.setdefault(path, None)
         return {path: self._files[path] for path in paths}
+
+    def firewall(self) -> RunningFirewall | None:
+        """The running firewalld, asked once (None when it does not answer)."""
+        if not self._firewall_asked:
+            result = self.node.run(_FIREWALL)
+            self._firewall_asked = True
+            if result.rc == 0:
+                self._firewall = RunningFirewall.parse(str(result.stdout))
+        return self._firewall
 
     def zk_leader_acl(self, host: str, port: int, path: str) -> str:
         """The leading master's znode's ACL under `path`, as ZooKeeper answers it."""

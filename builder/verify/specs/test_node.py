@@ -12,7 +12,7 @@ from typing import Any
 
 from builder.config.cluster import FirewallZone
 from builder.verify.contract import DIGEST_SHOWN, HttpApi, NodeContract, SecretFile
-from builder.verify.specs.plugin import Check, Probe
+from builder.verify.specs.plugin import Check, Probe, RunningFirewall
 
 
 def test_hostname(node: Any, contract: NodeContract, check: Check) -> None:
@@ -49,19 +49,10 @@ def test_listening(probe: Probe, listening: tuple[str, int], check: Check) -> No
     check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))
 
 
-def zone_info(node: Any, name: str) -> dict[str, str]:
-    """`firewall-cmd --info-zone` of the running firewalld as key -> value ({} when it
-    does not answer); the first line's state (active, default) under "state"."""
-    result = node.run("firewall-cmd --info-zone=%s", name)
-    if result.rc != 0:
-        return {}
-    lines = str(result.stdout).splitlines()
-    head = lines[0] if lines else ""
-    info = {"state": head.partition("(")[2].rstrip(")").strip()}
-    for line in lines[1:]:
-        key, _, value = line.strip().partition(":")
-        info[key] = value.strip()
-    return info
+def zone_info(firewall: RunningFirewall | None, name: str) -> dict[str, str]:
+    """A zone of the running firewalld as key -> value ({} when firewalld does not answer
+    or has no such zone); the header's state (active, default) under "state"."""
+    return firewall.zones.get(name, {}) if firewall else {}
 
 
 def opens(info: dict[str, str], keys: tuple[str, ...]) -> str:
@@ -74,7 +65,7 @@ def opens(info: dict[str, str], keys: tuple[str, ...]) -> str:
 ZONE_KEYS = ("sources", "services", "ports")
 
 
-def test_firewall_zone(node: Any, zone: FirewallZone, check: Check) -> None:
+def test_firewall_zone(probe: Probe, zone: FirewallZone, check: Check) -> None:
     """The running firewall, as first boot shaped it: the zone is active with exactly
     its sources, services and ports (firewalld's runtime, not only the files)."""
     expected = "active; " + "; ".join(
@@ -85,17 +76,17 @@ def test_firewall_zone(node: Any, zone: FirewallZone, check: Check) -> None:
             ("ports", [port.firewalld for port in zone.access.ports]),
         )
     )
-    info = zone_info(node, zone.name)
+    info = zone_info(probe.firewall(), zone.name)
     state = "active" if "active" in info.get("state", "").split(", ") else "inactive"
     check(f"firewall zone {zone.name}", expected, f"{state}; {opens(info, ZONE_KEYS)}")
 
 
-def test_firewall_default_zone(node: Any, contract: NodeContract, check: Check) -> None:
+def test_firewall_default_zone(probe: Probe, contract: NodeContract, check: Check) -> None:
     """Everything no zone's source matches lands in the default zone: it opens nothing
     but what must stay (and with no zone drifting on firewalld 0.6, nothing leaks)."""
-    result = node.run("firewall-cmd --get-default-zone")
-    default = str(result.stdout).strip() if result.rc == 0 else "firewalld does not answer"
-    found = f"{default}: {opens(zone_info(node, default), ZONE_KEYS[1:])}"
+    firewall = probe.firewall()
+    default = firewall.default if firewall else "firewalld does not answer"
+    found = f"{default}: {opens(zone_info(firewall, default), ZONE_KEYS[1:])}"
     services = " ".join(sorted(contract.default_zone_services)) or "-"
     expected = f"{contract.default_zone}: services: {services}; ports: -"
     check("firewall default zone", expected, found)

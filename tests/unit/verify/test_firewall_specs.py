@@ -3,8 +3,9 @@ firewall has the shape first boot gives it, FAILING where it is broken (the imag
 still open, a source missing, a UI port given to the cluster, a zone not active,
 firewalld not running, a secret readable by others).
 
-The answers are firewalld's own formats: `firewall-cmd --info-zone` (1.3 on the
-stand-in, the same keys on CentOS 7's 0.6) and the zone files it reads.
+The answers are firewalld's own formats: `firewall-cmd --get-default-zone` and
+`--list-all-zones` (each zone as `--info-zone` shows it; 1.3 on the stand-in, the same
+keys on CentOS 7's 0.6), asked in one command, and the zone files it reads.
 """
 
 from __future__ import annotations
@@ -71,12 +72,21 @@ TEST166_PORTS = (
 )
 
 
-def _zone_seen(loaded: LoadedConfig, answer: Result) -> tuple[object, object, bool]:
+def _firewall(default: str, *zones: Result, rc: int = 0) -> plugin.Probe:
+    """A node whose firewalld answers the specs' one command with these zones."""
+    listing = "\n".join(zone.stdout for zone in zones)
+    answer = Result(f"{default}\n{listing}" if rc == 0 else default, rc)
+    return plugin.Probe(CannedHost({plugin._FIREWALL: answer}))
+
+
+OTHER_ZONES = (_info("block", "", "", "", ""), _info("public", "", "", "dhcpv6-client", ""))
+
+
+def _zone_seen(loaded: LoadedConfig, probe: plugin.Probe) -> tuple[object, object, bool]:
     facts = ClusterFacts.of(loaded)
     [zone] = node_contract(loaded, facts.cluster.nodes[0], facts).zones
-    host = CannedHost({f"firewall-cmd --info-zone={zone.name}": answer})
     seen: Seen = []
-    node_specs.test_firewall_zone(host, zone, _checker(seen))
+    node_specs.test_firewall_zone(probe, zone, _checker(seen))
     [(what, expected, found, passed)] = seen
     assert what == "firewall zone cluster-admin"
     return expected, found, passed
@@ -86,7 +96,7 @@ def test_the_zone_first_boot_made_passes(loaded: LoadedConfig) -> None:
     # firewalld lists ports in its own order: the spec compares them as a set
     ports = " ".join(reversed(TEST166_PORTS.split()))
     answer = _info("cluster-admin", "active", "10.86.255.0/24", "ssh", ports)
-    expected, found, passed = _zone_seen(loaded, answer)
+    expected, found, passed = _zone_seen(loaded, _firewall("public", *OTHER_ZONES, answer))
     assert passed, (expected, found)
 
 
@@ -101,22 +111,28 @@ def test_the_zone_first_boot_made_passes(loaded: LoadedConfig) -> None:
             "9090/tcp",
         ),
         (_info("cluster-admin", "", "10.86.255.0/24", "ssh", TEST166_PORTS), "inactive"),
-        (Result("Error: INVALID_ZONE: cluster-admin\n", 112), "no such zone"),
+        (None, "no such zone"),
         (Result("FirewallD is not running\n", 252), "no such zone"),
     ],
     ids=["no-source", "open-to-all", "no-ssh", "extra-port", "inactive", "no-zone", "not-running"],
 )
-def test_a_broken_zone_fails(loaded: LoadedConfig, answer: Result, wrong: str) -> None:
-    _, found, passed = _zone_seen(loaded, answer)
+def test_a_broken_zone_fails(loaded: LoadedConfig, answer: Result | None, wrong: str) -> None:
+    if answer is None:  # firewalld runs, without the zone
+        probe = _firewall("public", *OTHER_ZONES)
+    elif answer.rc:
+        probe = _firewall(answer.stdout, rc=answer.rc)
+    else:
+        probe = _firewall("public", *OTHER_ZONES, answer)
+    _, found, passed = _zone_seen(loaded, probe)
     assert not passed
     assert wrong in str(found), found
 
 
-def _default_seen(loaded: LoadedConfig, answers: dict[str, Result]) -> tuple[object, bool]:
+def _default_seen(loaded: LoadedConfig, probe: plugin.Probe) -> tuple[object, bool]:
     facts = ClusterFacts.of(loaded)
     contract = node_contract(loaded, facts.cluster.nodes[1], facts)
     seen: Seen = []
-    node_specs.test_firewall_default_zone(CannedHost(answers), contract, _checker(seen))
+    node_specs.test_firewall_default_zone(probe, contract, _checker(seen))
     [(what, expected, found, passed)] = seen
     assert (what, expected) == (
         "firewall default zone",
@@ -126,13 +142,8 @@ def _default_seen(loaded: LoadedConfig, answers: dict[str, Result]) -> tuple[obj
 
 
 def test_the_emptied_default_zone_passes(loaded: LoadedConfig) -> None:
-    answers = {
-        "firewall-cmd --get-default-zone": Result("public\n"),
-        "firewall-cmd --info-zone=public": _info(
-            "public", "default, active", "", "dhcpv6-client", ""
-        ),
-    }
-    assert _default_seen(loaded, answers)[1]
+    public = _info("public", "default, active", "", "dhcpv6-client", "")
+    assert _default_seen(loaded, _firewall("public", OTHER_ZONES[0], public))[1]
 
 
 @pytest.mark.parametrize(
@@ -147,12 +158,15 @@ def test_the_emptied_default_zone_passes(loaded: LoadedConfig) -> None:
 def test_a_default_zone_that_opens_more_fails(
     loaded: LoadedConfig, default: str, services: str, ports: str
 ) -> None:
-    answers = {
-        "firewall-cmd --get-default-zone": Result(f"{default}\n"),
-        f"firewall-cmd --info-zone={default}": _info(default, "default", "", services, ports),
-    }
-    found, passed = _default_seen(loaded, answers)
+    zone = _info(default, "default", "", services, ports)
+    found, passed = _default_seen(loaded, _firewall(default, OTHER_ZONES[0], zone))
     assert not passed, found
+
+
+def test_firewalld_not_answering_fails_the_default_zone(loaded: LoadedConfig) -> None:
+    found, passed = _default_seen(loaded, _firewall("FirewallD is not running", rc=252))
+    assert not passed
+    assert found == "firewalld does not answer: no such zone in the running firewalld"
 
 
 DEBIAN_PUBLIC = """<?xml version="1.0" encoding="utf-8"?>
