@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from builder.cluster import lifecycle
+from builder.cluster import health, lifecycle
 from builder.cluster.machine import mac
 from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, load_config
-from builder.errors import UserError
+from builder.errors import BuilderError, UserError
 from builder.firstboot.seed import NETWORK_CONFIG, USER_DATA, SeedFormat, node_seed, write_seeds
 from tests.conftest import SAMPLE_SECRETS
 
@@ -118,3 +118,30 @@ def test_the_hub_network_is_the_cluster_network_holding_the_node(config_copy: Pa
     )
     loaded = load_config(config_copy)
     assert lifecycle.hub_network(loaded, loaded.config.cluster.nodes[0]) == "10.86.0.0/16"
+
+
+def test_up_stops_at_its_deadline_naming_what_is_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its deadline `up` fails (exit 1) with one line: every part not healthy, as the
+    health check saw it last (the VM test names a member outside the ensemble through the
+    same check, with `status`)."""
+    seen = health.Health(
+        (
+            health.Part("zookeeper", False, "m2 not in the ensemble (m1 leader, m2 no answer)"),
+            health.Part("mesos", True, "m1 leads"),
+            health.Part("marathon", False, "no /v2/leader answers"),
+        ),
+        "m1",
+    )
+    monkeypatch.setattr(health, "check", lambda *args, **kwargs: seen)
+    state = lifecycle.ClusterState(tmp_path, 0, str(tmp_path / "hub.pid"), "tcg", "centos", ())
+    said: list[str] = []
+    with pytest.raises(BuilderError) as raised:
+        lifecycle.wait_healthy(state, [], set(), 0, said.append)
+    assert str(raised.value) == (
+        "the cluster is not healthy after 0 s: zookeeper: m2 not in the ensemble "
+        "(m1 leader, m2 no answer); marathon: no /v2/leader answers"
+    )
+    assert raised.value.exit_code == 1
+    assert said == []
