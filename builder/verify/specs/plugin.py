@@ -248,6 +248,18 @@ _READ_FILES = (
 )
 
 
+# Several files' mode, owner and SHA-256 as "= PATH MODE USER:GROUP SUM" lines (a file that
+# is not there: no line); never their content.
+_FILE_DIGESTS = (
+    'for f in PATHS; do [ -f "$f" ] && printf "= %s %s %s\\n" "$f" '
+    '"$(stat -c "%a %U:%G" -- "$f")" "$(sha256sum -- "$f" | cut -d " " -f 1)"; done; true'
+)
+# Several units' enablement and state as "= UNIT|ENABLED|ACTIVE" lines.
+_UNITS = (
+    'for u in UNITS; do printf "= %s|%s|%s\\n" "$u" '
+    '"$(systemctl is-enabled -- "$u" 2>/dev/null)" "$(systemctl is-active -- "$u" 2>/dev/null)"; '
+    "done"
+)
 # The running firewalld in one command (each firewall-cmd is a Python start: seconds on a
 # small node): its default zone, then every zone as `--info-zone` shows one.
 _FIREWALL = "firewall-cmd --get-default-zone && firewall-cmd --list-all-zones"
@@ -339,6 +351,31 @@ class Probe:
             for path in missing:
                 self._files.setdefault(path, None)
         return {path: self._files[path] for path in paths}
+
+    def secret_files(self, paths: Sequence[str]) -> dict[str, str]:
+        """Each file's "MODE USER:GROUP sha256:SUM" (SUM whole), or "missing"; one command."""
+        if not hasattr(self, "_secrets"):
+            self._secrets: dict[str, str] = {}
+            command = _FILE_DIGESTS.replace("PATHS", " ".join(map(shlex.quote, paths)))
+            result = self.node.run(command)
+            for line in str(result.stdout).splitlines():
+                fields = line.split(" ")
+                if len(fields) == 5 and fields[0] == "=" and fields[1] in paths:
+                    self._secrets[fields[1]] = f"{fields[2]} {fields[3]} sha256:{fields[4]}"
+        return {path: self._secrets.get(path, "missing") for path in paths}
+
+    def units(self, units: Sequence[str]) -> dict[str, str]:
+        """Each unit's "ENABLED, ACTIVE" as systemctl says them ("unknown": it says
+        neither); one command."""
+        if not hasattr(self, "_units"):
+            self._units: dict[str, str] = {}
+            result = self.node.run(_UNITS.replace("UNITS", " ".join(map(shlex.quote, units))))
+            for line in str(result.stdout).splitlines():
+                mark, _, rest = line.partition(" ")
+                unit, *states = rest.split("|")
+                if mark == "=" and unit in units:
+                    self._units[unit] = ", ".join(state for state in states if state)
+        return {unit: self._units.get(unit) or "unknown" for unit in units}
 
     def firewall(self) -> RunningFirewall | None:
         """The running firewalld, asked once (None when it does not answer)."""

@@ -27,11 +27,11 @@ def test_first_boot_file(
     check(f"{path} content", content, found)
 
 
-def test_service_enabled_and_running(node: Any, service: str, check: Check) -> None:
-    unit = f"{service}.service"
-    states = node.run("systemctl is-enabled %s; systemctl is-active %s", unit, unit).stdout
-    found = ", ".join(states.split()) or "unknown"
-    check(f"unit {service}", "enabled, active", found)
+def test_service_enabled_and_running(
+    probe: Probe, contract: NodeContract, service: str, check: Check
+) -> None:
+    units = probe.units([f"{each}.service" for each in contract.services])
+    check(f"unit {service}", "enabled, active", units[f"{service}.service"])
 
 
 def test_other_stack_unit_never_started(node: Any, idle_unit: str, check: Check) -> None:
@@ -92,16 +92,15 @@ def test_firewall_default_zone(probe: Probe, contract: NodeContract, check: Chec
     check("firewall default zone", expected, found)
 
 
-def test_secret_file_root_only(node: Any, secret_file: SecretFile, check: Check) -> None:
+def test_secret_file_root_only(
+    probe: Probe, contract: NodeContract, secret_file: SecretFile, check: Check
+) -> None:
     """A file holding a secret: only root reads it, and it is the seed's (by its digest:
     the content is never read back here or shown)."""
-    path = secret_file.path
-    result = node.run("stat -c '%%a %%U:%%G' -- %s && sha256sum -- %s", path, path)
-    lines = str(result.stdout).split("\n")
-    found = "missing"
-    if result.rc == 0 and len(lines) > 1:
-        found = f"{lines[0].strip()} sha256:{lines[1].split()[0][:DIGEST_SHOWN]}"
-    check(f"{path} mode, owner, digest", f"600 root:root {secret_file.digest}", found)
+    found = probe.secret_files([each.path for each in contract.secret_files])[secret_file.path]
+    if found != "missing":
+        found = found[: found.index("sha256:") + len("sha256:") + DIGEST_SHOWN]
+    check(f"{secret_file.path} mode, owner, digest", f"600 root:root {secret_file.digest}", found)
 
 
 def test_api_requires_authentication(probe: Probe, api: HttpApi, check: Check) -> None:

@@ -10,8 +10,10 @@ keys on CentOS 7's 0.6), asked in one command, and the zone files it reads.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,6 +219,7 @@ def test_an_image_opening_more_or_less_fails(loaded: LoadedConfig, zone_file: st
 
 
 SECRET_PATH = "/etc/builder/secrets/mesos_secret"
+OTHER_SECRET = "/etc/builder/secrets/http_password"
 SECRET_DIGEST = SecretFile.of(SECRET_PATH, "the content\n").digest
 SECRET_SUM = hashlib.sha256(b"the content\n").hexdigest()
 
@@ -224,21 +227,26 @@ SECRET_SUM = hashlib.sha256(b"the content\n").hexdigest()
 @pytest.mark.parametrize(
     ("answer", "passed"),
     [
-        (Result(f"600 root:root\n{SECRET_SUM}  {SECRET_PATH}\n"), True),
-        (Result(f"644 root:root\n{SECRET_SUM}  {SECRET_PATH}\n"), False),  # every user reads it
-        (Result(f"600 centos:centos\n{SECRET_SUM}  {SECRET_PATH}\n"), False),
-        (Result(f"600 root:root\n{'0' * 64}  {SECRET_PATH}\n"), False),  # not the seed's
-        (Result("", 1), False),  # first boot never wrote it
+        (Result(f"= {SECRET_PATH} 600 root:root {SECRET_SUM}\n"), True),
+        (Result(f"= {SECRET_PATH} 644 root:root {SECRET_SUM}\n"), False),  # every user reads it
+        (Result(f"= {SECRET_PATH} 600 centos:centos {SECRET_SUM}\n"), False),
+        (Result(f"= {SECRET_PATH} 600 root:root {'0' * 64}\n"), False),  # not the seed's
+        (Result(f"= {OTHER_SECRET} 600 root:root {SECRET_SUM}\n"), False),  # never written
     ],
     ids=["root-only", "world-readable", "not-roots", "other-content", "missing"],
 )
-def test_a_secret_file_must_be_roots_alone(answer: Result, passed: bool) -> None:
-    command = f"stat -c '%a %U:%G' -- {SECRET_PATH} && sha256sum -- {SECRET_PATH}"
-    host = CannedHost({command: answer})
+def test_a_secret_file_must_be_roots_alone(
+    loaded: LoadedConfig, answer: Result, passed: bool
+) -> None:
+    facts = ClusterFacts.of(loaded)
+    secret = SecretFile(SECRET_PATH, SECRET_DIGEST)
+    other = SecretFile(OTHER_SECRET, SECRET_DIGEST)
+    contract = node_contract(loaded, facts.cluster.nodes[1], facts)
+    contract = dataclasses.replace(contract, secret_files=(other, secret))
+    paths = f"{shlex.quote(OTHER_SECRET)} {shlex.quote(SECRET_PATH)}"
+    probe = plugin.Probe(CannedHost({plugin._FILE_DIGESTS.replace("PATHS", paths): answer}))
     seen: Seen = []
-    node_specs.test_secret_file_root_only(
-        host, SecretFile(SECRET_PATH, SECRET_DIGEST), _checker(seen)
-    )
+    node_specs.test_secret_file_root_only(probe, contract, secret, _checker(seen))
     [(what, expected, found, ok)] = seen
     assert (what, expected) == (
         f"{SECRET_PATH} mode, owner, digest",
@@ -415,3 +423,30 @@ def test_the_masters_authentication_flags(
     master_specs.test_mesos_master_flags(plugin.Probe(host, login), contract, _checker(seen))
     [(_, expected, found, ok)] = [entry for entry in seen if "authentication" in entry[0]]
     assert ok is passed, (expected, found)
+
+
+@pytest.mark.parametrize(
+    ("line", "found", "passed"),
+    [
+        ("= zookeeper.service|enabled|active", "enabled, active", True),
+        ("= zookeeper.service|disabled|active", "disabled, active", False),
+        ("= zookeeper.service|enabled|failed", "enabled, failed", False),
+        ("= zookeeper.service||inactive", "inactive", False),  # no such unit file
+        ("= docker.service|enabled|active", "unknown", False),  # not asked about
+    ],
+    ids=["running", "not-enabled", "failed", "no-unit", "no-answer"],
+)
+def test_a_service_must_be_enabled_and_running(
+    loaded: LoadedConfig, line: str, found: str, passed: bool
+) -> None:
+    facts = ClusterFacts.of(loaded)
+    contract = dataclasses.replace(
+        node_contract(loaded, facts.cluster.nodes[1], facts), services=("mesos-slave", "zookeeper")
+    )
+    command = plugin._UNITS.replace("UNITS", "mesos-slave.service zookeeper.service")
+    probe = plugin.Probe(
+        CannedHost({command: Result(f"= mesos-slave.service|enabled|active\n{line}\n")})
+    )
+    seen: Seen = []
+    node_specs.test_service_enabled_and_running(probe, contract, "zookeeper", _checker(seen))
+    assert seen == [("unit zookeeper", "enabled, active", found, passed)]
