@@ -38,6 +38,10 @@ from tests.integration.standin import configured_image, lay_out_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on CentOS 7)
+# Under TCG with the other worker's VMs on the same 2 cores (CI), generous: they only
+# cost time when something is wrong. `verify --cluster` asks each node one by one.
+VERIFY_TIMEOUT = 1800
+CHANGE_DEADLINE = 900  # a failover, a quorum lost, an ensemble re-formed
 # A highly available cluster on the same isolated network: three masters, one slave.
 THREE_MASTERS = """\
 name: ha
@@ -225,7 +229,7 @@ def test_default_cluster_up_verify_down(
     again = work.builder("up")
     assert again.returncode == 0
     assert "already running" in again.stdout
-    verified = work.builder("verify", "--cluster", timeout=600)
+    verified = work.builder("verify", "--cluster", timeout=VERIFY_TIMEOUT)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert [line.split()[:2] for line in verified.stdout.splitlines()[1:]] == [
         ["test166", "master,slave"],
@@ -285,14 +289,18 @@ def test_three_masters_elect_fail_over_and_lose_quorum(
         parts = _parts(now)
         return _leader(now) not in ("none", first) and parts["agents"][0]
 
-    _until(failed_over, "new leading master with s1 registered", 600)
+    _until(failed_over, "new leading master with s1 registered", CHANGE_DEADLINE)
     _, status = work.status()
     second = _leader(status)
     # s1's own /state (its HTTP API wants the cluster's credentials, as every API does)
     assert _agent_state(work, "s1", _auth(work))["master_hostname"] == second
     # Two masters down: no quorum.
     _stop(work, second)
-    _until(lambda: not _parts(work.status()[1])["zookeeper"][0], "ZooKeeper losing its quorum", 300)
+    _until(
+        lambda: not _parts(work.status()[1])["zookeeper"][0],
+        "ZooKeeper losing its quorum",
+        CHANGE_DEADLINE,
+    )
     code, status = work.status()
     assert code == 1
     # The one left may still call itself a follower until it notices (syncLimit): either
@@ -327,7 +335,7 @@ def check_a_member_outside_the_ensemble_is_named(work: Work) -> None:
         healthy, detail = _parts(status)["zookeeper"]
         return code == 1 and not healthy and detail.startswith("m2 not in the ensemble (m1 ")
 
-    _until(named, "m2 named as in no ensemble, m1 and m3 serving", 600)
+    _until(named, "m2 named as in no ensemble, m1 and m3 serving", CHANGE_DEADLINE)
 
 
 # The three-master cluster's one admin address is no node's: 10.86.255.200, which the
@@ -409,7 +417,7 @@ def check_the_firewall_scopes(work: Work) -> subprocess.CompletedProcess[str]:
     assert marathon is not None
     assert _get(marathon, "/v2/leader", _auth(work))[0] == 200
     assert _get(marathon, "/v2/leader", None)[:2] == (401, 'Basic realm="Mesosphere"')
-    verified = work.builder("verify", "--cluster", timeout=900)
+    verified = work.builder("verify", "--cluster", timeout=VERIFY_TIMEOUT)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return verified
 
