@@ -207,7 +207,15 @@ def builder_verify(booted: Booted, vm: Vm, *args: str, host: bool = True) -> Ver
         )
     junit = booted.work / f"verify-{len(list(booted.work.glob('verify-*.xml')))}.xml"
     target = ["--host", f"ssh://{DEFAULT_USER}@127.0.0.1:{vm.port}"] if host else []
-    result = subprocess.run(
+    result = run_verify(booted, [*args, *target], ssh_config, junit)
+    return Verified(result.returncode, result.stdout + result.stderr, junit_checks(junit))
+
+
+def run_verify(
+    booted: Booted, args: list[str], ssh_config: Path, junit: Path
+) -> subprocess.CompletedProcess[str]:
+    """`builder verify ARGS` as a user runs it, with the test's key and SSH config."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -216,7 +224,6 @@ def builder_verify(booted: Booted, vm: Vm, *args: str, host: bool = True) -> Ver
             str(booted.loaded.directory),
             "verify",
             *args,
-            *target,
             "--ssh-identity",
             str(booted.key),
             "--ssh-config",
@@ -230,7 +237,6 @@ def builder_verify(booted: Booted, vm: Vm, *args: str, host: bool = True) -> Ver
         check=False,
         stdin=subprocess.DEVNULL,
     )
-    return Verified(result.returncode, result.stdout + result.stderr, junit_checks(junit))
 
 
 def junit_checks(junit: Path) -> dict[str, tuple[str, str, bool]]:
@@ -409,30 +415,7 @@ def verify_cluster_with_test167_down(booted: Booted, vm: Vm) -> Verified:
         "  LogLevel ERROR\n  IdentitiesOnly yes\n  ConnectTimeout 10\n"
     )
     junit = booted.work / "cluster.xml"
-    table = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "builder",
-            "--config",
-            str(booted.loaded.directory),
-            "verify",
-            "--cluster",
-            "--ssh-user",
-            DEFAULT_USER,
-            "--ssh-identity",
-            str(booted.key),
-            "--ssh-config",
-            str(cluster_ssh),
-            "--junit-xml",
-            str(junit),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=VERIFY_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    table = run_verify(booted, ["--cluster", "--ssh-user", DEFAULT_USER], cluster_ssh, junit)
     assert not junit.with_name("cluster-test167.xml").exists()
     report = junit.with_name("cluster-test166.xml")
     assert not any(value in report.read_text() for value in SAMPLE_SECRETS.values.values())

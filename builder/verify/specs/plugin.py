@@ -301,8 +301,10 @@ class Probe:
         self._bodies: dict[str, str | None] = {}
         self._sockets: list[str] | None = None
         self._files: dict[str, str | None] = {}
+        self._secrets: dict[str, str] | None = None
+        self._units: dict[str, str] | None = None
         self._firewall: RunningFirewall | None = None
-        self._firewall_asked = False
+        self._firewall_asked = False  # firewalld not answering is an answer too (None)
 
     def http(self, url: str, attempts: int = 30) -> str | None:
         """The body at `url` as seen from the node itself, or None when it never answered."""
@@ -354,8 +356,8 @@ class Probe:
 
     def secret_files(self, paths: Sequence[str]) -> dict[str, str]:
         """Each file's "MODE USER:GROUP sha256:SUM" (SUM whole), or "missing"; one command."""
-        if not hasattr(self, "_secrets"):
-            self._secrets: dict[str, str] = {}
+        if self._secrets is None:
+            self._secrets = {}
             command = _FILE_DIGESTS.replace("PATHS", " ".join(map(shlex.quote, paths)))
             result = self.node.run(command)
             for line in str(result.stdout).splitlines():
@@ -367,8 +369,8 @@ class Probe:
     def units(self, units: Sequence[str]) -> dict[str, str]:
         """Each unit's "ENABLED, ACTIVE" as systemctl says them ("unknown": it says
         neither); one command."""
-        if not hasattr(self, "_units"):
-            self._units: dict[str, str] = {}
+        if self._units is None:
+            self._units = {}
             result = self.node.run(_UNITS.replace("UNITS", " ".join(map(shlex.quote, units))))
             for line in str(result.stdout).splitlines():
                 mark, _, rest = line.partition(" ")
