@@ -135,6 +135,25 @@ def http_answers(port: int, path: str, auth: BasicAuth | None = None) -> bool:
         return False
 
 
+def ssh_answers(port: int) -> bool:
+    """sshd's banner (RFC 4253: the server speaks first, `SSH-2.0-...`) on the port."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=TIMEOUT) as conn:
+            return conn.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def ssh_part(vms: Sequence[VmSpec], running: Mapping[str, bool]) -> Part:
+    """Every running VM's sshd answering on its forwarded port (`builder ssh` works)."""
+    silent = [
+        vm.hostname
+        for vm in vms
+        if running[vm.hostname] and not ((port := vm.host_port("ssh")) and ssh_answers(port))
+    ]
+    return Part("ssh", not silent, f"no SSH answer: {', '.join(silent)}" if silent else "answers")
+
+
 def zookeeper_part(masters: Sequence[VmSpec], running: Mapping[str, bool]) -> Part:
     """A quorum (a majority serving, one leader), and every running member serving: a
     member that runs but does not serve (a wrong myid, a zoo.cfg without it) is named."""
@@ -228,4 +247,5 @@ def check(
     mesos, leader = mesos_parts(masters, agents, running, auth)
     parts += mesos
     parts += framework_parts(masters, running, auth)
+    parts.append(ssh_part(vms, running))
     return Health(tuple(parts), leader)

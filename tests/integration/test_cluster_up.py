@@ -32,9 +32,23 @@ from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read
 from builder.config.cluster import AGENT_CREDENTIAL_FILE, HTTP_REALMS
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.roles import node_roles
-from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, load_secrets
+from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, Secrets, load_secrets
 from builder.render.role import PROVISION, render_role
-from tests.integration.standin import configured_image, lay_out_build
+from tests.integration.node_checks import (
+    Ssh,
+    Verified,
+    check_disk,
+    check_image_faults_named,
+    check_node_faults_named,
+    check_node_layer,
+    check_running_node,
+    junit_checks,
+    put_image_faults,
+    put_node_faults,
+    undo_image_faults,
+    undo_node_faults,
+)
+from tests.integration.standin import DiskReader, configured_image, lay_out_build
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on CentOS 7)
@@ -225,26 +239,50 @@ def test_default_cluster_up_verify_down(
     assert {f["name"] for f in state["frameworks"]} == {"marathon", "chronos"}
     check_the_leader_znode_is_read_only_to_strangers(work)
     check_a_wrong_agent_credential_is_refused(work, auth)
+    # What first boot left on each node, as only a running system shows it.
+    secrets = load_secrets(work.loaded.directory)
+    assert secrets is not None
+    nodes = {node.hostname: node for node in work.loaded.config.cluster.nodes}
+    for name, node in nodes.items():
+        check_running_node(_on(work, name), work.loaded, node, secrets)
     # A second up says so; verify --cluster needs no flags.
     again = work.builder("up")
     assert again.returncode == 0
     assert "already running" in again.stdout
-    verified = work.builder("verify", "--cluster", timeout=VERIFY_TIMEOUT)
+    junit = work.directory / "verify.xml"
+    verified = work.builder(
+        "verify", "--cluster", "--junit-xml", str(junit), timeout=VERIFY_TIMEOUT
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert [line.split()[:2] for line in verified.stdout.splitlines()[1:]] == [
-        ["test166", "master,slave"],
-        ["test167", "slave"],
-    ]
+    rows = [line.split()[:3] for line in verified.stdout.splitlines()[1:]]
+    assert [row[:2] for row in rows] == [["test166", "master,slave"], ["test167", "slave"]]
+    for (name, _, passed), node in zip(rows, nodes.values(), strict=True):
+        checks = junit_checks(junit.with_name(f"verify-{name}.xml"))
+        check_node_layer(Verified(verified.returncode, verified.stdout, checks), node)
+        assert passed == f"{len(checks)}/{len(checks)}"
     check_the_secrets_stay_in_the_seeds(work, [made, result, again, verified], "test167")
-    # A VM that died: status says so, up restarts it.
-    _stop(work, "test167")
+    # A VM that went down: status says so; its disk holds what first boot wrote.
+    written = _first_boot_times(work, "test167")
+    _power_off(work, "test167")
     code, status = work.status()
     assert code == 1
     assert "DEAD" in next(line for line in status.splitlines() if " test167 " in line)
     assert _parts(status)["vms"] == (False, "not running: test167")
+    reader = DiskReader(Path(work.state().vm("test167").overlay), work.directory)
+    try:
+        check_disk(reader, work.loaded, nodes["test167"], secrets)
+    finally:
+        reader.close()
+    check_node_faults_are_named(work, auth, secrets)
+    # up restarts it: the same node again, cloud-init redoes nothing, the units come up
+    # by themselves.
     restarted = work.builder("up")
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert "starting test167" in restarted.stdout
+    # healthy includes sshd's answer: `builder ssh` works at once
+    assert _first_boot_times(work, "test167") == written
+    check_running_node(_on(work, "test167"), work.loaded, nodes["test167"], secrets)
+    check_image_faults_are_named(work, secrets)
     # down: every VM stopped by its pid, nothing left; a second down is fine.
     state_dir = work.directory / STATE_DIR
     final = work.state()
@@ -256,6 +294,83 @@ def test_default_cluster_up_verify_down(
     assert not state_dir.exists()
     assert not (work.directory / ".builder").exists()
     assert work.builder("down").returncode == 0
+
+
+def _on(work: Work, node: str) -> Ssh:
+    return lambda command: work.ssh(node, command)
+
+
+def _first_boot_times(work: Work, node: str) -> str:
+    """When first boot wrote the node's files and ran its runcmd (mtimes, nanoseconds)."""
+    paths = "/etc/mesos/zk /etc/hosts /var/lib/cloud/instance/sem/config_runcmd"
+    return work.ssh(node, f"sudo stat -c '%n %.9Y' {paths}")
+
+
+def _power_off(work: Work, node: str) -> None:
+    """Power a VM off from inside (its disk then clean for reading back)."""
+    pid = read_pid(work.state().vm(node).pidfile)
+    assert pid is not None
+    work.builder("ssh", node, "sudo systemctl --no-block poweroff", timeout=120)
+    _until(lambda: not pid_running(pid), f"{node} powered off", 300)
+
+
+def _registered_agents(work: Work, auth: BasicAuth) -> list[str]:
+    mesos = work.state().vm("test166").host_port("mesos")
+    assert mesos is not None
+    code, _, body = _get(mesos, "/master/state", auth)
+    return sorted(agent["hostname"] for agent in json.loads(body)["slaves"]) if code == 200 else []
+
+
+def check_node_faults_are_named(work: Work, auth: BasicAuth, secrets: Secrets) -> None:
+    """Faults put on the running master,slave with test167 down: `verify --cluster` fails
+    exactly the checks they should, test167 a row of its own."""
+    test166 = next(node for node in work.loaded.config.cluster.nodes if node.hostname == "test166")
+    on166 = _on(work, "test166")
+    put_node_faults(on166, test166, secrets)
+    # the master forgets test167's agent (75 s unheard) and knows test166's as rogue
+    _until(lambda: _registered_agents(work, auth) == ["rogue"], "only rogue registered", 300)
+    junit = work.directory / "faulty.xml"
+    table = work.builder("verify", "--cluster", "--junit-xml", str(junit), timeout=VERIFY_TIMEOUT)
+    undo_node_faults(on166, work.loaded, test166, secrets)
+    assert not junit.with_name("faulty-test167.xml").exists()
+    report = junit.with_name("faulty-test166.xml")
+    assert not any(value in report.read_text() for value in secrets.values.values())
+    faulty = Verified(table.returncode, table.stdout + table.stderr, junit_checks(report))
+    check_node_faults_named(faulty, work.loaded, test166, secrets, ["test166", "test167"])
+    header, first, second = table.stdout.splitlines()
+    assert header.split()[:3] == ["NODE", "ROLES", "PASSED"]
+    name, roles, passed, *failure = first.split()
+    assert (name, roles) == ("test166", "master,slave")
+    assert passed == f"{len(faulty.checks) - len(faulty.failed)}/{len(faulty.checks)}", first
+    assert any(" ".join(failure).startswith(f"{what}: expected ") for what in faulty.failed)
+    assert second.split()[:4] == ["test167", "slave", "-", "unreachable:"]
+
+
+def check_image_faults_are_named(work: Work, secrets: Secrets) -> None:
+    """The image layer on booted test167 with two faults (verify ROLE --host, as a user
+    checks one machine): exactly what first boot changed fails, and each fault."""
+    test167 = next(node for node in work.loaded.config.cluster.nodes if node.hostname == "test167")
+    on167 = _on(work, "test167")
+    put_image_faults(on167)
+    state, junit = work.state(), work.directory / "image.xml"
+    result = work.builder(
+        "verify",
+        "slave",
+        "--layer",
+        "image",
+        "--host",
+        f"ssh://{STANDIN_USER}@{test167.ip}",
+        "--ssh-config",
+        str(state.ssh_config),
+        "--ssh-identity",
+        str(state.key),
+        "--junit-xml",
+        str(junit),
+        timeout=VERIFY_TIMEOUT,
+    )
+    undo_image_faults(on167)
+    faulty = Verified(result.returncode, result.stdout + result.stderr, junit_checks(junit))
+    check_image_faults_named(faulty, work.loaded, test167, secrets)
 
 
 def test_three_masters_elect_fail_over_and_lose_quorum(

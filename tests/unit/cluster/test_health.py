@@ -8,6 +8,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,17 @@ class Fakes:
         self.srvr[port] = text
         self._start(server)
         return port
+
+    def ssh(self, banner: bytes = b"SSH-2.0-OpenSSH_7.4\r\n") -> int:
+        """A port that speaks first, as sshd does."""
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.sendall(banner)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._start(server)
+        return int(server.server_address[1])
 
     def web(self, answers: dict[str, Any]) -> int:
         fakes = self
@@ -129,8 +141,8 @@ def _cluster(fakes: Fakes, modes: list[str], agents: list[str]) -> list[VmSpec]:
             {"/master/state": state, "/v2/leader": {"leader": "m1:8080"}, "/": "<html></html>"}
         )
         ports = {"zookeeper": fakes.zookeeper(text), "mesos": web, "marathon": web, "chronos": web}
-        vms.append(_vm(name, ("master",), ports))
-    return [*vms, _vm("s1", ("slave",), {})]
+        vms.append(_vm(name, ("master",), ports | {"ssh": fakes.ssh()}))
+    return [*vms, _vm("s1", ("slave",), {"ssh": fakes.ssh()})]
 
 
 def _up(vms: list[VmSpec], *down: str) -> dict[str, bool]:
@@ -149,8 +161,31 @@ def test_a_healthy_cluster(fakes: Fakes) -> None:
         "agents",
         "marathon",
         "chronos",
+        "ssh",
     ]
     assert seen.parts[1].detail == "quorum 3/3 (m1 leader, m2 follower, m3 follower)"
+
+
+def test_a_vm_whose_sshd_is_silent_is_named(fakes: Fakes) -> None:
+    """The stack answers, SSH not yet (sshd starting; or something else on the port):
+    `up` is not done, `builder ssh` would be refused."""
+    vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
+    vms[1] = replace(
+        vms[1], forwards={**vms[1].forwards, "ssh": (fakes.ssh(b"HTTP/1.1 400\r\n"), 0)}
+    )
+    vms[3] = replace(vms[3], forwards={**vms[3].forwards, "ssh": (_closed_port(), 0)})
+    [part] = health.check(vms, ["s1"], _up(vms)).unhealthy()
+    assert (part.name, part.detail) == ("ssh", "no SSH answer: m2, s1")
+    # a VM that is down on purpose is not asked
+    assert health.check(vms, ["s1"], _up(vms, "m2"), {"m1", "m3", "s1"}).unhealthy()[0].detail == (
+        "no SSH answer: s1"
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_no_quorum_is_named(fakes: Fakes) -> None:

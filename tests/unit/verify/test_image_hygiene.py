@@ -1,7 +1,7 @@
 """The image layer's cloud-init hygiene check on real directories, without a VM.
 
 The booted-node case (state cloud-init itself wrote) is in
-tests/integration/test_first_boot.py; here each kind of state is laid out by hand
+tests/integration/test_cluster_up.py; here each kind of state is laid out by hand
 under a stand-in root, and the spec's own shell command runs against it.
 """
 
