@@ -7,6 +7,7 @@ One SSH connection is shared by every check (an OpenSSH ControlMaster): a
 user's run opens and closes its own; inside `builder build --verify` the
 master is opened over the build key before `provision.sh seal` removes that
 key, and the image layer runs over it afterwards (see builder/build.py).
+`--cluster` checks several nodes at once, each in a forked process of its own.
 
 Exit codes: 0 every spec passed; 1 a spec failed; 2 bad input (unknown role
 or node, a host that cannot be reached).
@@ -14,10 +15,13 @@ or node, a host that cannot be reached).
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import shutil
 import tempfile
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +31,7 @@ from builder import proc
 from builder.config.cluster import ClusterFacts, fqdn
 from builder.config.load import LoadedConfig
 from builder.config.model import Node
-from builder.config.roles import RoleSet, compose, node_roles, parse_role_names
+from builder.config.roles import compose, node_roles, parse_role_names
 from builder.errors import UserError
 from builder.verify.contract import Layer, image_contract, node_contract
 from builder.verify.specs.plugin import Outcome, SpecPlugin
@@ -236,37 +240,55 @@ def find_node(loaded: LoadedConfig, spec: str, name: str | None) -> Node:
     )
 
 
+# `verify --cluster` checks this many nodes at once, each in a process of its own (the
+# specs run under pytest, which is one run per process).
+CLUSTER_WORKERS = 8
+
+
 def verify_cluster(
     loaded: LoadedConfig,
     user: str,
     identity: Path | None,
     ssh_config: Path | None,
     junit: Path | None,
+    workers: int = CLUSTER_WORKERS,
 ) -> list[tuple[Node, Report | str]]:
-    """Every node of the inventory, node layer; a node that cannot be reached is a row too."""
-    facts = ClusterFacts.of(loaded)
-    rows: list[tuple[Node, Report | str]] = []
-    for node in loaded.config.cluster.nodes:
-        connection = Connection(f"ssh://{user}@{node.ip}", identity, ssh_config)
-        roles: RoleSet = node_roles(loaded, node)
-        contract = node_contract(loaded, node, facts, every_agent=True)
-        report = Report(connection.spec, (Layer.NODE,))
-        node_junit = (
-            junit.with_name(f"{junit.stem}-{node.hostname}{junit.suffix}") if junit else None
-        )
-        try:
-            with connected(connection) as host:
-                report.outcomes = run_specs(
-                    host,
-                    {"image": None, "node": contract},
-                    spec_files((Layer.NODE,), roles.names),
-                    node_junit,
-                )
-        except UserError as exc:
-            rows.append((node, exc.message))
-            continue
-        rows.append((node, report))
-    return rows
+    """Every node of the inventory, node layer, several at once; a node that cannot be
+    reached is a row too. Rows come in the inventory's order."""
+    nodes = list(loaded.config.cluster.nodes)
+    check = functools.partial(_verify_node, loaded, user, identity, ssh_config, junit)
+    if workers <= 1 or len(nodes) == 1:
+        return [(node, check(node)) for node in nodes]
+    # fork: each child starts from this process as it is (config loaded, nothing run yet)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(min(workers, len(nodes)), mp_context=context) as pool:
+        return list(zip(nodes, pool.map(check, nodes), strict=True))
+
+
+def _verify_node(
+    loaded: LoadedConfig,
+    user: str,
+    identity: Path | None,
+    ssh_config: Path | None,
+    junit: Path | None,
+    node: Node,
+) -> Report | str:
+    """One node of `verify --cluster`: its report, or why it could not be reached."""
+    connection = Connection(f"ssh://{user}@{node.ip}", identity, ssh_config)
+    contract = node_contract(loaded, node, ClusterFacts.of(loaded), every_agent=True)
+    report = Report(connection.spec, (Layer.NODE,))
+    node_junit = junit.with_name(f"{junit.stem}-{node.hostname}{junit.suffix}") if junit else None
+    try:
+        with connected(connection) as host:
+            report.outcomes = run_specs(
+                host,
+                {"image": None, "node": contract},
+                spec_files((Layer.NODE,), node_roles(loaded, node).names),
+                node_junit,
+            )
+    except UserError as exc:
+        return exc.message
+    return report
 
 
 def _shown(value: object) -> str:

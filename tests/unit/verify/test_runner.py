@@ -1,11 +1,13 @@
 """`builder verify` without a VM: the contract from the config, bad input, a real local run.
 
 The specs against live SSH hosts (positive and negative) are in
-tests/integration/test_first_boot.py and test_build.py.
+tests/integration/test_cluster_up.py and test_build.py.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 import tomllib
 import xml.etree.ElementTree as ET
@@ -15,8 +17,10 @@ import pytest
 
 from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, load_config
+from builder.config.model import Node
 from builder.config.roles import compose
 from builder.render.provision import role_files
+from builder.verify import runner
 from builder.verify.contract import Layer, image_contract, node_contract
 from builder.verify.in_build import spec_failures
 from builder.verify.runner import SPECS, Report, report_lines, spec_files
@@ -200,3 +204,25 @@ def test_unreachable_host_is_bad_input(
     assert result.stderr.startswith("error: cannot reach ssh://centos@127.0.0.1:1 over SSH: ")
     assert "Connection refused" in result.stderr
     assert not list(tmp_path.glob("verify*.xml"))
+
+
+# Both nodes' checks must be under way at once for either to get past this barrier.
+BOTH_NODES = multiprocessing.get_context("fork").Barrier(2)
+
+
+def _meet_the_other_node(*args: object) -> str:
+    node = args[-1]
+    assert isinstance(node, Node)
+    BOTH_NODES.wait(timeout=60)  # raises BrokenBarrierError when the nodes run in turn
+    return f"{node.hostname} checked in process {os.getpid()}"
+
+
+def test_verify_cluster_checks_the_nodes_at_once_in_inventory_order(
+    loaded: LoadedConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "_verify_node", _meet_the_other_node)
+    rows = runner.verify_cluster(loaded, "centos", None, None, None)
+    assert [node.hostname for node, _ in rows] == ["test166", "test167"]
+    processes = {str(result).rsplit(" ", 1)[1] for _, result in rows}
+    assert len(processes) == 2
+    assert str(os.getpid()) not in processes
