@@ -53,7 +53,7 @@ from tests.integration.standin import DiskReader, configured_image, lay_out_buil
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on CentOS 7)
 # Under TCG with the other worker's VMs on the same 2 cores (CI), generous: they only
-# cost time when something is wrong. `verify --cluster` asks each node one by one.
+# cost time when something is wrong.
 VERIFY_TIMEOUT = 1800
 CHANGE_DEADLINE = 900  # a failover, a quorum lost, an ensemble re-formed
 # A highly available cluster on the same isolated network: three masters, one slave.
