@@ -55,6 +55,8 @@ STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on 
 # Under TCG with the other worker's VMs on the same 2 cores (CI), generous: they only
 # cost time when something is wrong.
 VERIFY_TIMEOUT = 1800
+SSH_FAILED = 255  # ssh's exit code for its own failure, not the command's
+STACK_UNITS = "zookeeper mesos-master mesos-slave marathon chronos"
 CHANGE_DEADLINE = 900  # a failover, a quorum lost, an ensemble re-formed
 # A highly available cluster on the same isolated network: three masters, one slave.
 THREE_MASTERS = """\
@@ -94,7 +96,12 @@ class Work:
         return result.returncode, result.stdout
 
     def ssh(self, node: str, command: str) -> str:
-        result = self.builder("ssh", node, command, timeout=120)
+        """The command's output; ssh's own failure (exit 255: a TCG guest too busy to
+        answer the banner in time on a loaded host) is tried again, twice at most."""
+        for _ in range(3):
+            result = self.builder("ssh", node, command, timeout=180)
+            if result.returncode != SSH_FAILED:
+                break
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -250,9 +257,7 @@ def test_default_cluster_up_verify_down(
     assert again.returncode == 0
     assert "already running" in again.stdout
     junit = work.directory / "verify.xml"
-    verified = work.builder(
-        "verify", "--cluster", "--junit-xml", str(junit), timeout=VERIFY_TIMEOUT
-    )
+    verified = _verify_cluster_steady(work, junit)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     rows = [line.split()[:3] for line in verified.stdout.splitlines()[1:]]
     assert [row[:2] for row in rows] == [["test166", "master,slave"], ["test167", "slave"]]
@@ -294,6 +299,29 @@ def test_default_cluster_up_verify_down(
     assert not state_dir.exists()
     assert not (work.directory / ".builder").exists()
     assert work.builder("down").returncode == 0
+
+
+def _restarts(work: Work) -> dict[str, str]:
+    """Each node's stack units' restart counts (systemd's NRestarts)."""
+    return {
+        vm.hostname: work.ssh(vm.hostname, f"systemctl show -P NRestarts {STACK_UNITS}")
+        for vm in work.state().vms
+    }
+
+
+def _verify_cluster_steady(work: Work, junit: Path) -> subprocess.CompletedProcess[str]:
+    """`verify --cluster` on the healthy cluster. Under TCG on a loaded host a ZooKeeper
+    session can expire, and a master or framework then exits and restarts (as Mesos' and
+    Marathon's do): a failed run during which a unit restarted is run once more."""
+    for _ in range(2):
+        _until(lambda: work.status()[0] == 0, "the cluster healthy", CHANGE_DEADLINE)
+        before = _restarts(work)
+        verified = work.builder(
+            "verify", "--cluster", "--junit-xml", str(junit), timeout=VERIFY_TIMEOUT
+        )
+        if verified.returncode == 0 or _restarts(work) == before:
+            break
+    return verified
 
 
 def _on(work: Work, node: str) -> Ssh:
