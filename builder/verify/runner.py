@@ -251,17 +251,16 @@ def verify_cluster(
     identity: Path | None,
     ssh_config: Path | None,
     junit: Path | None,
-    workers: int = CLUSTER_WORKERS,
 ) -> list[tuple[Node, Report | str]]:
     """Every node of the inventory, node layer, several at once; a node that cannot be
     reached is a row too. Rows come in the inventory's order."""
     nodes = list(loaded.config.cluster.nodes)
     check = functools.partial(_verify_node, loaded, user, identity, ssh_config, junit)
-    if workers <= 1 or len(nodes) == 1:
-        return [(node, check(node)) for node in nodes]
+    if len(nodes) == 1:
+        return [(nodes[0], check(nodes[0]))]
     # fork: each child starts from this process as it is (config loaded, nothing run yet)
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(min(workers, len(nodes)), mp_context=context) as pool:
+    with ProcessPoolExecutor(min(CLUSTER_WORKERS, len(nodes)), mp_context=context) as pool:
         return list(zip(nodes, pool.map(check, nodes), strict=True))
 
 

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +144,18 @@ def configured_image(standin: Path, provision: str, label: str) -> Path:
     return target
 
 
+def ssh_retried(
+    run: Callable[[], subprocess.CompletedProcess[str]],
+) -> subprocess.CompletedProcess[str]:
+    """An ssh run; ssh's own failure (exit 255: a TCG guest too busy to answer the banner
+    in time on a loaded host) is tried again, twice at most."""
+    for _ in range(2):
+        result = run()
+        if result.returncode != SSH_FAILED:
+            return result
+    return run()
+
+
 @dataclass
 class Vm:
     """One boot of a node: QEMU running, cloud-init finished, SSH reachable."""
@@ -155,12 +167,7 @@ class Vm:
     user: str
 
     def ssh(self, command: str, check: bool = True) -> str:
-        """The command's output; ssh's own failure (exit 255: a TCG guest too busy to answer
-        the banner in time on a loaded host) is tried again, twice at most."""
-        for _ in range(3):
-            result = self._ssh(command)
-            if result.returncode != SSH_FAILED:
-                break
+        result = ssh_retried(lambda: self._ssh(command))
         if check and result.returncode != 0:
             raise AssertionError(f"ssh {command!r} failed: {result.stderr}")
         return result.stdout

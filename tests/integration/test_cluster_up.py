@@ -31,6 +31,7 @@ from builder.cluster.health import BasicAuth, http_auth
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
 from builder.config.cluster import AGENT_CREDENTIAL_FILE, HTTP_REALMS
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
+from builder.config.model import Node
 from builder.config.roles import node_roles
 from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, Secrets, load_secrets
 from builder.render.role import PROVISION, render_role
@@ -48,14 +49,13 @@ from tests.integration.node_checks import (
     undo_image_faults,
     undo_node_faults,
 )
-from tests.integration.standin import DiskReader, configured_image, lay_out_build
+from tests.integration.standin import DiskReader, configured_image, lay_out_build, ssh_retried
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on CentOS 7)
 # Under TCG with the other worker's VMs on the same 2 cores (CI), generous: they only
 # cost time when something is wrong.
 VERIFY_TIMEOUT = 1800
-SSH_FAILED = 255  # ssh's exit code for its own failure, not the command's
 STACK_UNITS = "zookeeper mesos-master mesos-slave marathon chronos"
 CHANGE_DEADLINE = 900  # a failover, a quorum lost, an ensemble re-formed
 # A highly available cluster on the same isolated network: three masters, one slave.
@@ -96,12 +96,7 @@ class Work:
         return result.returncode, result.stdout
 
     def ssh(self, node: str, command: str) -> str:
-        """The command's output; ssh's own failure (exit 255: a TCG guest too busy to
-        answer the banner in time on a loaded host) is tried again, twice at most."""
-        for _ in range(3):
-            result = self.builder("ssh", node, command, timeout=180)
-            if result.returncode != SSH_FAILED:
-                break
+        result = ssh_retried(lambda: self.builder("ssh", node, command, timeout=180))
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -278,7 +273,7 @@ def test_default_cluster_up_verify_down(
         check_disk(reader, work.loaded, nodes["test167"], secrets)
     finally:
         reader.close()
-    check_node_faults_are_named(work, auth, secrets)
+    check_node_faults_are_named(work, auth, secrets, nodes["test166"])
     # up restarts it: the same node again, cloud-init redoes nothing, the units come up
     # by themselves.
     restarted = work.builder("up")
@@ -287,7 +282,7 @@ def test_default_cluster_up_verify_down(
     # healthy includes sshd's answer: `builder ssh` works at once
     assert _first_boot_times(work, "test167") == written
     check_running_node(_on(work, "test167"), work.loaded, nodes["test167"], secrets)
-    check_image_faults_are_named(work, secrets)
+    check_image_faults_are_named(work, secrets, nodes["test167"])
     # down: every VM stopped by its pid, nothing left; a second down is fine.
     state_dir = work.directory / STATE_DIR
     final = work.state()
@@ -349,10 +344,11 @@ def _registered_agents(work: Work, auth: BasicAuth) -> list[str]:
     return sorted(agent["hostname"] for agent in json.loads(body)["slaves"]) if code == 200 else []
 
 
-def check_node_faults_are_named(work: Work, auth: BasicAuth, secrets: Secrets) -> None:
+def check_node_faults_are_named(
+    work: Work, auth: BasicAuth, secrets: Secrets, test166: Node
+) -> None:
     """Faults put on the running master,slave with test167 down: `verify --cluster` fails
     exactly the checks they should, test167 a row of its own."""
-    test166 = next(node for node in work.loaded.config.cluster.nodes if node.hostname == "test166")
     on166 = _on(work, "test166")
     put_node_faults(on166, test166, secrets)
     # the master forgets test167's agent (75 s unheard) and knows test166's as rogue
@@ -374,10 +370,9 @@ def check_node_faults_are_named(work: Work, auth: BasicAuth, secrets: Secrets) -
     assert second.split()[:4] == ["test167", "slave", "-", "unreachable:"]
 
 
-def check_image_faults_are_named(work: Work, secrets: Secrets) -> None:
+def check_image_faults_are_named(work: Work, secrets: Secrets, test167: Node) -> None:
     """The image layer on booted test167 with two faults (verify ROLE --host, as a user
     checks one machine): exactly what first boot changed fails, and each fault."""
-    test167 = next(node for node in work.loaded.config.cluster.nodes if node.hostname == "test167")
     on167 = _on(work, "test167")
     put_image_faults(on167)
     state, junit = work.state(), work.directory / "image.xml"
