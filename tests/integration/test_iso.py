@@ -549,10 +549,12 @@ def _seed(role: str, key: Path, work: Path) -> Path:
 
 @dataclass
 class Booted:
-    """What one installed disk showed when booted alone: the roles file and the firmware
-    it found itself under (over SSH, after cloud-init's end), or why it did not boot."""
+    """What one installed disk showed when booted alone: the roles file, the hostname its
+    seed gave it and the firmware it found itself under (over SSH with the seed's key), or
+    why it did not boot."""
 
     roles: str = ""
+    hostname: str = ""
     firmware: str = ""
     seconds: float = 0.0
     error: str = ""
@@ -566,10 +568,11 @@ def _boot_alone(run: Install, role: str, firmware: str, key: Path, work: Path) -
         seed = _seed(role, key, work)
         with boot(run.disk, seed, work / "boot", key, "debian", firmware=FIRMWARE[firmware]) as vm:
             roles = vm.ssh("cat /etc/builder/roles")
+            hostname = vm.ssh("hostname").strip()
             found = vm.ssh("test -d /sys/firmware/efi && echo uefi || echo bios").strip()
     except AssertionError as error:  # boot()'s deadline or a failed ssh
         return Booted(error=str(error)[-3000:])
-    return Booted(roles, found, time.monotonic() - started)
+    return Booted(roles, hostname, found, time.monotonic() - started)
 
 
 @pytest.fixture(scope="module")
@@ -599,11 +602,13 @@ def boots(
 def test_the_installed_disk_boots_alone_under_its_firmware(
     boots: dict[str, Booted], firmware: str, role: str
 ) -> None:
-    """No installer media: the disk's own boot loader, the same firmware, cloud-init's end
-    with the node's seed, SSH with the seed's key."""
+    """No installer media: the disk's own boot loader, the same firmware, cloud-init's init
+    stage with the node's seed (its hostname; SSH with its key). The stack's first boot is
+    the cluster tests' (test_cluster_up.py): here the VM is stopped once SSH answers."""
     booted = boots[_key(firmware, role)]
     assert booted.error == ""
     assert booted.roles == f"{role}\n"
+    assert booted.hostname == ("test167" if role == "slave" else "test166")
     assert booted.firmware == ("uefi" if firmware == "ovmf" else "bios")
 
 
