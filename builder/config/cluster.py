@@ -94,6 +94,28 @@ PRINCIPALS = (
 # The master's --credentials: the agents' and frameworks' CRAM-MD5 credentials and,
 # since the master's basic HTTP authenticator reads the same file, the HTTP user's.
 MASTER_CREDENTIALS = (AGENT_PRINCIPAL, MARATHON_PRINCIPAL, CHRONOS_PRINCIPAL, HTTP_PRINCIPAL)
+# Which of secrets.yaml's secrets each role's files use: a node gets those of its roles
+# only. An agent authenticates to the masters (its credential) and guards its own HTTP API
+# (the HTTP user); it reads the leading master's record, which Mesos makes world-readable,
+# with a plain zk URL, so it holds no ZooKeeper password, and no keystore's.
+KEYSTORE_SECRET = "keystore_password"  # noqa: S105 (a name); the keystores (TLS, phase 2)
+ROLE_SECRETS: Mapping[str, tuple[str, ...]] = {
+    MASTER_ROLE: tuple(dict.fromkeys([*(p.secret for p in PRINCIPALS), KEYSTORE_SECRET])),
+    SLAVE_ROLE: (AGENT_PRINCIPAL.secret, HTTP_PRINCIPAL.secret),
+}
+
+
+def zk_url_has_password(node: Node) -> bool:
+    """Whether a secured node's /etc/mesos/zk carries the `mesos` digest user's password:
+    a master's does (it writes the leader's record), an agent alone's is the plain URL."""
+    return MASTER_ROLE in node.roles
+
+
+def node_secret_names(node: Node) -> tuple[str, ...]:
+    """The secrets the node's roles use, each once, in the roles' order."""
+    return tuple(dict.fromkeys(name for role in node.roles for name in ROLE_SECRETS[role]))
+
+
 # Root-only files first boot writes from the secrets (the flags name their paths).
 CREDENTIALS_DIR = "/etc/builder/credentials"
 MASTER_CREDENTIALS_FILE = f"{CREDENTIALS_DIR}/mesos-master.json"

@@ -18,7 +18,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +52,9 @@ class Secrets:
     values: Mapping[str, str] = field(repr=False)
     ca: tls.ClusterCA | None = None
 
-    def node_files(self) -> dict[str, str]:
-        """path on the node -> content, for the seed (root-only files)."""
-        return {f"{NODE_SECRETS_DIR}/{name}": f"{value}\n" for name, value in self.values.items()}
+    def node_files(self, names: Iterable[str]) -> dict[str, str]:
+        """path on the node -> content of the named secrets, for the seed (root-only files)."""
+        return {f"{NODE_SECRETS_DIR}/{name}": f"{self.values[name]}\n" for name in names}
 
 
 def secrets_path(config_dir: Path) -> Path:

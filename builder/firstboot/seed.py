@@ -44,6 +44,8 @@ from builder.config.cluster import (
     ClusterFacts,
     FirewallZone,
     Principal,
+    node_secret_names,
+    zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
@@ -87,7 +89,7 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
     cluster = facts.cluster
     name = facts.fqdn(node)
     files = {"/etc/hosts": facts.hosts_for(node)}
-    if not facts.secured:
+    if not facts.secured or not zk_url_has_password(node):
         files["/etc/mesos/zk"] = facts.zk_url + "\n"
     if MASTER_ROLE in node.roles:
         files |= {
@@ -168,14 +170,14 @@ def secret_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str,
     """The node's files that embed a secret (root's, 0600; `verify` checks them by owner,
     mode and digest, never by content): the secrets themselves and, on a secured cluster,
     the credential files and the flag files holding a password."""
-    files = dict(secrets.node_files())
+    files = secrets.node_files(node_secret_names(node))
     if not facts.secured:
         return files
     http_user = f"{HTTP_PRINCIPAL.name}:{_password(secrets, HTTP_PRINCIPAL)}"
-    files["/etc/mesos/zk"] = (
-        facts.zk_url_as(ZK_MESOS_PRINCIPAL, _password(secrets, ZK_MESOS_PRINCIPAL)) + "\n"
-    )
-    if MASTER_ROLE in node.roles:
+    if zk_url_has_password(node):
+        files["/etc/mesos/zk"] = (
+            facts.zk_url_as(ZK_MESOS_PRINCIPAL, _password(secrets, ZK_MESOS_PRINCIPAL)) + "\n"
+        )
         marathon_zk = facts.marathon_zk_as(
             ZK_MARATHON_PRINCIPAL, _password(secrets, ZK_MARATHON_PRINCIPAL)
         )
@@ -224,8 +226,15 @@ SECURITY_NONE_WARNING = (
 
 DEFAULT_ZONE_FILE = f"{FIREWALLD_ZONES}/{DEFAULT_ZONE}.xml"
 # firewalld reads the zone files written in cloud-init's init stage when first boot
-# reloads it, before any unit of the stack starts.
-RELOAD_FIREWALL = ["firewall-cmd", "--reload"]
+# reloads it, before any unit of the stack starts. firewall-cmd gives up when firewalld
+# does not answer its D-Bus call in time ("FirewallD is not running", as on a host short of
+# CPU), and runcmd goes on regardless: the reload is tried again, six times 10 s apart.
+# Until it succeeds the image's firewall stands (SSH only): a failed reload fails closed.
+RELOAD_FIREWALL = [
+    "sh",
+    "-c",
+    "for try in 1 2 3 4 5 6; do firewall-cmd --reload && exit 0; sleep 10; done; exit 1",
+]
 
 
 def firewall_files(zones: Iterable[FirewallZone]) -> dict[str, str]:

@@ -27,6 +27,7 @@ from builder.config.cluster import (
     ClusterFacts,
     FirewallZone,
     Principal,
+    zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
@@ -230,7 +231,11 @@ def node_contract(
             for path, content in (secret_files(facts, node, secrets) if secrets else {}).items()
         ),
         master=master,
-        slave_zk_url=zk_url if SLAVE_ROLE in node.roles else None,
+        slave_zk_url=(
+            (zk_url if zk_url_has_password(node) else facts.zk_url)
+            if SLAVE_ROLE in node.roles
+            else None
+        ),
         apis=apis,
         login=login,
     )

@@ -23,6 +23,7 @@ from builder.config.cluster import (
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
+    zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
@@ -122,7 +123,12 @@ def check_running_node(ssh: Ssh, loaded: LoadedConfig, node: Node, secrets: Secr
     if SLAVE_ROLE in node.roles:
         slave = _get_json(ssh, loaded, f"http://{node.ip}:5051/state")["flags"]
         assert isinstance(slave, dict)
-        assert slave["master"] == facts.zk_url_as(ZK_MESOS_PRINCIPAL, password)
+        # a master,slave's agent shares the master's zk URL; an agent alone has it plain
+        assert slave["master"] == (
+            facts.zk_url_as(ZK_MESOS_PRINCIPAL, password)
+            if zk_url_has_password(node)
+            else facts.zk_url
+        )
         assert slave["containerizers"] == "docker,mesos"
         assert slave["executor_registration_timeout"] == "5mins"
 
@@ -131,7 +137,10 @@ def check_node_layer(verified: Verified, node: Node) -> None:
     """A healthy node's node layer: every check passed, the node's own among them."""
     assert verified.checks
     assert not verified.failed
-    assert "/etc/mesos/zk mode, owner, digest" in verified.checks
+    # /etc/mesos/zk: a master's holds the ZooKeeper password (checked by digest), an agent's
+    # alone does not (checked by content)
+    zk_check = "mode, owner, digest" if zk_url_has_password(node) else "content"
+    assert f"/etc/mesos/zk {zk_check}" in verified.checks
     ip = node.ip
     if SLAVE_ROLE in node.roles:
         assert f"http://{ip}:5051/state without credentials" in verified.checks

@@ -29,7 +29,12 @@ import pytest
 
 from builder.cluster.health import BasicAuth, http_auth
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
-from builder.config.cluster import AGENT_CREDENTIAL_FILE, HTTP_REALMS
+from builder.config.cluster import (
+    AGENT_CREDENTIAL_FILE,
+    HTTP_REALMS,
+    ROLE_SECRETS,
+    node_secret_names,
+)
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.model import Node
 from builder.config.roles import node_roles
@@ -568,10 +573,12 @@ def check_the_secrets_stay_in_the_seeds(
     logs, the state, nor in anything the commands printed."""
     secrets = load_secrets(work.loaded.directory)
     assert secrets is not None
+    nodes = {node.hostname: node for node in work.loaded.config.cluster.nodes}
     listing = f"sudo sh -c 'stat -c \"%a %U %n\" {NODE_SECRETS_DIR}/*'"
     on_node = work.ssh(slave, listing).split("\n")
+    # an agent holds its own secrets only (no ZooKeeper password, no keystore's)
     assert sorted(filter(None, on_node)) == [
-        f"600 root {NODE_SECRETS_DIR}/{name}" for name in sorted(secrets.values)
+        f"600 root {NODE_SECRETS_DIR}/{name}" for name in sorted(ROLE_SECRETS["slave"])
     ]
     printed = "".join(r.stdout + r.stderr for r in commands)
     legitimate = {work.loaded.directory / SECRETS_FILE}
@@ -583,7 +590,10 @@ def check_the_secrets_stay_in_the_seeds(
         if path.is_file() and path not in legitimate:
             assert _holding(path, needles) == [], path
     for vm in work.state().vms:
-        assert _holding(Path(vm.seed), needles) == needles
+        names = node_secret_names(nodes[vm.hostname])
+        assert _holding(Path(vm.seed), needles) == [
+            value.encode() for name, value in secrets.values.items() if name in names
+        ], vm.hostname
         assert Path(vm.seed).stat().st_mode & 0o777 == 0o600
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from builder.config.cluster import (
     DEFAULT_ZONE,
+    ROLE_SECRETS,
     SCOPES,
     SERVICE_PORTS,
     ZK_CLIENT_PORT,
@@ -18,9 +19,12 @@ from builder.config.cluster import (
     ClusterFacts,
     FirewallZone,
     disjoint_scopes,
+    node_secret_names,
 )
 from builder.config.load import LoadedConfig, load_config
+from builder.config.model import Node
 from builder.config.roles import compose
+from builder.config.secrets import SECRET_NAMES
 from builder.errors import ConfigError
 from tests.conftest import generated_cluster_yaml
 
@@ -288,3 +292,13 @@ def test_bad_networks_are_located(config_copy: Path, line: str, key: str, messag
     assert written[problem.line - 1].startswith(f"{at}:") or at == "nodes"
     assert key.removeprefix("cluster.") == problem.key
     assert message in problem.message
+
+
+def test_every_secret_belongs_to_a_role_and_an_agent_holds_its_own_only() -> None:
+    """ROLE_SECRETS covers secrets.yaml's names; an agent's are its credential's and the
+    HTTP user's (no ZooKeeper password: its zk URL is plain), a master,slave has all."""
+    assert set().union(*ROLE_SECRETS.values()) == set(SECRET_NAMES)
+    assert ROLE_SECRETS["slave"] == ("mesos_secret", "http_password")
+    both = Node.model_validate({"hostname": "n1", "ip": "10.0.0.1", "roles": ["master", "slave"]})
+    assert set(node_secret_names(both)) == set(SECRET_NAMES)
+    assert len(node_secret_names(both)) == len(SECRET_NAMES)

@@ -156,21 +156,29 @@ def test_secrets_reach_seeds_only_as_root_only_files(
     assert all(
         (work / "dir" / "test167" / f).stat().st_mode & 0o777 == 0o600 for f in ("meta-data",)
     )
-    # on the node: one root-only file per secret, with the value
-    document = YAML(typ="safe").load((work / "dir" / "test167" / "user-data").read_text())
-    carried = {
-        e["path"]: e for e in document["write_files"] if e["path"].startswith(NODE_SECRETS_DIR)
-    }
-    assert {path: (e["content"], e["owner"], e["permissions"]) for path, e in carried.items()} == {
-        f"{NODE_SECRETS_DIR}/{name}": (f"{value}\n", "root:root", "0600")
-        for name, value in secrets.values.items()
-    }
-    # the other files holding one (credential and flag files of a secured cluster) are
-    # root-only too, and every file that is not holds none
-    for entry in document["write_files"]:
-        if entry["permissions"] != "0600":
-            assert entry["permissions"] == "0644", entry["path"]
-            assert not any(value in entry["content"] for value in values), entry["path"]
+    # on the node: one root-only file per secret its roles use, with the value; test167,
+    # an agent, holds neither the ZooKeeper password nor the keystores'
+    for node, names in (
+        ("test166", list(secrets.values)),
+        ("test167", ["mesos_secret", "http_password"]),
+    ):
+        user_data = (work / "dir" / node / "user-data").read_text()
+        document = YAML(typ="safe").load(user_data)
+        carried = {
+            e["path"]: e for e in document["write_files"] if e["path"].startswith(NODE_SECRETS_DIR)
+        }
+        assert {p: (e["content"], e["owner"], e["permissions"]) for p, e in carried.items()} == {
+            f"{NODE_SECRETS_DIR}/{name}": (f"{secrets.values[name]}\n", "root:root", "0600")
+            for name in names
+        }
+        others = [value for name, value in secrets.values.items() if name not in names]
+        assert not any(value in user_data for value in others), node
+        # the other files holding one (credential and flag files of a secured cluster) are
+        # root-only too, and every file that is not holds none
+        for entry in document["write_files"]:
+            if entry["permissions"] != "0600":
+                assert entry["permissions"] == "0644", entry["path"]
+                assert not any(value in entry["content"] for value in values), entry["path"]
 
 
 def test_secrets_never_print() -> None:

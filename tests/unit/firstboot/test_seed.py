@@ -19,6 +19,7 @@ from builder.config.load import LoadedConfig, load_config
 from builder.firstboot.seed import (
     META_DATA,
     NETWORK_CONFIG,
+    RELOAD_FIREWALL,
     SECRET_PERMISSIONS,
     USER_DATA,
     SeedFormat,
@@ -225,7 +226,7 @@ def test_units_start_in_order(loaded: LoadedConfig) -> None:
     test167 = yaml.load(
         node_seed(loaded, loaded.config.cluster.nodes[1], secrets=SAMPLE_SECRETS).user_data
     )
-    assert test167["runcmd"][0] == ["firewall-cmd", "--reload"]  # before anything starts
+    assert test167["runcmd"][0] == RELOAD_FIREWALL  # before anything starts
     assert test167["runcmd"][1] == ["systemctl", "enable", "docker.service", "mesos-slave.service"]
     assert test167["hostname"] == "test167"
 
@@ -443,3 +444,37 @@ def test_ec2_user_data_is_gzipped_over_16k(config_copy: Path, tmp_path: Path) ->
     assert gzip.decompress(data).decode().startswith("#cloud-config\n")
     small = write_seeds(big, [], tmp_path / "none", SeedFormat.EC2)
     assert small == []
+
+
+def _fake_tools(tmp_path: Path, failures: int) -> dict[str, str]:
+    """firewall-cmd failing its first `failures` calls as when firewalld does not answer
+    (exit 252, "FirewallD is not running"), and a sleep that only counts."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "firewall-cmd").write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {tmp_path}/calls\n'
+        f'[ "$(wc -l < {tmp_path}/calls)" -gt {failures} ] && exit 0\n'
+        'echo "FirewallD is not running" >&2; exit 252\n'
+    )
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/sleeps\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+@pytest.mark.parametrize(("failures", "code", "calls"), [(0, 0, 1), (2, 0, 3), (9, 1, 6)])
+def test_the_firewall_reload_is_tried_again(
+    tmp_path: Path, failures: int, code: int, calls: int
+) -> None:
+    """runcmd's first command: firewall-cmd --reload until it succeeds, six times at most,
+    10 s apart; exit 1 when it never does (runcmd itself goes on regardless)."""
+    result = subprocess.run(
+        RELOAD_FIREWALL, env=_fake_tools(tmp_path, failures), capture_output=True, check=False
+    )
+    assert result.returncode == code
+    assert (tmp_path / "calls").read_text().splitlines() == ["--reload"] * calls
+    sleeps = tmp_path / "sleeps"
+    assert (sleeps.read_text().splitlines() if sleeps.exists() else []) == ["10"] * (
+        calls - 1 + code
+    )

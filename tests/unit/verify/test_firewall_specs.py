@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.config.cluster import ClusterFacts
+from builder.config.cluster import ROLE_SECRETS, ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
 from builder.config.secrets import load_secrets, write_secrets
@@ -295,11 +295,12 @@ def test_the_contract_checks_secret_files_by_digest(config_copy: Path) -> None:
     assert contract.secret_files == tuple(
         SecretFile.of(path, content) for path, content in files.items()
     )
-    assert set(secrets.node_files()) < {f.path for f in contract.secret_files}
+    # test167, an agent: its own secrets only
+    assert set(secrets.node_files(ROLE_SECRETS["slave"])) < {f.path for f in contract.secret_files}
     assert [api.url for api in contract.apis] == ["http://10.86.255.167:5051/state"]
     # the contract (and so every verify report) holds paths and digests, never a value
     assert not any(value in repr(contract) for value in secrets.values.values())
-    assert contract.slave_zk_url == "zk://<redacted>@test166:2181/mesos"
+    assert contract.slave_zk_url == "zk://test166:2181/mesos"  # an agent's is plain
 
 
 def test_a_lab_contract_has_no_authentication(config_copy: Path) -> None:

@@ -75,7 +75,9 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
     assert master.master.agents == ("test166", "test167")
     slave = node_contract(loaded, test167, facts)
     assert slave.master is None
-    assert slave.slave_zk_url == "zk://<redacted>@test166:2181/mesos"
+    assert master.slave_zk_url == "zk://<redacted>@test166:2181/mesos"
+    assert slave.slave_zk_url == "zk://test166:2181/mesos"  # an agent alone's is plain
+    assert dict(slave.files)["/etc/mesos/zk"] == facts.zk_url + "\n"
     assert dict(slave.listening) == {"mesos-slave": 5051}
     assert "zookeeper" in slave.idle_units
 
