@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import require_tool
 from tests.integration.rpmrepo import RpmRepos, build_rpmrepo, serve
 from tests.integration.standin import build_standin
+from tests.integration.vmslots import vm_slots
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +46,11 @@ def rpmrepo() -> Iterator[RpmRepos]:
     root = build_rpmrepo()
     with serve(root) as base_url:
         yield RpmRepos(root, base_url)
+
+
+@pytest.fixture(scope="module")
+def one_vm_slot() -> Iterator[None]:
+    """A module whose builds run one VM at a time holds one of the host's VM slots
+    (tests/integration/vmslots.py) from its first test to its last."""
+    with vm_slots(1):
+        yield

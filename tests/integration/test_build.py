@@ -28,7 +28,7 @@ from tests.installer_media import guest_config
 from tests.integration.rpmrepo import RpmRepos, dead_url, offline_build, write_config
 from tests.integration.standin import DiskReader
 
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
+pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.usefixtures("one_vm_slot")]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
 PROVIDE_ONLY = "jre-1.8.0-headless"  # java-1.8.0-openjdk-headless provides it
 
@@ -291,7 +291,9 @@ def test_ssh_that_never_comes_up_fails_clearly(
     assert "  | --> qemu.centos7: Timeout waiting for SSH." in lines
     serial = out / "slave.failed" / "serial.log"
     assert f"  log: {serial}" in lines
-    assert "standin-anaconda" in serial.read_text(errors="replace")
+    # The VM's own console: the boot loader echoed the line Packer typed (how far the
+    # installer got in 20 s depends on the host's load).
+    assert "inst.ks=http://" in serial.read_text(errors="replace")
     assert not (out / "slave").exists()
     assert not list(out.glob(".slave.build-*"))
 

@@ -20,7 +20,7 @@ from builder.fsutil import sha256_of
 from tests.integration.rpmrepo import RpmRepos, offline_build
 from tests.integration.standin import DiskReader
 
-pytestmark = [pytest.mark.integration, pytest.mark.vm]
+pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.usefixtures("one_vm_slot")]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
 ROLE_SETS = {"master": "master", "master,slave": "master-slave"}
 

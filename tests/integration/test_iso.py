@@ -45,6 +45,7 @@ from tests.integration.standin import (
     qemu_argv,
     rpm_sources,
 )
+from tests.integration.vmslots import vm_slots
 
 pytestmark = [pytest.mark.integration]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -393,14 +394,16 @@ def installs(isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("installs")
     finished: dict[str, Install] = {}
     for first in range(0, len(INSTALLED), PARALLEL_VMS):
-        runs = {
-            _key(firmware, role): _start_install(
-                isos[role], root / _key(firmware, role), firmware, network=True
-            )
-            for firmware, role in INSTALLED[first : first + PARALLEL_VMS]
-        }
-        with _all_finished(runs):
-            finished.update(runs)
+        batch = INSTALLED[first : first + PARALLEL_VMS]
+        with vm_slots(len(batch)):
+            runs = {
+                _key(firmware, role): _start_install(
+                    isos[role], root / _key(firmware, role), firmware, network=True
+                )
+                for firmware, role in batch
+            }
+            with _all_finished(runs):
+                finished.update(runs)
     return finished
 
 
@@ -561,18 +564,19 @@ class Booted:
 
 
 def _boot_alone(run: Install, role: str, firmware: str, key: Path, work: Path) -> Booted:
-    started = time.monotonic()
     if "standin-anaconda: installation complete" not in run.console():
         return Booted(error="the install failed")
-    try:
-        seed = _seed(role, key, work)
-        with boot(run.disk, seed, work / "boot", key, "debian", firmware=FIRMWARE[firmware]) as vm:
-            roles = vm.ssh("cat /etc/builder/roles")
-            hostname = vm.ssh("hostname").strip()
-            found = vm.ssh("test -d /sys/firmware/efi && echo uefi || echo bios").strip()
-    except AssertionError as error:  # boot()'s deadline or a failed ssh
-        return Booted(error=str(error)[-3000:])
-    return Booted(roles, hostname, found, time.monotonic() - started)
+    seed = _seed(role, key, work)
+    with vm_slots(1):
+        started = time.monotonic()
+        try:
+            with boot(run.disk, seed, work / "boot", key, "debian", FIRMWARE[firmware]) as vm:
+                roles = vm.ssh("cat /etc/builder/roles")
+                hostname = vm.ssh("hostname").strip()
+                found = vm.ssh("test -d /sys/firmware/efi && echo uefi || echo bios").strip()
+        except AssertionError as error:  # boot()'s deadline or a failed ssh
+            return Booted(error=str(error)[-3000:])
+        return Booted(roles, hostname, found, time.monotonic() - started)
 
 
 @pytest.fixture(scope="module")
@@ -642,9 +646,7 @@ REFUSED_PACKAGE = "mesos-dns"
 
 
 @pytest.fixture(scope="module")
-def refused(
-    isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Install]]:
+def refused(isos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Install]:
     """Three installs the installer must stop, at once: the master's kickstart without
     `reqpart` under OVMF, with a failing `%post --erroronfail`, with a package no
     repository has."""
@@ -655,28 +657,29 @@ def refused(
     no_esp = kickstart.replace("\nreqpart\n", "\n")
     failing_post = kickstart + "%post --erroronfail\necho 'disk full' >&2\nexit 3\n%end\n"
     missing = kickstart.replace("%packages\n", f"%packages\n{REFUSED_PACKAGE}\n")
-    runs = {
-        "no-esp": _start_install(
-            _with_kickstart(isos["master"], no_esp, root / "no-esp.iso"),
-            root / "no-esp",
-            "ovmf",
-            network=True,
-        ),
-        "post": _start_install(
-            _with_kickstart(isos["master"], failing_post, root / "post.iso"),
-            root / "post",
-            "seabios",
-            network=True,
-        ),
-        "package": _start_install(
-            _with_kickstart(isos["master"], missing, root / "package.iso"),
-            root / "package",
-            "seabios",
-            network=True,
-        ),
-    }
-    with _all_finished(runs) as finished:
-        yield finished
+    with vm_slots(3):
+        runs = {
+            "no-esp": _start_install(
+                _with_kickstart(isos["master"], no_esp, root / "no-esp.iso"),
+                root / "no-esp",
+                "ovmf",
+                network=True,
+            ),
+            "post": _start_install(
+                _with_kickstart(isos["master"], failing_post, root / "post.iso"),
+                root / "post",
+                "seabios",
+                network=True,
+            ),
+            "package": _start_install(
+                _with_kickstart(isos["master"], missing, root / "package.iso"),
+                root / "package",
+                "seabios",
+                network=True,
+            ),
+        }
+        with _all_finished(runs) as finished:
+            return finished
 
 
 @pytest.mark.vm
