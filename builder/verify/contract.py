@@ -125,9 +125,10 @@ class MasterApi:
     agents: tuple[str, ...]  # the inventory's slaves (hostnames as agents report them)
     every_agent: bool  # all of them must be registered (--cluster), not only some
     zk_path: str = f"/{MESOS_ZK_PATH}"  # where the masters contend (json.info_ znodes)
-    # the leading master's znode's ACL as "scheme:user perms", sorted: Mesos' creator-all
-    # for its digest user and world-read with credentials, else open to all
-    leader_acl: tuple[str, ...] = (f"world:anyone {ZK_PERMS_ALL}",)
+    # the ACL of the znodes Mesos creates (the zk path, the leader's record) as
+    # "scheme:user perms", sorted: creator-all for its digest user and world-read with
+    # credentials (Mesos' EVERYONE_READ_CREATOR_ALL), else open to all
+    znode_acl: tuple[str, ...] = (f"world:anyone {ZK_PERMS_ALL}",)
     # the authentication flags as the running master reports them at /master/flags
     auth_flags: tuple[tuple[str, str], ...] = ()
 
@@ -192,7 +193,7 @@ def node_contract(
             marathon_master=facts.zk_url,
             agents=facts.agents,
             every_agent=every_agent,
-            leader_acl=(
+            znode_acl=(
                 (f"digest:{ZK_MESOS_PRINCIPAL.name} {ZK_PERMS_ALL}", f"world:anyone {ZK_PERM_READ}")
                 if facts.secured
                 else (f"world:anyone {ZK_PERMS_ALL}",)

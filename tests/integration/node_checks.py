@@ -150,6 +150,7 @@ def check_node_layer(verified: Verified, node: Node) -> None:
         assert f"http://{ip}:8080/v2/info master, zk" in verified.checks
         for url in (f"{ip}:5050/master/flags", f"{ip}:8080/v2/info", f"{ip}:4400/scheduler/jobs"):
             assert f"http://{url} without credentials" in verified.checks
+        assert "/mesos znode ACL" in verified.checks
         assert "/mesos leader znode ACL" in verified.checks
 
 
@@ -176,8 +177,9 @@ def sudo_write(ssh: Ssh, path: str, content: str) -> None:
     ssh(f"printf %s {shlex.quote(content)} | sudo tee {shlex.quote(path)} >/dev/null")
 
 
-def set_leader_acl(ssh: Ssh, node: Node, secrets: Secrets, acl: str) -> None:
-    """Set the leading master's znode's ACL as Mesos' digest user (kazoo, on the node)."""
+def set_mesos_acls(ssh: Ssh, node: Node, secrets: Secrets, acl: str) -> None:
+    """Set the ACL of the masters' zk path and of the leading master's znode as Mesos'
+    digest user (kazoo, on the node)."""
     password = secrets.values["zookeeper_password"]
     program = (
         "from kazoo.client import KazooClient\n"
@@ -186,6 +188,7 @@ def set_leader_acl(ssh: Ssh, node: Node, secrets: Secrets, acl: str) -> None:
         "zk.start(timeout=60)\n"
         "leader = sorted(c for c in zk.get_children('/mesos') if c.startswith('json.info_'))[0]\n"
         f"zk.set_acls('/mesos/' + leader, {acl})\n"
+        f"zk.set_acls('/mesos', {acl})\n"
         "zk.stop()\n"
     )
     ssh(f"python3 -c {shlex.quote(program)}")
@@ -198,13 +201,13 @@ def put_node_faults(ssh: Ssh, node: Node, secrets: Secrets) -> None:
     """On a running master,slave: an agent that is no node of the inventory registers
     with the master, and its API answers strangers (its flag gone); then (the running
     services keep what they read) a ZooKeeper URL without credentials, the agent's
-    credential readable by all, and the leading master's znode opened to anyone (by its
-    creator, who may)."""
+    credential readable by all, and the masters' zk path and the leading master's znode
+    opened to anyone (by their creator, who may)."""
     sudo_write(ssh, "/etc/mesos-slave/hostname", "rogue\n")
     ssh(f"sudo rm {shlex.quote(OPEN_FLAG)} && sudo systemctl restart mesos-slave")
     sudo_write(ssh, "/etc/mesos/zk", f"zk://{node.hostname}:2181/mesos\n")
     ssh(f"sudo chmod 644 {AGENT_CREDENTIAL_FILE}")
-    set_leader_acl(ssh, node, secrets, "OPEN_ACL_UNSAFE")
+    set_mesos_acls(ssh, node, secrets, "OPEN_ACL_UNSAFE")
 
 
 def undo_node_faults(ssh: Ssh, loaded: LoadedConfig, node: Node, secrets: Secrets) -> None:
@@ -214,7 +217,7 @@ def undo_node_faults(ssh: Ssh, loaded: LoadedConfig, node: Node, secrets: Secret
     sudo_write(ssh, "/etc/mesos-slave/hostname", f"{node.hostname}\n")
     sudo_write(ssh, OPEN_FLAG, "")
     ssh(f"sudo chmod 600 {AGENT_CREDENTIAL_FILE} && sudo systemctl restart mesos-slave")
-    set_leader_acl(ssh, node, secrets, "CREATOR_ALL_ACL + READ_ACL_UNSAFE")
+    set_mesos_acls(ssh, node, secrets, "CREATOR_ALL_ACL + READ_ACL_UNSAFE")
 
 
 def check_node_faults_named(
@@ -247,6 +250,7 @@ def check_node_faults_named(
         "/etc/mesos-slave/hostname content": (repr(f"{node.hostname}\n"), "'rogue\\n'"),
         # --cluster wants every slave of the inventory registered
         agents: (repr(sorted(slaves)), "['rogue']"),
+        "/mesos znode ACL": ("'digest:mesos 31, world:anyone 1'", "'world:anyone 31'"),
         "/mesos leader znode ACL": ("'digest:mesos 31, world:anyone 1'", "'world:anyone 31'"),
     }
     assert not any(value in faulty.output for value in secrets.values.values())

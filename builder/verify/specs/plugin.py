@@ -167,12 +167,14 @@ _STATUS = (
 )
 
 
-# The ACL of the leading Mesos master's znode, read on the node with ZooKeeper's own wire
-# protocol (a node has no ZooKeeper client library; CentOS 7 has python 2.7, the stand-in
-# python 3: the script is both): `HOST PORT PATH` -> "scheme:user perms, ..." sorted (a
-# digest id shows its user only), or what stood in the way. Read-only: it lists PATH's
-# children and asks for one ACL, as any client may.
-_ZK_LEADER_ACL = """\
+# The ACLs of the masters' zk path and of the leading master's znode under it, read on the
+# node with ZooKeeper's own wire protocol (a node has no ZooKeeper client library; CentOS 7
+# has python 2.7, the stand-in python 3: the script is both): `HOST PORT PATH` -> a line
+# "path ACL" and a line "leader ACL", each ACL "scheme:user perms, ..." sorted (a digest id
+# shows its user only) or what stood in the way. The path's ACL governs who may add a
+# contender or delete one, the leader's who may rewrite its record. Read-only: it asks for
+# two ACLs and lists PATH's children, as any client may.
+_ZK_ACLS = """\
 import socket, struct, sys, time
 
 
@@ -201,6 +203,35 @@ def ustr(text):
     return struct.pack(">i", len(raw)) + raw
 
 
+def acl_of(sock, xid, znode):
+    reply = call(sock, struct.pack(">ii", xid, 6) + ustr(znode))
+    err = struct.unpack(">i", reply[12:16])[0]
+    if err:
+        return "error %d reading the ACL of %s" % (err, znode)
+    count, pos, acl = struct.unpack(">i", reply[16:20])[0], 20, []
+    for _ in range(count):
+        perms = struct.unpack(">i", reply[pos:pos + 4])[0]
+        scheme, pos = string(reply, pos + 4)
+        ident, pos = string(reply, pos)
+        acl.append("%s:%s %d" % (scheme, ident.split(":")[0], perms))
+    return ", ".join(sorted(acl))
+
+
+def leader_acl(sock, path):
+    reply = call(sock, struct.pack(">ii", 2, 8) + ustr(path) + struct.pack("B", 0))
+    err = struct.unpack(">i", reply[12:16])[0]
+    if err:
+        return "error %d listing %s" % (err, path)
+    count, pos, names = struct.unpack(">i", reply[16:20])[0], 20, []
+    for _ in range(count):
+        name, pos = string(reply, pos)
+        names.append(name)
+    leaders = sorted(n for n in names if n.startswith("json.info_"))
+    if not leaders:
+        return "no json.info_ znode under %s" % path
+    return acl_of(sock, 3, path + "/" + leaders[0])
+
+
 host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 for attempt in range(30):  # ZooKeeper may still be starting
     try:
@@ -209,34 +240,12 @@ for attempt in range(30):  # ZooKeeper may still be starting
     except socket.error:
         time.sleep(1)
 else:
-    print("nothing answers on %s:%d" % (host, port))
+    print("path nothing answers on %s:%d" % (host, port))
+    print("leader nothing answers on %s:%d" % (host, port))
     sys.exit(0)
 call(sock, struct.pack(">iqiq", 0, 0, 10000, 0) + ustr(chr(0) * 16))
-reply = call(sock, struct.pack(">ii", 1, 8) + ustr(path) + struct.pack("B", 0))
-err = struct.unpack(">i", reply[12:16])[0]
-if err:
-    print("error %d listing %s" % (err, path))
-    sys.exit(0)
-count, pos, names = struct.unpack(">i", reply[16:20])[0], 20, []
-for _ in range(count):
-    name, pos = string(reply, pos)
-    names.append(name)
-leaders = sorted(n for n in names if n.startswith("json.info_"))
-if not leaders:
-    print("no json.info_ znode under %s" % path)
-    sys.exit(0)
-reply = call(sock, struct.pack(">ii", 2, 6) + ustr(path + "/" + leaders[0]))
-err = struct.unpack(">i", reply[12:16])[0]
-if err:
-    print("error %d reading the ACL of %s" % (err, leaders[0]))
-    sys.exit(0)
-count, pos, acl = struct.unpack(">i", reply[16:20])[0], 20, []
-for _ in range(count):
-    perms = struct.unpack(">i", reply[pos:pos + 4])[0]
-    scheme, pos = string(reply, pos + 4)
-    ident, pos = string(reply, pos)
-    acl.append("%s:%s %d" % (scheme, ident.split(":")[0], perms))
-print(", ".join(sorted(acl)))
+print("path " + acl_of(sock, 1, path))
+print("leader " + leader_acl(sock, path))
 """
 _RUN_PYTHON = 'python3 -c "$0" "$@" 2>/dev/null || python -c "$0" "$@"'
 
@@ -263,6 +272,14 @@ _UNITS = (
 # The running firewalld in one command (each firewall-cmd is a Python start: seconds on a
 # small node): its default zone, then every zone as `--info-zone` shows one.
 _FIREWALL = "firewall-cmd --get-default-zone && firewall-cmd --list-all-zones"
+
+
+@dataclass(frozen=True)
+class ZnodeAcls:
+    """The masters' zk path's ACL and the leading master's znode's, as `_ZK_ACLS` reads them."""
+
+    path: str
+    leader: str
 
 
 @dataclass(frozen=True)
@@ -388,13 +405,17 @@ class Probe:
                 self._firewall = RunningFirewall.parse(str(result.stdout))
         return self._firewall
 
-    def zk_leader_acl(self, host: str, port: int, path: str) -> str:
-        """The leading master's znode's ACL under `path`, as ZooKeeper answers it."""
-        result = self.node.run(
-            "sh -c %s %s %s %s %s", _RUN_PYTHON, _ZK_LEADER_ACL, host, str(port), path
+    def zk_acls(self, host: str, port: int, path: str) -> ZnodeAcls:
+        """The ACLs of `path` and of the leading master's znode under it, as ZooKeeper
+        answers them."""
+        result = self.node.run("sh -c %s %s %s %s %s", _RUN_PYTHON, _ZK_ACLS, host, str(port), path)
+        answered = dict(
+            line.strip().split(" ", 1)
+            for line in str(result.stdout).splitlines()
+            if result.rc == 0 and " " in line.strip()
         )
-        lines = [line for line in str(result.stdout).splitlines() if line.strip()]
-        return lines[-1].strip() if result.rc == 0 and lines else "no answer from ZooKeeper"
+        missing = "no answer from ZooKeeper"
+        return ZnodeAcls(answered.get("path", missing), answered.get("leader", missing))
 
     def listening(self) -> list[str]:
         """Listening sockets as testinfra writes them: tcp://0.0.0.0:5050, ..."""

@@ -109,13 +109,17 @@ def _plain(url: object) -> object:
     return without_userinfo(url) if isinstance(url, str) else url
 
 
-def test_leader_znode_acl(probe: Probe, contract: NodeContract, check: Check) -> None:
-    """Who may change the leading master's record in ZooKeeper: on a secured cluster only
-    Mesos' digest user (all), everyone else may read it; a lab's is open to all."""
+def test_mesos_znode_acls(probe: Probe, contract: NodeContract, check: Check) -> None:
+    """Who may change the masters' records in ZooKeeper: the zk path (adding a contender, a
+    fake master that leads once the real ones fail over, or deleting one) and the leading
+    master's record. On a secured cluster only Mesos' digest user (all), everyone else may
+    read; a lab's are open to all."""
     master = _master(contract)
     port = SERVICE_PORTS["zookeeper"]
-    found = probe.zk_leader_acl(contract.address, port, master.zk_path)
-    check(f"{master.zk_path} leader znode ACL", ", ".join(master.leader_acl), found)
+    found = probe.zk_acls(contract.address, port, master.zk_path)
+    expected = ", ".join(master.znode_acl)
+    check(f"{master.zk_path} znode ACL", expected, found.path)
+    check(f"{master.zk_path} leader znode ACL", expected, found.leader)
 
 
 def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:

@@ -314,38 +314,58 @@ def test_a_lab_contract_has_no_authentication(config_copy: Path) -> None:
     assert contract.master.zk_url == "zk://test166:2181/mesos"
 
 
+CREATORS = "digest:mesos 31, world:anyone 1"
+
+
 @pytest.mark.parametrize(
     ("answer", "passed"),
     [
-        (Result("digest:mesos 31, world:anyone 1\n"), True),
-        (Result("world:anyone 31\n"), False),  # anyone may rewrite the leader's record
-        (Result("digest:mesos 31\n"), False),  # agents and frameworks could not read it
-        (Result("no json.info_ znode under /mesos\n"), False),
-        (Result("", 1), False),
+        (Result(f"path {CREATORS}\nleader {CREATORS}\n"), (True, True)),
+        # anyone may add a contender under the path, or rewrite the leader's record
+        (Result(f"path world:anyone 31\nleader {CREATORS}\n"), (False, True)),
+        (Result(f"path {CREATORS}\nleader world:anyone 31\n"), (True, False)),
+        # agents and frameworks could not read the leader's record
+        (Result(f"path {CREATORS}\nleader digest:mesos 31\n"), (True, False)),
+        (Result(f"path {CREATORS}\nleader no json.info_ znode under /mesos\n"), (True, False)),
+        (
+            Result("path error -101 reading the ACL of /mesos\nleader error -101 listing /mesos\n"),
+            (False, False),
+        ),
+        (Result("", 1), (False, False)),
     ],
-    ids=["creator-all-world-read", "open", "unreadable", "no-leader", "no-answer"],
+    ids=[
+        "creator-all-world-read",
+        "open-path",
+        "open-leader",
+        "unreadable",
+        "no-leader",
+        "no-path",
+        "no-answer",
+    ],
 )
-def test_the_leader_znode_must_be_the_creators(
-    loaded: LoadedConfig, answer: Result, passed: bool
+def test_the_masters_znodes_must_be_the_creators(
+    loaded: LoadedConfig, answer: Result, passed: tuple[bool, bool]
 ) -> None:
     test166 = loaded.config.cluster.nodes[0]
     contract = node_contract(loaded, test166, ClusterFacts.of(loaded))
-    command = f"sh -c {plugin._RUN_PYTHON} {plugin._ZK_LEADER_ACL} 10.86.255.166 2181 /mesos"
+    command = f"sh -c {plugin._RUN_PYTHON} {plugin._ZK_ACLS} 10.86.255.166 2181 /mesos"
     host = CannedHost({command: answer})
     seen: Seen = []
-    master_specs.test_leader_znode_acl(plugin.Probe(host), contract, _checker(seen))
-    [(what, expected, _found, ok)] = seen
-    assert (what, expected) == ("/mesos leader znode ACL", "digest:mesos 31, world:anyone 1")
-    assert ok == passed
+    master_specs.test_mesos_znode_acls(plugin.Probe(host), contract, _checker(seen))
+    assert [(what, expected) for what, expected, _found, _ok in seen] == [
+        ("/mesos znode ACL", CREATORS),
+        ("/mesos leader znode ACL", CREATORS),
+    ]
+    assert tuple(ok for *_, ok in seen) == passed
 
 
-def test_a_labs_leader_znode_is_open(config_copy: Path) -> None:
+def test_a_labs_znodes_are_open(config_copy: Path) -> None:
     cluster = config_copy / "cluster.yaml"
     cluster.write_text(cluster.read_text() + "security: none\n")
     loaded = load_config(config_copy)
     contract = node_contract(loaded, loaded.config.cluster.nodes[0], ClusterFacts.of(loaded))
     assert contract.master is not None
-    assert contract.master.leader_acl == ("world:anyone 31",)
+    assert contract.master.znode_acl == ("world:anyone 31",)
 
 
 def test_marathon_info_as_first_boot_configures_it_passes(loaded: LoadedConfig) -> None:
