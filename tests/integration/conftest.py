@@ -50,7 +50,8 @@ def rpmrepo() -> Iterator[RpmRepos]:
 
 @pytest.fixture(scope="module")
 def one_vm_slot() -> Iterator[None]:
-    """A module whose builds run one VM at a time holds one of the host's VM slots
-    (tests/integration/vmslots.py) from its first test to its last."""
+    """A build module holds one of the host's VM slots (tests/integration/vmslots.py)
+    from its first test to its last; a fixture running more builds at once takes the
+    others while they run."""
     with vm_slots(1):
         yield

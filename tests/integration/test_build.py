@@ -27,6 +27,7 @@ from tests.conftest import CliRun
 from tests.installer_media import guest_config
 from tests.integration.rpmrepo import RpmRepos, dead_url, offline_build, write_config
 from tests.integration.standin import DiskReader
+from tests.integration.vmslots import vm_slots
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.usefixtures("one_vm_slot")]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -77,39 +78,41 @@ def built(
             "packages: [mesos, docker]", f"packages: [mesos, docker, {PROVIDE_ONLY}]"
         )
     )
-    failing = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "builder",
-            "--config",
-            str(broken),
-            *args[2:-2],
-            "--no-preflight",
-            "--out",
-            str(root / "broken-output"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=root,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "builder", *args, "--json"],
-            capture_output=True,
+    # Two VMs at once: the module holds one slot (one_vm_slot), the second build another.
+    with vm_slots(1):
+        failing = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "builder",
+                "--config",
+                str(broken),
+                *args[2:-2],
+                "--no-preflight",
+                "--out",
+                str(root / "broken-output"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             cwd=root,
-            timeout=3600,
-            check=False,
             stdin=subprocess.DEVNULL,
         )
-        failed_out, failed_err = failing.communicate(timeout=3600)
-    finally:
-        if failing.poll() is None:
-            failing.kill()
-            failing.wait()
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "builder", *args, "--json"],
+                capture_output=True,
+                text=True,
+                cwd=root,
+                timeout=3600,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            failed_out, failed_err = failing.communicate(timeout=3600)
+        finally:
+            if failing.poll() is None:
+                failing.kill()
+                failing.wait()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     failed = (failing.returncode, failed_out + failed_err, root / "broken-output")

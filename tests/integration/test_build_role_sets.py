@@ -19,6 +19,7 @@ import pytest
 from builder.fsutil import sha256_of
 from tests.integration.rpmrepo import RpmRepos, offline_build
 from tests.integration.standin import DiskReader
+from tests.integration.vmslots import vm_slots
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm, pytest.mark.usefixtures("one_vm_slot")]
 ISO_NAME = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -32,32 +33,34 @@ def built(
     root = tmp_path_factory.mktemp("role-sets")
     config, mirror = offline_build(rpmrepo, root)
     iso = standin / ISO_NAME
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "builder",
-            "--config",
-            str(config),
-            "build",
-            *ROLE_SETS,
-            "--verify",
-            "--iso",
-            str(iso),
-            "--iso-checksum",
-            f"sha256:{sha256_of(iso)}",
-            "--mirror",
-            str(mirror),
-            "--out",
-            str(root / "output"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=3600,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    # One VM per role set at once: the module holds one slot (one_vm_slot), this the rest.
+    with vm_slots(len(ROLE_SETS) - 1):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "builder",
+                "--config",
+                str(config),
+                "build",
+                *ROLE_SETS,
+                "--verify",
+                "--iso",
+                str(iso),
+                "--iso-checksum",
+                f"sha256:{sha256_of(iso)}",
+                "--mirror",
+                str(mirror),
+                "--out",
+                str(root / "output"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=3600,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     return result, root / "output"
 
 
