@@ -271,7 +271,15 @@ _UNITS = (
 )
 # The running firewalld in one command (each firewall-cmd is a Python start: seconds on a
 # small node): its default zone, then every zone as `--info-zone` shows one.
-_FIREWALL = "firewall-cmd --get-default-zone && firewall-cmd --list-all-zones"
+# firewalld's runtime in one command. firewall-cmd gives up with "FirewallD is not running"
+# (exit 252) when firewalld does not answer its D-Bus call in time, as on a node short of
+# CPU: it is asked again, six times 5 s apart, before verify calls it not answering.
+_FIREWALL = (
+    "for try in 1 2 3 4 5 6; do "
+    "out=$(firewall-cmd --get-default-zone && firewall-cmd --list-all-zones) "
+    '&& printf "%s\\n" "$out" && exit 0; '
+    "sleep 5; done; exit 1"
+)
 
 
 @dataclass(frozen=True)
@@ -322,6 +330,7 @@ class Probe:
         self._units: dict[str, str] | None = None
         self._firewall: RunningFirewall | None = None
         self._firewall_asked = False  # firewalld not answering is an answer too (None)
+        self.firewall_error = ""  # then firewall-cmd's last error line
 
     def http(self, url: str, attempts: int = 30) -> str | None:
         """The body at `url` as seen from the node itself, or None when it never answered."""
@@ -403,6 +412,9 @@ class Probe:
             self._firewall_asked = True
             if result.rc == 0:
                 self._firewall = RunningFirewall.parse(str(result.stdout))
+            else:
+                errors = [line for line in str(result.stderr).splitlines() if line.strip()]
+                self.firewall_error = errors[-1].strip() if errors else f"exit {result.rc}"
         return self._firewall
 
     def zk_acls(self, host: str, port: int, path: str) -> ZnodeAcls:

@@ -49,10 +49,10 @@ def test_listening(probe: Probe, listening: tuple[str, int], check: Check) -> No
     check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))
 
 
-def zone_info(firewall: RunningFirewall | None, name: str) -> dict[str, str]:
-    """A zone of the running firewalld as key -> value ({} when firewalld does not answer
-    or has no such zone); the header's state (active, default) under "state"."""
-    return firewall.zones.get(name, {}) if firewall else {}
+def zone_info(firewall: RunningFirewall, name: str) -> dict[str, str]:
+    """A zone of the running firewalld as key -> value ({} when it has no such zone); the
+    header's state (active, default) under "state"."""
+    return firewall.zones.get(name, {})
 
 
 def opens(info: dict[str, str], keys: tuple[str, ...]) -> str:
@@ -76,17 +76,28 @@ def test_firewall_zone(probe: Probe, zone: FirewallZone, check: Check) -> None:
             ("ports", [port.firewalld for port in zone.access.ports]),
         )
     )
-    info = zone_info(probe.firewall(), zone.name)
+    firewall = probe.firewall()
+    if firewall is None:
+        check(f"firewall zone {zone.name}", expected, not_answering(probe))
+        return
+    info = zone_info(firewall, zone.name)
     state = "active" if "active" in info.get("state", "").split(", ") else "inactive"
     check(f"firewall zone {zone.name}", expected, f"{state}; {opens(info, ZONE_KEYS)}")
+
+
+def not_answering(probe: Probe) -> str:
+    return f"firewalld does not answer: {probe.firewall_error}"
 
 
 def test_firewall_default_zone(probe: Probe, contract: NodeContract, check: Check) -> None:
     """Everything no zone's source matches lands in the default zone: it opens nothing
     but what must stay (and with no zone drifting on firewalld 0.6, nothing leaks)."""
     firewall = probe.firewall()
-    default = firewall.default if firewall else "firewalld does not answer"
-    found = f"{default}: {opens(zone_info(firewall, default), ZONE_KEYS[1:])}"
+    found = (
+        f"{firewall.default}: {opens(zone_info(firewall, firewall.default), ZONE_KEYS[1:])}"
+        if firewall
+        else not_answering(probe)
+    )
     services = " ".join(sorted(contract.default_zone_services)) or "-"
     expected = f"{contract.default_zone}: services: {services}; ports: -"
     check("firewall default zone", expected, found)

@@ -36,6 +36,8 @@ from tests.conftest import (
     require_tool,
     write_sample_secrets,
 )
+from tests.fake_firewalld import calls as recorded
+from tests.fake_firewalld import fake_firewall_cmd
 
 GOLDEN = REPO / "tests" / "golden" / "seeds"
 THREE_MASTERS = REPO / "tests" / "fixtures" / "clusters" / "three-masters.yaml"
@@ -446,23 +448,6 @@ def test_ec2_user_data_is_gzipped_over_16k(config_copy: Path, tmp_path: Path) ->
     assert small == []
 
 
-def _fake_tools(tmp_path: Path, failures: int) -> dict[str, str]:
-    """firewall-cmd failing its first `failures` calls as when firewalld does not answer
-    (exit 252, "FirewallD is not running"), and a sleep that only counts."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "firewall-cmd").write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> {tmp_path}/calls\n'
-        f'[ "$(wc -l < {tmp_path}/calls)" -gt {failures} ] && exit 0\n'
-        'echo "FirewallD is not running" >&2; exit 252\n'
-    )
-    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/sleeps\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
-
-
 @pytest.mark.parametrize(("failures", "code", "calls"), [(0, 0, 1), (2, 0, 3), (9, 1, 6)])
 def test_the_firewall_reload_is_tried_again(
     tmp_path: Path, failures: int, code: int, calls: int
@@ -470,11 +455,8 @@ def test_the_firewall_reload_is_tried_again(
     """runcmd's first command: firewall-cmd --reload until it succeeds, six times at most,
     10 s apart; exit 1 when it never does (runcmd itself goes on regardless)."""
     result = subprocess.run(
-        RELOAD_FIREWALL, env=_fake_tools(tmp_path, failures), capture_output=True, check=False
+        RELOAD_FIREWALL, env=fake_firewall_cmd(tmp_path, failures), capture_output=True, check=False
     )
     assert result.returncode == code
-    assert (tmp_path / "calls").read_text().splitlines() == ["--reload"] * calls
-    sleeps = tmp_path / "sleeps"
-    assert (sleeps.read_text().splitlines() if sleeps.exists() else []) == ["10"] * (
-        calls - 1 + code
-    )
+    assert recorded(tmp_path, "calls") == ["--reload"] * calls
+    assert recorded(tmp_path, "sleeps") == ["10"] * (calls - 1 + code)

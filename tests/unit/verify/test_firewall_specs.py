@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +32,15 @@ from builder.verify.specs import test_image as image_specs
 from builder.verify.specs import test_node as node_specs
 from builder.verify.specs import test_node_master as master_specs
 from tests.conftest import SAMPLE_SECRETS
+from tests.fake_firewalld import NOT_RUNNING, fake_firewall_cmd
+from tests.fake_firewalld import calls as recorded
 
 
 @dataclass
 class Result:
     stdout: str
     rc: int = 0
+    stderr: str = ""
 
 
 @dataclass
@@ -77,7 +81,7 @@ TEST166_PORTS = (
 def _firewall(default: str, *zones: Result, rc: int = 0) -> plugin.Probe:
     """A node whose firewalld answers the specs' one command with these zones."""
     listing = "\n".join(zone.stdout for zone in zones)
-    answer = Result(f"{default}\n{listing}" if rc == 0 else default, rc)
+    answer = Result(f"{default}\n{listing}", rc) if rc == 0 else Result("", rc, default)
     return plugin.Probe(CannedHost({plugin._FIREWALL: answer}))
 
 
@@ -114,7 +118,7 @@ def test_the_zone_first_boot_made_passes(loaded: LoadedConfig) -> None:
         ),
         (_info("cluster-admin", "", "10.86.255.0/24", "ssh", TEST166_PORTS), "inactive"),
         (None, "no such zone"),
-        (Result("FirewallD is not running\n", 252), "no such zone"),
+        (Result("FirewallD is not running\n", 252), "firewalld does not answer: FirewallD"),
     ],
     ids=["no-source", "open-to-all", "no-ssh", "extra-port", "inactive", "no-zone", "not-running"],
 )
@@ -168,7 +172,51 @@ def test_a_default_zone_that_opens_more_fails(
 def test_firewalld_not_answering_fails_the_default_zone(loaded: LoadedConfig) -> None:
     found, passed = _default_seen(loaded, _firewall("FirewallD is not running", rc=252))
     assert not passed
-    assert found == "firewalld does not answer: no such zone in the running firewalld"
+    assert found == "firewalld does not answer: FirewallD is not running"
+
+
+@dataclass
+class ShellHost:
+    """Runs the specs' commands in a local shell with `env` (the fakes on its PATH)."""
+
+    env: dict[str, str]
+
+    def run(self, command: str, *args: str) -> Result:
+        line = command % args if args else command
+        done = subprocess.run(
+            ["sh", "-c", line], env=self.env, capture_output=True, text=True, check=False
+        )
+        return Result(done.stdout, done.returncode, done.stderr)
+
+
+PUBLIC_LISTING = "public (default, active)\n  services: dhcpv6-client\n  ports: \n"
+
+
+@pytest.mark.parametrize(
+    ("failures", "answered", "firewall_calls", "sleeps"),
+    [(0, True, 2, 0), (3, True, 5, 3), (6, False, 6, 6)],
+)
+def test_the_running_firewall_is_asked_again(
+    tmp_path: Path, failures: int, answered: bool, firewall_calls: int, sleeps: int
+) -> None:
+    """firewall-cmd giving up while firewalld is slow to answer D-Bus: verify asks again,
+    six times 5 s apart, and when it never answers says so with firewall-cmd's line."""
+    env = fake_firewall_cmd(
+        tmp_path,
+        failures,
+        {"--get-default-zone": "public", "--list-all-zones": PUBLIC_LISTING},
+    )
+    probe = plugin.Probe(ShellHost(env))
+    firewall = probe.firewall()
+    assert (firewall is not None) == answered
+    if firewall is not None:
+        assert firewall.default == "public"
+        assert firewall.zones["public"]["state"] == "default, active"
+        assert probe.firewall_error == ""
+    else:
+        assert probe.firewall_error == NOT_RUNNING
+    assert len(recorded(tmp_path, "calls")) == firewall_calls
+    assert recorded(tmp_path, "sleeps") == ["5"] * sleeps
 
 
 DEBIAN_PUBLIC = """<?xml version="1.0" encoding="utf-8"?>
