@@ -400,6 +400,7 @@ def test_the_masters_znodes_must_be_the_creators(
     host = CannedHost({command: answer})
     seen: Seen = []
     master_specs.test_mesos_znode_acls(plugin.Probe(host), contract, _checker(seen))
+    master_specs.test_mesos_leader_znode_acl(plugin.Probe(host), contract, _checker(seen))
     assert [(what, expected) for what, expected, _found, _ok in seen] == [
         ("/mesos znode ACL", CREATORS),
         ("/mesos leader znode ACL", CREATORS),
