@@ -331,6 +331,7 @@ class Probe:
         self._firewall: RunningFirewall | None = None
         self._firewall_asked = False  # firewalld not answering is an answer too (None)
         self.firewall_error = ""  # then firewall-cmd's last error line
+        self._zk_acls: ZnodeAcls | None = None
 
     def http(self, url: str, attempts: int = 30) -> str | None:
         """The body at `url` as seen from the node itself, or None when it never answered."""
@@ -419,7 +420,12 @@ class Probe:
 
     def zk_acls(self, host: str, port: int, path: str) -> ZnodeAcls:
         """The ACLs of `path` and of the leading master's znode under it, as ZooKeeper
-        answers them."""
+        answers them (asked once: two specs read them)."""
+        if self._zk_acls is None:
+            self._zk_acls = self._ask_zk_acls(host, port, path)
+        return self._zk_acls
+
+    def _ask_zk_acls(self, host: str, port: int, path: str) -> ZnodeAcls:
         result = self.node.run("sh -c %s %s %s %s %s", _RUN_PYTHON, _ZK_ACLS, host, str(port), path)
         answered = dict(
             line.strip().split(" ", 1)
