@@ -82,7 +82,11 @@ MARATHON_PRINCIPAL = Principal("marathon", "mesos_secret", "Marathon's framework
 CHRONOS_PRINCIPAL = Principal("chronos", "mesos_secret", "Chronos' framework (CRAM-MD5)")
 HTTP_PRINCIPAL = Principal("admin", "http_password", "the HTTP APIs (basic authentication)")
 ZK_MESOS_PRINCIPAL = Principal("mesos", "zookeeper_password", "Mesos in ZooKeeper (digest)")
-ZK_MARATHON_PRINCIPAL = Principal("marathon", "zookeeper_password", "Marathon in ZooKeeper")
+# Marathon's own: its launcher puts its zk URL, password included, on its command line
+# (DESIGN, "Known problems"), so it shares no password with Mesos.
+ZK_MARATHON_PRINCIPAL = Principal(
+    "marathon", "marathon_zookeeper_password", "Marathon in ZooKeeper (digest)"
+)
 PRINCIPALS = (
     AGENT_PRINCIPAL,
     MARATHON_PRINCIPAL,
@@ -106,8 +110,9 @@ ROLE_SECRETS: Mapping[str, tuple[str, ...]] = {
 
 
 def zk_url_has_password(node: Node) -> bool:
-    """Whether a secured node's /etc/mesos/zk carries the `mesos` digest user's password:
-    a master's does (it writes the leader's record), an agent alone's is the plain URL."""
+    """Whether a secured node's Mesos reaches ZooKeeper as the `mesos` digest user: a
+    master's does (it writes the leader's record; /etc/mesos/zk then names the root-only
+    MESOS_ZK_URL_FILE), an agent alone's /etc/mesos/zk is the plain URL."""
     return MASTER_ROLE in node.roles
 
 
@@ -123,6 +128,16 @@ AGENT_CREDENTIAL_FILE = f"{CREDENTIALS_DIR}/mesos-agent.json"
 AGENT_HTTP_CREDENTIALS_FILE = f"{CREDENTIALS_DIR}/mesos-agent-http.json"
 MARATHON_SECRET_FILE = f"{CREDENTIALS_DIR}/marathon.secret"
 CHRONOS_SECRET_FILE = f"{CREDENTIALS_DIR}/chronos.secret"
+# Mesos' zk URL with its password: the init wrapper passes /etc/mesos/zk's content as
+# --zk=/--master=, a command line any local user reads, so /etc/mesos/zk holds
+# `file://` and this path, which Mesos reads for a string flag (stout's flag fetch).
+MESOS_ZK_URL_FILE = f"{CREDENTIALS_DIR}/mesos-zk.url"
+# Where Marathon (an EnvironmentFile) and Chronos (sourced by its launcher) get the HTTP
+# user from their environment, not from a flag their launchers would put on the command
+# line: both read MESOSPHERE_HTTP_CREDENTIALS (Marathon's HttpConf, Chronos' Chaos).
+HTTP_CREDENTIALS_VARIABLE = "MESOSPHERE_HTTP_CREDENTIALS"
+MARATHON_DEFAULTS = "/etc/default/marathon"
+CHRONOS_DEFAULTS = "/etc/default/chronos"
 # The realm each API names in its 401 (Mesos' constants; Marathon's --http_realm default).
 HTTP_REALMS: Mapping[str, str] = {
     "mesos-master": "mesos-master-readonly",

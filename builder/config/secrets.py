@@ -32,7 +32,8 @@ SECRETS_FILE = "secrets.yaml"
 # ZooKeeper's digest, the UIs' HTTP basic authentication).
 SECRET_NAMES: Mapping[str, str] = {
     "mesos_secret": "agents and frameworks authenticating to the Mesos masters",
-    "zookeeper_password": "ZooKeeper digest authentication of Mesos and Marathon",
+    "zookeeper_password": "ZooKeeper digest authentication of Mesos",
+    "marathon_zookeeper_password": "ZooKeeper digest authentication of Marathon",
     "http_password": "HTTP basic authentication of the Mesos, Marathon and Chronos APIs",
     "keystore_password": "the PKCS#12 keystores Marathon and Chronos serve HTTPS from",
 }

@@ -29,16 +29,20 @@ from builder.config.cluster import (
     AGENT_CREDENTIAL_FILE,
     AGENT_HTTP_CREDENTIALS_FILE,
     AGENT_PRINCIPAL,
+    CHRONOS_DEFAULTS,
     CHRONOS_PRINCIPAL,
     CHRONOS_SECRET_FILE,
     DEFAULT_ZONE,
     DEFAULT_ZONE_XML,
     FIREWALLD_ZONES,
+    HTTP_CREDENTIALS_VARIABLE,
     HTTP_PRINCIPAL,
+    MARATHON_DEFAULTS,
     MARATHON_PRINCIPAL,
     MARATHON_SECRET_FILE,
     MASTER_CREDENTIALS,
     MASTER_CREDENTIALS_FILE,
+    MESOS_ZK_URL_FILE,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
@@ -89,7 +93,9 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
     cluster = facts.cluster
     name = facts.fqdn(node)
     files = {"/etc/hosts": facts.hosts_for(node)}
-    if not facts.secured or not zk_url_has_password(node):
+    if facts.secured and zk_url_has_password(node):
+        files["/etc/mesos/zk"] = f"file://{MESOS_ZK_URL_FILE}\n"
+    else:
         files["/etc/mesos/zk"] = facts.zk_url + "\n"
     if MASTER_ROLE in node.roles:
         files |= {
@@ -101,7 +107,7 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
             "/etc/zookeeper/conf/zoo.cfg": facts.zoo_cfg,
         }
         if not facts.secured:
-            files["/etc/default/marathon"] = marathon_defaults(facts, node, facts.marathon_zk)
+            files[MARATHON_DEFAULTS] = marathon_defaults(facts, node, facts.marathon_zk)
         files |= {
             "/etc/chronos/conf/master": f"{facts.zk_url}\n",
             "/etc/chronos/conf/zk_hosts": f"{facts.zk_hosts}\n",
@@ -174,9 +180,11 @@ def secret_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str,
     if not facts.secured:
         return files
     http_user = f"{HTTP_PRINCIPAL.name}:{_password(secrets, HTTP_PRINCIPAL)}"
+    http_variable = f"{HTTP_CREDENTIALS_VARIABLE}={http_user}\n"
     if zk_url_has_password(node):
-        files["/etc/mesos/zk"] = (
-            facts.zk_url_as(ZK_MESOS_PRINCIPAL, _password(secrets, ZK_MESOS_PRINCIPAL)) + "\n"
+        # no newline: Mesos takes a file:// flag value's every byte (its /master/flags shows it)
+        files[MESOS_ZK_URL_FILE] = facts.zk_url_as(
+            ZK_MESOS_PRINCIPAL, _password(secrets, ZK_MESOS_PRINCIPAL)
         )
         marathon_zk = facts.marathon_zk_as(
             ZK_MARATHON_PRINCIPAL, _password(secrets, ZK_MARATHON_PRINCIPAL)
@@ -186,16 +194,16 @@ def secret_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str,
             # framework secrets without a newline: Marathon and Chronos read every byte
             MARATHON_SECRET_FILE: _password(secrets, MARATHON_PRINCIPAL),
             CHRONOS_SECRET_FILE: _password(secrets, CHRONOS_PRINCIPAL),
-            "/etc/default/marathon": marathon_defaults(
+            MARATHON_DEFAULTS: marathon_defaults(
                 facts,
                 node,
                 marathon_zk,
                 "MARATHON_MESOS_AUTHENTICATION=\n"
                 f"MARATHON_MESOS_AUTHENTICATION_PRINCIPAL={MARATHON_PRINCIPAL.name}\n"
                 f"MARATHON_MESOS_AUTHENTICATION_SECRET_FILE={MARATHON_SECRET_FILE}\n"
-                f"MARATHON_HTTP_CREDENTIALS={http_user}\n",
+                + http_variable,
             ),
-            "/etc/chronos/conf/http_credentials": f"{http_user}\n",
+            CHRONOS_DEFAULTS: http_variable,
         }
     if SLAVE_ROLE in node.roles:
         agent = {"principal": AGENT_PRINCIPAL.name, "secret": _password(secrets, AGENT_PRINCIPAL)}

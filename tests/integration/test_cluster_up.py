@@ -44,15 +44,19 @@ from builder.render.role import PROVISION, render_role
 from tests.integration.node_checks import (
     Ssh,
     Verified,
+    check_command_lines,
     check_disk,
     check_image_faults_named,
     check_node_faults_named,
     check_node_layer,
     check_running_node,
     junit_checks,
+    leak_http_password_to_marathon_flags,
     put_image_faults,
     put_node_faults,
+    secrets_on_command_lines,
     undo_image_faults,
+    undo_marathon_flags_leak,
     undo_node_faults,
 )
 from tests.integration.standin import DiskReader, configured_image, lay_out_build, ssh_retried
@@ -257,6 +261,7 @@ def test_default_cluster_up_verify_down(
     nodes = {node.hostname: node for node in work.loaded.config.cluster.nodes}
     for name, node in nodes.items():
         check_running_node(_on(work, name), work.loaded, node, secrets)
+        check_command_lines(_on(work, name), node, secrets)
     # A second up says so; verify --cluster needs no flags.
     again = work.builder("up")
     assert again.returncode == 0
@@ -293,6 +298,7 @@ def test_default_cluster_up_verify_down(
     assert _first_boot_times(work, "test167") == written
     check_running_node(_on(work, "test167"), work.loaded, nodes["test167"], secrets)
     check_image_faults_are_named(work, secrets, nodes["test167"])
+    check_a_secret_on_a_command_line_is_found(work, secrets)
     # down: every VM stopped by its pid, nothing left; a second down is fine.
     state_dir = work.directory / STATE_DIR
     final = work.state()
@@ -380,6 +386,24 @@ def check_node_faults_are_named(
     assert second.split()[:4] == ["test167", "slave", "-", "unreachable:"]
 
 
+def check_a_secret_on_a_command_line_is_found(work: Work, secrets: Secrets) -> None:
+    """The command-line search shown failing: with the HTTP user back in a MARATHON_
+    variable (as builder wrote it before), Marathon's launcher puts it on the command line."""
+    on166 = _on(work, "test166")
+    leak_http_password_to_marathon_flags(on166)
+    try:
+        _until(
+            lambda: "http_password" in secrets_on_command_lines(on166, secrets)[0],
+            "HTTP password on Marathon's command line",
+            CHANGE_DEADLINE,
+        )
+        found, lines = secrets_on_command_lines(on166, secrets)
+        assert found == {"http_password", "marathon_zookeeper_password"}
+        assert "--http_credentials admin:<secret>" in lines
+    finally:
+        undo_marathon_flags_leak(on166)
+
+
 def check_image_faults_are_named(work: Work, secrets: Secrets, test167: Node) -> None:
     """The image layer on booted test167 with two faults (verify ROLE --host, as a user
     checks one machine): exactly what first boot changed fails, and each fault."""
@@ -420,6 +444,10 @@ def test_three_masters_elect_fail_over_and_lose_quorum(
     # with real connections, the secrets only where they belong.
     verified = check_the_firewall_scopes(work)
     check_the_secrets_stay_in_the_seeds(work, [made, result, verified], "s1")
+    secrets = load_secrets(work.loaded.directory)
+    assert secrets is not None
+    for node in work.loaded.config.cluster.nodes:
+        check_command_lines(_on(work, node.hostname), node, secrets)
     code, status = work.status()
     assert code == 0, status
     zookeeper = _parts(status)["zookeeper"]

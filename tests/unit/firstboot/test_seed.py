@@ -1,7 +1,7 @@
 """First-boot seeds: what each node gets, golden files, the ISO read back, inventory errors.
 
 Regenerate the golden seeds with:
-    ./run.sh test tests/unit/test_seed.py --regen-golden
+    ./run.sh test tests/unit/firstboot/test_seed.py --regen-golden
 """
 
 from __future__ import annotations
@@ -58,20 +58,24 @@ def _files(loaded: LoadedConfig, hostname: str) -> dict[str, str]:
 
 
 ZK_PASSWORD = SAMPLE_SECRETS.values["zookeeper_password"]
+MARATHON_ZK_PASSWORD = SAMPLE_SECRETS.values["marathon_zookeeper_password"]
+ZK_URL_FILE = "/etc/builder/credentials/mesos-zk.url"
 HTTP_PASSWORD = SAMPLE_SECRETS.values["http_password"]
 MESOS_SECRET = SAMPLE_SECRETS.values["mesos_secret"]
 
 
 def test_default_cluster_first_boot_files(loaded: LoadedConfig) -> None:
     test166 = _files(loaded, "test166")
-    assert test166["/etc/mesos/zk"] == f"zk://mesos:{ZK_PASSWORD}@test166:2181/mesos\n"
+    # the init wrapper puts /etc/mesos/zk on Mesos' command line: it names a root-only file
+    assert test166["/etc/mesos/zk"] == f"file://{ZK_URL_FILE}\n"
+    assert test166[ZK_URL_FILE] == f"zk://mesos:{ZK_PASSWORD}@test166:2181/mesos"
     assert test166["/etc/hosts"].endswith("localdomain6\n10.86.255.166 test166\n")
     assert test166["/etc/mesos-master/quorum"] == "1\n"
     assert test166["/var/lib/zookeeper/myid"] == "1\n"
     assert test166["/etc/zookeeper/conf/zoo.cfg"].endswith("server.1=test166:2888:3888\n")
     assert test166["/etc/default/marathon"].startswith(
         "MARATHON_MASTER=zk://test166:2181/mesos\n"
-        f"MARATHON_ZK=zk://marathon:{ZK_PASSWORD}@test166:2181/marathon\n"
+        f"MARATHON_ZK=zk://marathon:{MARATHON_ZK_PASSWORD}@test166:2181/marathon\n"
     )
     assert test166["/etc/mesos-slave/ip"] == "10.86.255.166\n"
     test167 = _files(loaded, "test167")
@@ -83,14 +87,15 @@ def test_three_masters_form_an_ensemble(ha: LoadedConfig) -> None:
     zk = f"zk://mesos:{ZK_PASSWORD}@m1:2181,m2:2181,m3:2181/mesos"
     for number, name in enumerate(["m1", "m2", "m3"], start=1):
         files = _files(ha, name)
-        assert files["/etc/mesos/zk"] == zk + "\n"
+        assert files["/etc/mesos/zk"] == f"file://{ZK_URL_FILE}\n"
+        assert files[ZK_URL_FILE] == zk
         assert files["/etc/mesos-master/quorum"] == "2\n"
         assert files["/var/lib/zookeeper/myid"] == f"{number}\n"
         assert files["/etc/zookeeper/conf/zoo.cfg"].endswith(
             "server.1=m1:2888:3888\nserver.2=m2:2888:3888\nserver.3=m3:2888:3888\n"
         )
         assert (
-            f"MARATHON_ZK=zk://marathon:{ZK_PASSWORD}@m1:2181,m2:2181,m3:2181/marathon\n"
+            f"MARATHON_ZK=zk://marathon:{MARATHON_ZK_PASSWORD}@m1:2181,m2:2181,m3:2181/marathon\n"
             in files["/etc/default/marathon"]
         )
         assert files["/etc/chronos/conf/zk_hosts"] == "m1:2181,m2:2181,m3:2181\n"
@@ -128,13 +133,16 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
         "MARATHON_MESOS_AUTHENTICATION=",
         "MARATHON_MESOS_AUTHENTICATION_PRINCIPAL=marathon",
         "MARATHON_MESOS_AUTHENTICATION_SECRET_FILE=/etc/builder/credentials/marathon.secret",
-        f"MARATHON_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}",
+        # not MARATHON_HTTP_CREDENTIALS: the launcher would put it on the command line
+        f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}",
     ]
     # the frameworks read every byte of their secret file: no newline
     assert test166["/etc/builder/credentials/marathon.secret"] == MESOS_SECRET
     assert test166["/etc/builder/credentials/chronos.secret"] == MESOS_SECRET
     assert test166["/etc/chronos/conf/mesos_authentication_principal"] == "chronos\n"
-    assert test166["/etc/chronos/conf/http_credentials"] == f"admin:{HTTP_PASSWORD}\n"
+    # not a conf file: Chronos' launcher puts those on its command line
+    assert "/etc/chronos/conf/http_credentials" not in test166
+    assert test166["/etc/default/chronos"] == f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}\n"
     # Chronos reads the leader's record only (world-readable): no password in its master
     assert test166["/etc/chronos/conf/master"] == "zk://test166:2181/mesos\n"
     test167 = _files(loaded, "test167")
@@ -175,7 +183,8 @@ def test_a_lab_without_security_writes_no_authentication(config_copy: Path) -> N
     test166 = node_files(facts, lab.config.cluster.nodes[0])
     assert test166["/etc/mesos/zk"] == "zk://test166:2181/mesos\n"
     assert not any("authenticat" in path or "credential" in path for path in test166)
-    assert "MARATHON_HTTP_CREDENTIALS" not in test166["/etc/default/marathon"]
+    assert "HTTP_CREDENTIALS" not in test166["/etc/default/marathon"]
+    assert "/etc/default/chronos" not in test166
     # seedable without secrets
     seed = node_seed(lab, lab.config.cluster.nodes[0])
     assert "/etc/builder" not in seed.user_data

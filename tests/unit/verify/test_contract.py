@@ -70,7 +70,8 @@ def test_contract_and_seed_select_from_the_facts(loaded: LoadedConfig) -> None:
     assert contract.master.agents == ("marker-agent",)
     assert contract.slave_zk_url == zk
     password = SAMPLE_SECRETS.values["zookeeper_password"]
-    assert SecretFile.of("/etc/mesos/zk", f"zk://mesos:{password}@marker-zk-hosts:1/mesos\n") in (
+    zk_url_file = "/etc/builder/credentials/mesos-zk.url"
+    assert SecretFile.of(zk_url_file, f"zk://mesos:{password}@marker-zk-hosts:1/mesos") in (
         contract.secret_files
     )
     assert contract.services == ("mesos-slave", "zookeeper")

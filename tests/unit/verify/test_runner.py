@@ -62,7 +62,9 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
     [test166, test167] = loaded.config.cluster.nodes
     master = node_contract(loaded, test166, facts)
     assert dict(master.files)["/etc/chronos/conf/master"] == facts.zk_url + "\n"
-    assert "/etc/mesos/zk" in {f.path for f in master.secret_files}  # it holds a password
+    # its zk URL holds a password: a root-only file, which /etc/mesos/zk names
+    assert "/etc/builder/credentials/mesos-zk.url" in {f.path for f in master.secret_files}
+    assert dict(master.files)["/etc/mesos/zk"] == "file:///etc/builder/credentials/mesos-zk.url\n"
     assert master.services == facts.services[("master", "slave")]
     assert dict(master.listening) == {
         "zookeeper": 2181,
