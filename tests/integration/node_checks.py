@@ -334,17 +334,15 @@ def check_command_lines(ssh: Ssh, node: Node, secrets: Secrets) -> None:
     assert found == expected, f"{node.hostname}: secrets on command lines: {sorted(found)}"
 
 
+def _rename_marathon_variable(ssh: Ssh, old: str, new: str) -> None:
+    ssh(f"sudo sed -i 's/^{old}=/{new}=/' {MARATHON_DEFAULTS} && sudo systemctl restart marathon")
+
+
 def leak_http_password_to_marathon_flags(ssh: Ssh) -> None:
     """What builder wrote before: the HTTP user as a MARATHON_ variable, which the launcher
     turns into --http_credentials on the command line. Marathon restarted with it."""
-    ssh(
-        f"sudo sed -i 's/^MESOSPHERE_HTTP_CREDENTIALS=/MARATHON_HTTP_CREDENTIALS=/' "
-        f"{MARATHON_DEFAULTS} && sudo systemctl restart marathon"
-    )
+    _rename_marathon_variable(ssh, "MESOSPHERE_HTTP_CREDENTIALS", "MARATHON_HTTP_CREDENTIALS")
 
 
 def undo_marathon_flags_leak(ssh: Ssh) -> None:
-    ssh(
-        f"sudo sed -i 's/^MARATHON_HTTP_CREDENTIALS=/MESOSPHERE_HTTP_CREDENTIALS=/' "
-        f"{MARATHON_DEFAULTS} && sudo systemctl restart marathon"
-    )
+    _rename_marathon_variable(ssh, "MARATHON_HTTP_CREDENTIALS", "MESOSPHERE_HTTP_CREDENTIALS")
