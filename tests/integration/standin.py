@@ -52,7 +52,36 @@ def build_standin() -> Path:
     )
     if result.returncode != 0:
         raise RuntimeError(f"stand-in build failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    built = _used(Path(result.stdout.strip().splitlines()[-1]))
+    _prune(CACHE / "standin", "*", keep=built)
+    _prune(CACHE / "configured", "*.raw", keep=None)
+    return built
+
+
+# A cached build of another digest (an older checkout's) that no run has used for this
+# long is deleted: a stand-in is 1.3 GB and a role set's configured image 2.3 GB, and a
+# host that runs the suite after every change would otherwise fill its disk with them.
+UNUSED_FOR = 12 * 3600.0
+
+
+def _used(path: Path) -> Path:
+    """Mark a cached build as used now (its mtime), for `_prune`."""
+    os.utime(path)
+    return path
+
+
+def _prune(directory: Path, pattern: str, keep: Path | None) -> None:
+    """Delete `directory`'s cached builds matching `pattern` that no run used for
+    UNUSED_FOR seconds (a configured image with its qcow2 conversion)."""
+    stale = time.time() - UNUSED_FOR
+    for path in directory.glob(pattern):
+        if path == keep or path.name.startswith(".") or path.stat().st_mtime > stale:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.with_suffix(".qcow2").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
 
 
 RPM_INSTALL = STANDIN_SCRIPTS / "files" / "rpm-install"
@@ -107,7 +136,7 @@ def configured_image(standin: Path, provision: str, label: str) -> Path:
     digest = hashlib.sha256(f"{standin.name}\0{repos.name}\0{provision}".encode()).hexdigest()[:16]
     target = CACHE / "configured" / f"{label}-{digest}.raw"
     if target.exists():
-        return target
+        return _used(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{label}.", dir=target.parent))
     mount = scratch / "root"
