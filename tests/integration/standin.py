@@ -53,8 +53,8 @@ def build_standin() -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"stand-in build failed:\n{result.stderr[-4000:]}")
     built = _used(Path(result.stdout.strip().splitlines()[-1]))
-    _prune(CACHE / "standin", "*", keep=built)
-    _prune(CACHE / "configured", "*.raw", keep=None)
+    _prune(CACHE / "standin", "*")
+    _prune(CACHE / "configured", "*.raw")
     return built
 
 
@@ -70,12 +70,17 @@ def _used(path: Path) -> Path:
     return path
 
 
-def _prune(directory: Path, pattern: str, keep: Path | None) -> None:
+def _prune(directory: Path, pattern: str) -> None:
     """Delete `directory`'s cached builds matching `pattern` that no run used for
-    UNUSED_FOR seconds (a configured image with its qcow2 conversion)."""
+    UNUSED_FOR seconds (a configured image with its qcow2 conversion). Both xdist
+    workers prune at their start: what the other deleted first is skipped."""
     stale = time.time() - UNUSED_FOR
     for path in directory.glob(pattern):
-        if path == keep or path.name.startswith(".") or path.stat().st_mtime > stale:
+        try:
+            unused = path.stat().st_mtime <= stale
+        except FileNotFoundError:
+            continue
+        if path.name.startswith(".") or not unused:
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
