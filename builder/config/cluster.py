@@ -77,9 +77,10 @@ class Principal:
     what: str
 
 
-AGENT_PRINCIPAL = Principal("agent", "mesos_secret", "Mesos agents registering (CRAM-MD5)")
-MARATHON_PRINCIPAL = Principal("marathon", "mesos_secret", "Marathon's framework (CRAM-MD5)")
-CHRONOS_PRINCIPAL = Principal("chronos", "mesos_secret", "Chronos' framework (CRAM-MD5)")
+# One secret per principal: an agent's node holds its own, not the frameworks'.
+AGENT_PRINCIPAL = Principal("agent", "agent_secret", "Mesos agents registering (CRAM-MD5)")
+MARATHON_PRINCIPAL = Principal("marathon", "marathon_secret", "Marathon's framework (CRAM-MD5)")
+CHRONOS_PRINCIPAL = Principal("chronos", "chronos_secret", "Chronos' framework (CRAM-MD5)")
 HTTP_PRINCIPAL = Principal("admin", "http_password", "the HTTP APIs (basic authentication)")
 ZK_MESOS_PRINCIPAL = Principal("mesos", "zookeeper_password", "Mesos in ZooKeeper (digest)")
 # Marathon's own: its launcher puts its zk URL, password included, on its command line

@@ -31,7 +31,9 @@ SECRETS_FILE = "secrets.yaml"
 # What each secret is for (issue 14: Mesos' agent and framework credentials,
 # ZooKeeper's digest, the UIs' HTTP basic authentication).
 SECRET_NAMES: Mapping[str, str] = {
-    "mesos_secret": "agents and frameworks authenticating to the Mesos masters",
+    "agent_secret": "the Mesos agents authenticating to the masters",
+    "marathon_secret": "Marathon's framework authenticating to the Mesos masters",
+    "chronos_secret": "Chronos' framework authenticating to the Mesos masters",
     "zookeeper_password": "ZooKeeper digest authentication of Mesos",
     "marathon_zookeeper_password": "ZooKeeper digest authentication of Marathon",
     "http_password": "HTTP basic authentication of the Mesos, Marathon and Chronos APIs",
@@ -39,6 +41,12 @@ SECRET_NAMES: Mapping[str, str] = {
 }
 # A value goes into zk URLs (`user:password@`), curl configs, flag files and launchers
 # that split on `=` and spaces: only what `secrets.token_urlsafe` makes is taken.
+# Names builder once made and no longer reads: a file holding one predates the change.
+RETIRED_NAMES: Mapping[str, str] = {
+    "mesos_secret": (
+        "split into agent_secret, marathon_secret and chronos_secret (one per principal)"
+    ),
+}
 SECRET_VALUE = re.compile(r"[A-Za-z0-9_-]{16,}")
 ALLOWED_VALUES = "16 or more of A-Z, a-z, 0-9, _ and -"
 # On a node: one root-only file per secret, written by first boot.
@@ -136,6 +144,11 @@ def load_secrets(config_dir: Path) -> Secrets | None:
             continue
         name, colon, value = line.partition(": ")
         # the error names the line and the key, never the value
+        if name in RETIRED_NAMES:
+            raise UserError(
+                f"{path}:{number}: {name}: no longer used: {RETIRED_NAMES[name]}",
+                hint="builder secrets rotate makes them all (and a new CA)",
+            )
         if not colon or name not in SECRET_NAMES or not value.strip():
             raise UserError(f"{path}:{number}: not a `name: value` line of a known secret")
         if not SECRET_VALUE.fullmatch(value.strip()):

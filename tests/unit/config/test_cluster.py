@@ -298,7 +298,7 @@ def test_every_secret_belongs_to_a_role_and_an_agent_holds_its_own_only() -> Non
     """ROLE_SECRETS covers secrets.yaml's names; an agent's are its credential's and the
     HTTP user's (no ZooKeeper password: its zk URL is plain), a master,slave has all."""
     assert set().union(*ROLE_SECRETS.values()) == set(SECRET_NAMES)
-    assert ROLE_SECRETS["slave"] == ("mesos_secret", "http_password")
+    assert ROLE_SECRETS["slave"] == ("agent_secret", "http_password")
     both = Node.model_validate({"hostname": "n1", "ip": "10.0.0.1", "roles": ["master", "slave"]})
     assert set(node_secret_names(both)) == set(SECRET_NAMES)
     assert len(node_secret_names(both)) == len(SECRET_NAMES)

@@ -105,6 +105,27 @@ def test_a_readable_or_broken_file_is_refused_without_its_values(repo_config: Pa
         assert not any(value in shown for value in values.values.values())
 
 
+def test_a_file_from_before_the_per_principal_split_says_to_rotate(repo_config: Path) -> None:
+    """An older secrets.yaml: one `mesos_secret` for the agents and both frameworks. The
+    error names its line and what replaced it, never its value; rotate makes the new set."""
+    path = write_secrets(repo_config, rotate=False)
+    old = "mesos_secret: 0123456789abcdef-old-value\n"
+    path.write_text(path.read_text() + old)
+    with pytest.raises(UserError) as retired:
+        load_secrets(repo_config)
+    line = len(path.read_text().splitlines())
+    assert str(retired.value) == (
+        f"{path}:{line}: mesos_secret: no longer used: split into agent_secret, "
+        "marathon_secret and chronos_secret (one per principal)"
+    )
+    assert retired.value.hint == "builder secrets rotate makes them all (and a new CA)"
+    assert "old-value" not in f"{retired.value} {retired.value.hint}"
+    write_secrets(repo_config, rotate=True)
+    loaded = load_secrets(repo_config)
+    assert loaded is not None
+    assert set(loaded.values) == set(SECRET_NAMES)
+
+
 def test_no_secrets_file_no_secrets(config_copy: Path) -> None:
     assert load_secrets(config_copy) is None
     assert load_secrets(config_copy.parent / "nowhere") is None
@@ -160,7 +181,7 @@ def test_secrets_reach_seeds_only_as_root_only_files(
     # an agent, holds neither the ZooKeeper password nor the keystores'
     for node, names in (
         ("test166", list(secrets.values)),
-        ("test167", ["mesos_secret", "http_password"]),
+        ("test167", ["agent_secret", "http_password"]),
     ):
         user_data = (work / "dir" / node / "user-data").read_text()
         document = YAML(typ="safe").load(user_data)
@@ -182,6 +203,6 @@ def test_secrets_reach_seeds_only_as_root_only_files(
 
 
 def test_secrets_never_print() -> None:
-    secrets = Secrets({"mesos_secret": "s3cr3t-value"})
+    secrets = Secrets({"agent_secret": "s3cr3t-value"})
     assert "s3cr3t-value" not in repr(secrets)
     assert "s3cr3t-value" not in str(secrets)

@@ -61,7 +61,9 @@ ZK_PASSWORD = SAMPLE_SECRETS.values["zookeeper_password"]
 MARATHON_ZK_PASSWORD = SAMPLE_SECRETS.values["marathon_zookeeper_password"]
 ZK_URL_FILE = "/etc/builder/credentials/mesos-zk.url"
 HTTP_PASSWORD = SAMPLE_SECRETS.values["http_password"]
-MESOS_SECRET = SAMPLE_SECRETS.values["mesos_secret"]
+AGENT_SECRET = SAMPLE_SECRETS.values["agent_secret"]
+MARATHON_SECRET = SAMPLE_SECRETS.values["marathon_secret"]
+CHRONOS_SECRET = SAMPLE_SECRETS.values["chronos_secret"]
 
 
 def test_default_cluster_first_boot_files(loaded: LoadedConfig) -> None:
@@ -122,9 +124,9 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
     assert test166["/etc/mesos-master/credentials"] == credentials_file + "\n"
     assert json.loads(test166[credentials_file]) == {
         "credentials": [
-            {"principal": "agent", "secret": MESOS_SECRET},
-            {"principal": "marathon", "secret": MESOS_SECRET},
-            {"principal": "chronos", "secret": MESOS_SECRET},
+            {"principal": "agent", "secret": AGENT_SECRET},
+            {"principal": "marathon", "secret": MARATHON_SECRET},
+            {"principal": "chronos", "secret": CHRONOS_SECRET},
             {"principal": "admin", "secret": HTTP_PASSWORD},
         ]
     }
@@ -137,8 +139,8 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
         f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}",
     ]
     # the frameworks read every byte of their secret file: no newline
-    assert test166["/etc/builder/credentials/marathon.secret"] == MESOS_SECRET
-    assert test166["/etc/builder/credentials/chronos.secret"] == MESOS_SECRET
+    assert test166["/etc/builder/credentials/marathon.secret"] == MARATHON_SECRET
+    assert test166["/etc/builder/credentials/chronos.secret"] == CHRONOS_SECRET
     assert test166["/etc/chronos/conf/mesos_authentication_principal"] == "chronos\n"
     # not a conf file: Chronos' launcher puts those on its command line
     assert "/etc/chronos/conf/http_credentials" not in test166
@@ -149,7 +151,7 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
     assert test167["/etc/mesos-slave/credential"] == "/etc/builder/credentials/mesos-agent.json\n"
     assert json.loads(test167["/etc/builder/credentials/mesos-agent.json"]) == {
         "principal": "agent",
-        "secret": MESOS_SECRET,
+        "secret": AGENT_SECRET,
     }
     assert json.loads(test167["/etc/builder/credentials/mesos-agent-http.json"]) == {
         "credentials": [{"principal": "admin", "secret": HTTP_PASSWORD}]

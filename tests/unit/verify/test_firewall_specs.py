@@ -266,7 +266,7 @@ def test_an_image_opening_more_or_less_fails(loaded: LoadedConfig, zone_file: st
     assert not passed, found
 
 
-SECRET_PATH = "/etc/builder/secrets/mesos_secret"
+SECRET_PATH = "/etc/builder/secrets/agent_secret"
 OTHER_SECRET = "/etc/builder/secrets/http_password"
 SECRET_DIGEST = SecretFile.of(SECRET_PATH, "the content\n").digest
 SECRET_SUM = hashlib.sha256(b"the content\n").hexdigest()
