@@ -39,14 +39,14 @@ SECRET_NAMES: Mapping[str, str] = {
     "http_password": "HTTP basic authentication of the Mesos, Marathon and Chronos APIs",
     "keystore_password": "the PKCS#12 keystores Marathon and Chronos serve HTTPS from",
 }
-# A value goes into zk URLs (`user:password@`), curl configs, flag files and launchers
-# that split on `=` and spaces: only what `secrets.token_urlsafe` makes is taken.
 # Names builder once made and no longer reads: a file holding one predates the change.
 RETIRED_NAMES: Mapping[str, str] = {
     "mesos_secret": (
         "split into agent_secret, marathon_secret and chronos_secret (one per principal)"
     ),
 }
+# A value goes into zk URLs (`user:password@`), curl configs, flag files and launchers
+# that split on `=` and spaces: only what `secrets.token_urlsafe` makes is taken.
 SECRET_VALUE = re.compile(r"[A-Za-z0-9_-]{16,}")
 ALLOWED_VALUES = "16 or more of A-Z, a-z, 0-9, _ and -"
 # On a node: one root-only file per secret, written by first boot.

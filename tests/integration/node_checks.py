@@ -119,11 +119,11 @@ def check_running_node(
             assert started[unit] > written, f"{unit} started before /etc/mesos/zk was written"
         else:
             assert started[unit] == 0.0, f"{unit} is not this node's and must never start"
-    for role_order in (
-        ("zookeeper", "mesos-master", "marathon", "chronos"),
-        ("docker", "mesos-slave"),
-    ):
-        if first_boot:
+    if first_boot:  # runcmd's order; at a later boot systemd starts them together
+        for role_order in (
+            ("zookeeper", "mesos-master", "marathon", "chronos"),
+            ("docker", "mesos-slave"),
+        ):
             times = [_first_started(ssh, unit) for unit in role_order if unit in services]
             assert 0.0 not in times, f"no start of {role_order} in the journal: {times}"
             assert times == sorted(times), f"start order {role_order}: {times}"
