@@ -189,17 +189,17 @@ def validate(
 
             click.echo(f"{role_set.label}: packages: {check_sources(loaded, role_set, mirror)}")
     if not roles:
-        secrets, throwaway = secrets_to_validate_with(loaded)
-        if throwaway:
-            click.echo(
-                f"note: {loaded.directory / SECRETS_FILE}: none yet; the seeds are checked "
-                "with throwaway secrets (`builder secrets init` makes the cluster's)",
-                err=True,
-            )
-        for node in loaded.config.cluster.nodes:
-            found = validate_seed(loaded, node, secrets)
-            problems += found
-            click.echo(f"seed {node.hostname}: {_verdict(found)}")
+        with secrets_to_validate_with(loaded) as (secrets, throwaway):
+            if throwaway:
+                click.echo(
+                    f"note: {loaded.directory / SECRETS_FILE}: none yet; the seeds are checked "
+                    "with throwaway secrets (`builder secrets init` makes the cluster's)",
+                    err=True,
+                )
+            for node in loaded.config.cluster.nodes:
+                found = validate_seed(loaded, node, secrets)
+                problems += found
+                click.echo(f"seed {node.hostname}: {_verdict(found)}")
     if problems:
         raise ValidationFailed(problems)
 

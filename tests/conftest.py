@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,17 +70,27 @@ def config_copy(tmp_path: Path) -> Path:
     return target
 
 
-# Fixed stand-ins for `builder secrets init`'s random values: golden seeds stay stable,
-# and a test can search any output for them.
-SAMPLE_SECRETS = Secrets(
-    {name: f"sample-{name.replace('_', '-')}-0123456789" for name in SECRET_NAMES}
-)
-
-
 @functools.cache
 def sample_ca() -> tls.CAMaterial:
     """One CA per test process (openssl takes a few tenths of a second for one)."""
     return tls.make_ca()
+
+
+def _sample_ca_files() -> tls.ClusterCA:
+    """The sample CA in a directory of its own for this process (the node certificates
+    its seeds issue are kept there), removed at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="builder-sample-ca-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return tls.write_ca(directory, sample_ca())
+
+
+# Fixed stand-ins for `builder secrets init`'s random values: a test can search any output
+# for them. The CA is a real one (a secured master's seed carries a keystore it issued):
+# golden seeds show its certificates and keystores as placeholders (test_seed.py).
+SAMPLE_SECRETS = Secrets(
+    {name: f"sample-{name.replace('_', '-')}-0123456789" for name in SECRET_NAMES},
+    _sample_ca_files(),
+)
 
 
 def write_sample_secrets(config_dir: Path) -> Path:

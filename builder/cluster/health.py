@@ -3,40 +3,33 @@
 ZooKeeper: `srvr` on every master (a quorum: a majority of the ensemble serving, one
 of them the leader). Mesos: `/master/state` on every master (only the leader answers it, the
 others redirect to it; every inventory slave among its activated agents). Marathon:
-`/v2/leader`; Chronos: its UI on 4400. The same questions work on real CentOS
-nodes; builder/verify's node specs ask them from inside each node.
+`/v2/leader`; Chronos: its UI. The same questions work on real CentOS nodes;
+builder/verify's node specs ask them from inside each node. A secured cluster's
+Marathon and Chronos answer over HTTPS only: the host trusts the cluster CA alone and
+checks the node's host name on the certificate (it connects to a forwarded loopback
+port, so the name is given, not taken from the address).
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
-import urllib.error
-import urllib.request
+import ssl
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from builder.cluster.machine import LOOPBACK, VmSpec
-from builder.config.cluster import HTTP_PRINCIPAL
+from builder.cluster.machine import FORWARDED_SERVICES, LOOPBACK, VmSpec
+from builder.config.cluster import HTTP_PRINCIPAL, uses_tls
 from builder.config.load import LoadedConfig
 from builder.config.secrets import SECRETS_FILE, load_secrets
+from builder.config.tls import ca_cert_path
 
 TIMEOUT = 3.0
 SERVING = ("leader", "follower", "standalone")
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A non-leading Mesos master answers 307 to the leader's inventory address, which
-    the host must never send to (it is reached only through forwarded loopback ports):
-    a redirect is an answer that says "not the leader", not a place to go."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 @dataclass(frozen=True)
@@ -50,6 +43,36 @@ class BasicAuth:
     def header(self) -> str:
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         return f"Basic {token}"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How the host speaks to a secured cluster's HTTPS APIs: it trusts the cluster CA
+    only, and the certificate must name the node it asked."""
+
+    ca_file: Path
+    forwards: frozenset[str]  # the forwarded services (MASTER_FORWARDS' names) on TLS
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+def trust(loaded: LoadedConfig) -> Trust | None:
+    secured = loaded.config.cluster.secured
+    tls = frozenset(name for name, s in FORWARDED_SERVICES.items() if uses_tls(s, secured))
+    return Trust(ca_cert_path(loaded.directory), tls) if tls else None
+
+
+@dataclass(frozen=True)
+class Client:
+    """What the host asks the cluster's APIs with: a secured cluster's login and CA."""
+
+    auth: BasicAuth | None = None
+    trust: Trust | None = None
+
+
+def client(loaded: LoadedConfig) -> Client:
+    return Client(http_auth(loaded), trust(loaded))
 
 
 def http_auth(loaded: LoadedConfig) -> BasicAuth | None:
@@ -70,11 +93,27 @@ def auth_line(loaded: LoadedConfig) -> str | None:
     )
 
 
-def _request(port: int, path: str, auth: BasicAuth | None) -> urllib.request.Request:
-    request = urllib.request.Request(f"http://{LOOPBACK}:{port}{path}")
-    if auth is not None:
-        request.add_unredirected_header("Authorization", auth.header)
-    return request
+def http_get(
+    port: int, path: str, auth: BasicAuth | None, tls: ssl.SSLContext | None = None, name: str = ""
+) -> bytes | None:
+    """The body of a 2xx answer on a forwarded port, else None. Redirects are not
+    followed: a non-leading Mesos master answers 307 to the leader's inventory address,
+    which the host must never send to. Over TLS (`tls`), the certificate must be the
+    CA's for `name`."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=TIMEOUT) as raw:
+            sock = tls.wrap_socket(raw, server_hostname=name) if tls else raw
+            connection = http.client.HTTPConnection(LOOPBACK, port, timeout=TIMEOUT)
+            connection.sock = sock
+            headers = {"Host": f"{name or LOOPBACK}:{port}"}
+            if auth is not None:
+                headers["Authorization"] = auth.header
+            connection.request("GET", path, headers=headers)
+            reply = connection.getresponse()
+            body = reply.read()
+            return body if 200 <= reply.status < 300 else None
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 @dataclass(frozen=True)
@@ -119,20 +158,25 @@ def zookeeper_mode(port: int) -> str:
     return "not serving" if "not currently serving" in text else "no answer"
 
 
-def http_json(port: int, path: str, auth: BasicAuth | None = None) -> Any:
+def _ask(vm: VmSpec, forward: str, path: str, client: Client) -> bytes | None:
+    port = vm.host_port(forward)
+    if not port:
+        return None
+    trust = client.trust
+    tls = trust.context() if trust is not None and forward in trust.forwards else None
+    return http_get(port, path, client.auth, tls, vm.hostname if tls else "")
+
+
+def http_json(vm: VmSpec, forward: str, path: str, client: Client) -> Any:
+    body = _ask(vm, forward, path, client)
     try:
-        with _OPENER.open(_request(port, path, auth), timeout=TIMEOUT) as reply:
-            return json.load(reply)
-    except (OSError, ValueError):
+        return None if body is None else json.loads(body)
+    except ValueError:
         return None
 
 
-def http_answers(port: int, path: str, auth: BasicAuth | None = None) -> bool:
-    try:
-        with _OPENER.open(_request(port, path, auth), timeout=TIMEOUT):
-            return True
-    except (OSError, ValueError):
-        return False
+def http_answers(vm: VmSpec, forward: str, path: str, client: Client) -> bool:
+    return _ask(vm, forward, path, client) is not None
 
 
 def ssh_answers(port: int) -> bool:
@@ -178,14 +222,12 @@ def mesos_parts(
     masters: Sequence[VmSpec],
     agents: Sequence[str],
     running: Mapping[str, bool],
-    auth: BasicAuth | None = None,
+    client: Client,
 ) -> tuple[list[Part], str | None]:
-    states = {}
-    for m in masters:
-        port = m.host_port("mesos")
-        states[m.hostname] = (
-            http_json(port, "/master/state", auth) if running[m.hostname] and port else None
-        )
+    states = {
+        m.hostname: http_json(m, "mesos", "/master/state", client) if running[m.hostname] else None
+        for m in masters
+    }
     leaders = {s.get("leader") for s in states.values() if isinstance(s, dict) and s.get("leader")}
     leading = [
         (name, s) for name, s in states.items() if isinstance(s, dict) and s.get("pid") in leaders
@@ -210,21 +252,16 @@ def mesos_parts(
 
 
 def framework_parts(
-    masters: Sequence[VmSpec], running: Mapping[str, bool], auth: BasicAuth | None = None
+    masters: Sequence[VmSpec], running: Mapping[str, bool], client: Client
 ) -> list[Part]:
     up = [m for m in masters if running[m.hostname]]
     marathon = [
-        m.hostname
-        for m in up
-        if (port := m.host_port("marathon"))
-        and isinstance(http_json(port, "/v2/leader", auth), dict)
+        m.hostname for m in up if isinstance(http_json(m, "marathon", "/v2/leader", client), dict)
     ]
-    chronos = [
-        m.hostname for m in up if (port := m.host_port("chronos")) and http_answers(port, "/", auth)
-    ]
+    chronos = [m.hostname for m in up if http_answers(m, "chronos", "/", client)]
     return [
         Part("marathon", bool(marathon), "answers" if marathon else "no /v2/leader answers"),
-        Part("chronos", bool(chronos), "answers" if chronos else "no UI answers on 4400"),
+        Part("chronos", bool(chronos), "answers" if chronos else "no UI answers"),
     ]
 
 
@@ -233,19 +270,20 @@ def check(
     agents: Sequence[str],
     running: Mapping[str, bool],
     required: Collection[str] | None = None,
-    auth: BasicAuth | None = None,
+    client: Client | None = None,
 ) -> Health:
     """The cluster's health now. `agents`: the slaves' names as their agents report them;
     `required`: the VMs that must run (default: all; a master that is down on purpose
-    costs the cluster nothing while its quorum holds); `auth`: a secured cluster's HTTP
-    credentials."""
+    costs the cluster nothing while its quorum holds); `client`: a secured cluster's HTTP
+    credentials and CA."""
+    client = client or Client()
     masters = [vm for vm in vms if "master" in vm.roles]
     wanted = set(required) if required is not None else {vm.hostname for vm in vms}
     down = [vm.hostname for vm in vms if vm.hostname in wanted and not running[vm.hostname]]
     parts = [Part("vms", not down, f"not running: {', '.join(down)}" if down else "running")]
     parts.append(zookeeper_part(masters, running))
-    mesos, leader = mesos_parts(masters, agents, running, auth)
+    mesos, leader = mesos_parts(masters, agents, running, client)
     parts += mesos
-    parts += framework_parts(masters, running, auth)
+    parts += framework_parts(masters, running, client)
     parts.append(ssh_part(vms, running))
     return Health(tuple(parts), leader)

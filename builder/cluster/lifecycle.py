@@ -356,7 +356,7 @@ def plan(
     specs = []
     udp = free_ports(len(nodes), socket.SOCK_DGRAM)
     for node, cluster_port in zip(nodes, udp, strict=True):
-        wanted = guest_ports(node)
+        wanted = guest_ports(node, loaded.config.cluster.secured)
         hosts = free_ports(len(wanted))
         base = directory / node.hostname
         specs.append(
@@ -428,19 +428,23 @@ def up(
         if not starting and alive(state.hub_pidfile):
             say(f"the cluster is already running ({len(state.vms)} VMs): builder status")
             return state, health.check(
-                state.vms, agents(facts, state), running(state), auth=health.http_auth(loaded)
+                state.vms, agents(facts, state), running(state), client=health.client(loaded)
             )
     start_hub(state)
     say(f"starting {', '.join(vm.hostname for vm in starting)} ({state.accelerator})")
     state = start_vms(state, starting)
-    for line in url_lines(state):
+    trust = health.trust(loaded)
+    for line in url_lines(state, trust):
         say(line)
     if auth_line := health.auth_line(loaded):
         say(auth_line)
+    if trust is not None:
+        say(trust_line(trust, state))
     limit = deadline if deadline is not None else DEADLINES[state.accelerator]
     required = set(names) or {vm.hostname for vm in state.vms}
-    auth = health.http_auth(loaded)
-    return state, wait_healthy(state, agents(facts, state), required, limit, say, auth)
+    return state, wait_healthy(
+        state, agents(facts, state), required, limit, say, health.client(loaded)
+    )
 
 
 def agents(facts: ClusterFacts, state: ClusterState) -> list[str]:
@@ -455,12 +459,12 @@ def wait_healthy(
     required: set[str],
     limit: float,
     say: Callable[[str], None],
-    auth: health.BasicAuth | None = None,
+    client: health.Client | None = None,
 ) -> health.Health:
     start = time.monotonic()
     last = ""
     while True:
-        seen = health.check(state.vms, agent_names, running(state), required, auth)
+        seen = health.check(state.vms, agent_names, running(state), required, client)
         elapsed = time.monotonic() - start
         if seen.healthy:
             say(f"healthy after {elapsed:.0f} s: {seen.leader} leads")
@@ -478,11 +482,12 @@ def wait_healthy(
         time.sleep(POLL)  # polling with a deadline
 
 
-def url_lines(state: ClusterState) -> list[str]:
+def url_lines(state: ClusterState, trust: health.Trust | None = None) -> list[str]:
     table = [("NODE", "ADDRESS", "ROLES", "SSH", "URLS")]
+    tls = trust.forwards if trust is not None else frozenset()
     for vm in state.vms:
         urls = " ".join(
-            f"{name}=http://{LOOPBACK}:{vm.host_port(name)}"
+            f"{name}={'https' if name in tls else 'http'}://{LOOPBACK}:{vm.host_port(name)}"
             for name in ("mesos", "marathon", "chronos", "agent")
             if vm.host_port(name)
         )
@@ -496,15 +501,32 @@ def url_lines(state: ClusterState) -> list[str]:
     ]
 
 
+def trust_line(trust: health.Trust, state: ClusterState) -> str:
+    """How a person checks the HTTPS URLs: the CA, and the node's name, which its
+    certificate carries (the forwarded address, 127.0.0.1, it does not)."""
+    example = next((vm for vm in state.vms if vm.host_port("marathon")), None)
+    shown = ""
+    if example is not None:
+        port = example.host_port("marathon")
+        shown = (
+            f" (curl --cacert {trust.ca_file} --resolve {example.hostname}:{port}:{LOOPBACK}"
+            f" https://{example.hostname}:{port}/v2/info)"
+        )
+    return (
+        f"HTTPS ({', '.join(sorted(trust.forwards))}): certificates from the cluster CA "
+        f"{trust.ca_file}, for each node's name{shown}"
+    )
+
+
 def status(loaded: LoadedConfig, directory: Path = STATE_DIR) -> tuple[list[str], bool]:
     state = ClusterState.load(directory)
     if state is None:
         return ["no cluster is running here (builder up starts one)"], False
     facts = ClusterFacts.of(loaded)
     up_now = running(state)
-    seen = health.check(state.vms, agents(facts, state), up_now, auth=health.http_auth(loaded))
+    seen = health.check(state.vms, agents(facts, state), up_now, client=health.client(loaded))
     lines = []
-    for line, vm in zip(url_lines(state), (None, *state.vms), strict=True):
+    for line, vm in zip(url_lines(state, health.trust(loaded)), (None, *state.vms), strict=True):
         mark = "STATE" if vm is None else ("running" if up_now[vm.hostname] else "DEAD")
         lines.append(f"{mark:8} {line}")
     lines.append(f"leading master: {seen.leader or 'none'}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.config.cluster import SERVICE_PORTS, ZK_CLIENT_PORT
+from builder.config.cluster import service_port
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 
 LOOPBACK = "127.0.0.1"
@@ -26,14 +26,16 @@ LOOPBACK = "127.0.0.1"
 FORWARDED_FROM = "10.0.2.2/32"
 SSH_PORT = 22
 MEMORY_MIB = 1024
-# What the host reaches on each node, by role: the web UIs, ZooKeeper for `srvr`.
+# What the host reaches on each node, by role, forward name -> service: the web UIs and
+# APIs (over HTTPS where a secured cluster serves them so), ZooKeeper for `srvr`.
 MASTER_FORWARDS = {
-    "zookeeper": ZK_CLIENT_PORT,
-    "mesos": SERVICE_PORTS["mesos-master"],
-    "marathon": SERVICE_PORTS["marathon"],
-    "chronos": SERVICE_PORTS["chronos"],
+    "zookeeper": "zookeeper",
+    "mesos": "mesos-master",
+    "marathon": "marathon",
+    "chronos": "chronos",
 }
-SLAVE_FORWARDS = {"agent": SERVICE_PORTS["mesos-slave"]}
+SLAVE_FORWARDS = {"agent": "mesos-slave"}
+FORWARDED_SERVICES = MASTER_FORWARDS | SLAVE_FORWARDS
 
 
 def mac(hostname: str, nic: int) -> str:
@@ -42,14 +44,16 @@ def mac(hostname: str, nic: int) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def guest_ports(node: Node) -> dict[str, int]:
+def guest_ports(node: Node, secured: bool) -> dict[str, int]:
     """The node's forwarded services, name -> guest port."""
-    ports = {"ssh": SSH_PORT}
+    services: dict[str, str] = {}
     if MASTER_ROLE in node.roles:
-        ports |= MASTER_FORWARDS
+        services |= MASTER_FORWARDS
     if SLAVE_ROLE in node.roles:
-        ports |= SLAVE_FORWARDS
-    return ports
+        services |= SLAVE_FORWARDS
+    return {"ssh": SSH_PORT} | {
+        name: service_port(service, secured) for name, service in services.items()
+    }
 
 
 @dataclass(frozen=True)

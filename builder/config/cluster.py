@@ -36,6 +36,27 @@ SERVICE_PORTS: Mapping[str, int] = {
     "chronos": 4400,
     "mesos-slave": 5051,
 }
+# TLS (issue 14, part 4; phase 2a): a secured cluster's Marathon and Chronos serve their
+# APIs over HTTPS only, with the node's certificate, on these ports (Marathon's default
+# https_port; Chronos' default is the same 8443, which a master running both cannot
+# give it). Chronos 2.x cannot turn its HTTP off (no --disable_http): it serves plain
+# HTTP on loopback only (`http_address`). Mesos' own ports stay plain HTTP until its
+# libprocess SSL is on (phase 2b).
+HTTPS_PORTS: Mapping[str, int] = {"marathon": 8443, "chronos": 4443}
+LOOPBACK_ADDRESS = "127.0.0.1"
+
+
+def service_port(service: str, secured: bool) -> int:
+    """Where a service answers from other hosts: HTTPS_PORTS on a secured cluster."""
+    if secured and service in HTTPS_PORTS:
+        return HTTPS_PORTS[service]
+    return SERVICE_PORTS[service]
+
+
+def uses_tls(service: str, secured: bool) -> bool:
+    return secured and service in HTTPS_PORTS
+
+
 # The ports a service's peers on other nodes reach it on, besides SERVICE_PORTS.
 PEER_PORTS: Mapping[str, tuple[int, ...]] = {"zookeeper": (ZK_PEER_PORT, ZK_ELECTION_PORT)}
 
@@ -117,6 +138,12 @@ def zk_url_has_password(node: Node) -> bool:
     return MASTER_ROLE in node.roles
 
 
+def serves_tls(node: Node) -> bool:
+    """Whether a secured node serves HTTPS (and so holds a certificate): a master's
+    Marathon and Chronos do; an agent alone serves only Mesos' API (phase 2b)."""
+    return MASTER_ROLE in node.roles
+
+
 def node_secret_names(node: Node) -> tuple[str, ...]:
     """The secrets the node's roles use, each once, in the roles' order."""
     return tuple(dict.fromkeys(name for role in node.roles for name in ROLE_SECRETS[role]))
@@ -138,6 +165,14 @@ MESOS_ZK_URL_FILE = f"{CREDENTIALS_DIR}/mesos-zk.url"
 # line: both read MESOSPHERE_HTTP_CREDENTIALS (Marathon's HttpConf, Chronos' Chaos).
 HTTP_CREDENTIALS_VARIABLE = "MESOSPHERE_HTTP_CREDENTIALS"
 MARATHON_DEFAULTS = "/etc/default/marathon"
+# The node's TLS files (a secured master's: Marathon and Chronos serve HTTPS): the CA's
+# certificate (public: the node's own checks trust it) and the node's PKCS#12 keystore
+# (root's), whose password both read from their environment, as MESOSPHERE_HTTP_CREDENTIALS.
+TLS_DIR = "/etc/builder/tls"
+NODE_CA_FILE = f"{TLS_DIR}/ca.crt"
+NODE_KEYSTORE_FILE = f"{TLS_DIR}/node.p12"
+KEYSTORE_PATH_VARIABLE = "MESOSPHERE_KEYSTORE_PATH"
+KEYSTORE_PASS_VARIABLE = "MESOSPHERE_KEYSTORE_PASS"  # noqa: S105 (a variable's name)
 CHRONOS_DEFAULTS = "/etc/default/chronos"
 # The realm each API names in its 401 (Mesos' constants; Marathon's --http_realm default).
 HTTP_REALMS: Mapping[str, str] = {
@@ -181,9 +216,9 @@ def cluster_ports(roles: Iterable[Role]) -> tuple[Port, ...]:
     return tuple(dict.fromkeys(ports))
 
 
-def admin_ports(services: Iterable[str]) -> tuple[Port, ...]:
+def admin_ports(services: Iterable[str], secured: bool) -> tuple[Port, ...]:
     """What the admin networks reach besides SSH: the node's web UIs and APIs."""
-    return tuple(_port(SERVICE_PORTS[s]) for s in services if s in ADMIN_SERVICES)
+    return tuple(_port(service_port(s, secured)) for s in services if s in ADMIN_SERVICES)
 
 
 @dataclass(frozen=True)
@@ -400,7 +435,7 @@ class ClusterFacts:
         access = {
             key: {
                 CLUSTER_SCOPE: Access(ports=cluster_ports(roles)),
-                ADMIN_SCOPE: Access((SSH_SERVICE,), admin_ports(services[key])),
+                ADMIN_SCOPE: Access((SSH_SERVICE,), admin_ports(services[key], cluster.secured)),
             }
             for key, roles in role_sets.items()
         }
@@ -432,6 +467,13 @@ class ClusterFacts:
 
     def fqdn(self, node: Node) -> str:
         return fqdn(self.cluster, node)
+
+    def port(self, service: str) -> int:
+        """Where the service answers other hosts (HTTPS on a secured cluster's frameworks)."""
+        return service_port(service, self.secured)
+
+    def scheme(self, service: str) -> str:
+        return "https" if uses_tls(service, self.secured) else "http"
 
     def zk_url_as(self, principal: Principal, password: str) -> str:
         """Mesos' zk URL with a digest user's credentials (its znodes then carry ACLs)."""

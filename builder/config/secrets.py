@@ -96,6 +96,8 @@ def write_secrets(config_dir: Path, *, rotate: bool) -> Path:
     try:
         tls.write_ca(config_dir, ca)
         write_file(path, _text(generate()).encode(), mode=SECRET_MODE)
+        # the nodes' certificates were the old CA's, their keystores under the old password
+        shutil.rmtree(tls.certificates_dir(config_dir), ignore_errors=True)
     except OSError as exc:
         raise UserError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
     return path

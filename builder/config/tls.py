@@ -34,6 +34,9 @@ from builder.errors import UserError
 from builder.fsutil import write_file
 
 CA_KEY_FILE = "cluster-ca.key"
+# The node certificates builder issued and keeps (builder/config/certificates.py); a new
+# CA (`secrets rotate`) removes them.
+CERTIFICATES_DIR = "node-certificates"
 CA_CERT_FILE = "cluster-ca.crt"
 CA_KEY_MODE = 0o600
 CA_CERT_MODE = 0o644  # the certificate is public: nodes, browsers and verify trust it
@@ -100,6 +103,10 @@ class NodeCertificate:
     cert_pem: str
     key_pem: str = field(repr=False)
     keystore: bytes = field(repr=False)
+
+
+def certificates_dir(config_dir: Path) -> Path:
+    return config_dir / CERTIFICATES_DIR
 
 
 def ca_key_path(config_dir: Path) -> Path:

@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from builder.config.certificates import node_certificate
 from builder.config.cluster import (
     AGENT_CREDENTIAL_FILE,
     AGENT_HTTP_CREDENTIALS_FILE,
@@ -37,24 +38,33 @@ from builder.config.cluster import (
     FIREWALLD_ZONES,
     HTTP_CREDENTIALS_VARIABLE,
     HTTP_PRINCIPAL,
+    HTTPS_PORTS,
+    KEYSTORE_PASS_VARIABLE,
+    KEYSTORE_PATH_VARIABLE,
+    KEYSTORE_SECRET,
+    LOOPBACK_ADDRESS,
     MARATHON_DEFAULTS,
     MARATHON_PRINCIPAL,
     MARATHON_SECRET_FILE,
     MASTER_CREDENTIALS,
     MASTER_CREDENTIALS_FILE,
     MESOS_ZK_URL_FILE,
+    NODE_CA_FILE,
+    NODE_KEYSTORE_FILE,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
     FirewallZone,
     Principal,
     node_secret_names,
+    serves_tls,
     zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import node_roles
 from builder.config.secrets import SECRET_MODE, SECRETS_FILE, Secrets, load_secrets
+from builder.config.tls import NodeCertificate
 from builder.errors import ConfigError, Problem, UserError
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
@@ -120,6 +130,10 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
                 "/etc/mesos-master/credentials": f"{MASTER_CREDENTIALS_FILE}\n",
                 "/etc/chronos/conf/mesos_authentication_principal": (f"{CHRONOS_PRINCIPAL.name}\n"),
                 "/etc/chronos/conf/mesos_authentication_secret_file": f"{CHRONOS_SECRET_FILE}\n",
+                # HTTPS with the node's keystore (its path and password: /etc/default/chronos);
+                # the HTTP Chronos cannot turn off answers on loopback only
+                "/etc/chronos/conf/https_port": f"{HTTPS_PORTS['chronos']}\n",
+                "/etc/chronos/conf/http_address": f"{LOOPBACK_ADDRESS}\n",
             }
     if SLAVE_ROLE in node.roles:
         files |= {
@@ -172,15 +186,53 @@ def _credentials(secrets: Secrets, principals: Iterable[Principal]) -> str:
     return json.dumps({"credentials": entries}, indent=1) + "\n"
 
 
-def secret_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str, str]:
+def node_tls(
+    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+) -> NodeCertificate | None:
+    """A secured node's certificate for its FQDN, host name and inventory address, when
+    it serves HTTPS: the one kept for it, or a new one (`issue`; verify never issues)."""
+    if not (facts.secured and serves_tls(node)):
+        return None
+    return node_certificate(
+        secrets,
+        node.hostname,
+        names=[facts.fqdn(node), node.hostname],
+        addresses=[node.ip],
+        keystore_password=secrets.values[KEYSTORE_SECRET],
+        issue=issue,
+    )
+
+
+def certificate_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str, str]:
+    """The public TLS files of a node serving HTTPS: the cluster CA's certificate."""
+    if not (facts.secured and serves_tls(node)) or secrets.ca is None:
+        return {}
+    return {NODE_CA_FILE: secrets.ca.cert_pem}
+
+
+def keystore_variables(secrets: Secrets) -> str:
+    """Where Marathon and Chronos find the node's keystore and its password (their HTTP
+    library reads both from the environment; a flag would put the password in argv)."""
+    return (
+        f"{KEYSTORE_PATH_VARIABLE}={NODE_KEYSTORE_FILE}\n"
+        f"{KEYSTORE_PASS_VARIABLE}={secrets.values[KEYSTORE_SECRET]}\n"
+    )
+
+
+def secret_files(
+    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+) -> dict[str, str | bytes]:
     """The node's files that embed a secret (root's, 0600; `verify` checks them by owner,
     mode and digest, never by content): the secrets themselves and, on a secured cluster,
-    the credential files and the flag files holding a password."""
-    files = secrets.node_files(node_secret_names(node))
+    the credential files, the flag files holding a password and the node's keystore."""
+    files: dict[str, str | bytes] = dict(secrets.node_files(node_secret_names(node)))
     if not facts.secured:
         return files
     http_user = f"{HTTP_PRINCIPAL.name}:{_password(secrets, HTTP_PRINCIPAL)}"
     http_variable = f"{HTTP_CREDENTIALS_VARIABLE}={http_user}\n"
+    certificate = node_tls(facts, node, secrets, issue=issue)
+    if certificate is not None:
+        files[NODE_KEYSTORE_FILE] = certificate.keystore
     if zk_url_has_password(node):
         # no newline: Mesos takes a file:// flag value's every byte (its /master/flags shows it)
         files[MESOS_ZK_URL_FILE] = facts.zk_url_as(
@@ -201,9 +253,11 @@ def secret_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str,
                 "MARATHON_MESOS_AUTHENTICATION=\n"
                 f"MARATHON_MESOS_AUTHENTICATION_PRINCIPAL={MARATHON_PRINCIPAL.name}\n"
                 f"MARATHON_MESOS_AUTHENTICATION_SECRET_FILE={MARATHON_SECRET_FILE}\n"
-                + http_variable,
+                # HTTPS only (Marathon allows --disable_http once HTTPS is configured)
+                f"MARATHON_HTTPS_PORT={HTTPS_PORTS['marathon']}\n"
+                "MARATHON_DISABLE_HTTP=\n" + http_variable + keystore_variables(secrets),
             ),
-            CHRONOS_DEFAULTS: http_variable,
+            CHRONOS_DEFAULTS: http_variable + keystore_variables(secrets),
         }
     if SLAVE_ROLE in node.roles:
         agent = {"principal": AGENT_PRINCIPAL.name, "secret": _password(secrets, AGENT_PRINCIPAL)}
@@ -271,6 +325,10 @@ def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -
     }
     if secrets is not None:
         document["write_files"] += [
+            file_entry(path, content)
+            for path, content in certificate_files(facts, node, secrets).items()
+        ]
+        document["write_files"] += [
             file_entry(path, content, SECRET_PERMISSIONS)
             for path, content in secret_files(facts, node, secrets).items()
         ]
@@ -282,9 +340,14 @@ def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -
     return document
 
 
-def file_entry(path: str, content: str, permissions: str = "0644") -> dict[str, str]:
-    """One write_files item, root's."""
-    return {"path": path, **_encoded(content), "owner": "root:root", "permissions": permissions}
+def file_entry(path: str, content: str | bytes, permissions: str = "0644") -> dict[str, str]:
+    """One write_files item, root's (bytes, such as a keystore, base64-encoded)."""
+    encoded = (
+        {"encoding": "b64", "content": base64.b64encode(content).decode()}
+        if isinstance(content, bytes)
+        else _encoded(content)
+    )
+    return {"path": path, **encoded, "owner": "root:root", "permissions": permissions}
 
 
 # A secret reaches a node as a file only root reads; a seed on the host is its owner's only.

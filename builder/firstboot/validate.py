@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from builder import proc
+from builder.config import tls
 from builder.config.load import LoadedConfig, SourceFile, format_key
 from builder.config.model import Node
 from builder.config.secrets import Secrets, generate, load_secrets
@@ -62,11 +65,17 @@ def validate_seed(loaded: LoadedConfig, node: Node, secrets: Secrets | None) -> 
         return validate_user_data(path, f"seed {node.hostname}/{USER_DATA}")
 
 
-def secrets_to_validate_with(loaded: LoadedConfig) -> tuple[Secrets | None, bool]:
+@contextlib.contextmanager
+def secrets_to_validate_with(loaded: LoadedConfig) -> Iterator[tuple[Secrets | None, bool]]:
     """The cluster's secrets; for a secured cluster that has none yet, throwaway values of
-    the same shape (the schema checks the seed's form; nothing is written). The flag says
-    which."""
+    the same shape (the schema checks the seed's form). The flag says which. Either way
+    the node certificates a seed carries come from a throwaway CA in a temporary
+    directory: validating issues nothing into the config directory."""
     secrets = load_secrets(loaded.directory)
-    if secrets is None and loaded.config.cluster.secured:
-        return Secrets(generate()), True
-    return secrets, False
+    throwaway = secrets is None and loaded.config.cluster.secured
+    if secrets is None and not throwaway:
+        yield None, False
+        return
+    values = generate() if secrets is None else secrets.values
+    with tempfile.TemporaryDirectory(prefix="builder-validate-") as scratch:
+        yield Secrets(values, tls.write_ca(Path(scratch), tls.make_ca())), throwaway

@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
+from builder.config.certificates import NOT_KEPT
 from builder.config.cluster import (
     DEFAULT_ZONE,
     DEFAULT_ZONE_SERVICES,
@@ -21,19 +22,28 @@ from builder.config.cluster import (
     HTTP_REALMS,
     IMAGE_FIREWALL_SERVICES,
     MESOS_ZK_PATH,
+    NODE_CA_FILE,
+    NODE_KEYSTORE_FILE,
     SERVICE_PORTS,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
     FirewallZone,
     Principal,
+    serves_tls,
     zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, ManagedFile, Node
 from builder.config.roles import RoleSet
 from builder.config.secrets import NODE_SECRETS_DIR, Secrets, load_secrets
-from builder.firstboot.seed import MASTER_AUTH_FLAGS, cluster_secrets, node_files, secret_files
+from builder.firstboot.seed import (
+    MASTER_AUTH_FLAGS,
+    certificate_files,
+    cluster_secrets,
+    node_files,
+    secret_files,
+)
 from builder.proc import redact
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import BakedState, image_files, unit_states
@@ -78,8 +88,8 @@ class SecretFile:
     digest: str  # the start of the content's SHA-256 (shows nothing of the secret)
 
     @classmethod
-    def of(cls, path: str, content: str) -> SecretFile:
-        return cls(path, sha256_prefix(content.encode()))
+    def of(cls, path: str, content: str | bytes) -> SecretFile:
+        return cls(path, sha256_prefix(content if isinstance(content, bytes) else content.encode()))
 
 
 DIGEST_SHOWN = 16
@@ -152,6 +162,13 @@ class NodeContract:
     slave_zk_url: str | None
     apis: tuple[HttpApi, ...] = ()  # a secured node's APIs, each refusing strangers
     login: HttpLogin | None = None  # a secured node's HTTP user for the checks
+    # service -> where the node's checks ask it (https:// where it serves TLS), and the CA
+    # certificate on the node they trust then (the name and address must match too)
+    endpoints: tuple[tuple[str, str], ...] = ()
+    ca_file: str | None = None
+
+    def endpoint(self, service: str) -> str:
+        return dict(self.endpoints)[service]
 
 
 def image_contract(loaded: LoadedConfig, roles: RoleSet) -> ImageContract:
@@ -203,15 +220,20 @@ def node_contract(
             ),
         )
     states = unit_states(loaded.config.os.stack_units, services)
+    # HTTP APIs asked at the inventory address; those on TLS at the FQDN too (the
+    # certificate must carry both: the authentication checks ask by name)
+    endpoints = {s: f"{facts.scheme(s)}://{node.ip}:{facts.port(s)}" for s in HTTP_CHECK_PATHS}
+    by_name = {
+        s: f"{facts.scheme(s)}://{facts.fqdn(node)}:{facts.port(s)}"
+        if facts.scheme(s) == "https"
+        else endpoints[s]
+        for s in HTTP_CHECK_PATHS
+    }
     apis: tuple[HttpApi, ...] = ()
     login = None
     if facts.secured:
         apis = tuple(
-            HttpApi(
-                s,
-                f"http://{node.ip}:{SERVICE_PORTS[s]}{HTTP_CHECK_PATHS[s]}",
-                HTTP_REALMS[s],
-            )
+            HttpApi(s, f"{by_name[s]}{HTTP_CHECK_PATHS[s]}", HTTP_REALMS[s])
             for s in services
             if s in HTTP_REALMS
         )
@@ -220,17 +242,19 @@ def node_contract(
         hostname=node.hostname,
         address=node.ip,
         roles=tuple(node.roles),
-        files=tuple(node_files(facts, node).items()),
+        files=tuple(
+            (
+                node_files(facts, node)
+                | (certificate_files(facts, node, secrets) if secrets else {})
+            ).items()
+        ),
         services=services,
         idle_units=tuple(u for u, state in states.items() if state is BakedState.MASKED),
-        listening=tuple((s, SERVICE_PORTS[s]) for s in services if s in SERVICE_PORTS),
+        listening=tuple((s, facts.port(s)) for s in services if s in SERVICE_PORTS),
         default_zone=DEFAULT_ZONE,
         default_zone_services=DEFAULT_ZONE_SERVICES,
         zones=facts.firewall(node),
-        secret_files=tuple(
-            SecretFile.of(path, content)
-            for path, content in (secret_files(facts, node, secrets) if secrets else {}).items()
-        ),
+        secret_files=_secret_files(facts, node, secrets),
         master=master,
         slave_zk_url=(
             (zk_url if zk_url_has_password(node) else facts.zk_url)
@@ -239,7 +263,23 @@ def node_contract(
         ),
         apis=apis,
         login=login,
+        endpoints=tuple((s, endpoints[s]) for s in services if s in endpoints),
+        ca_file=NODE_CA_FILE if secrets and certificate_files(facts, node, secrets) else None,
     )
+
+
+def _secret_files(
+    facts: ClusterFacts, node: Node, secrets: Secrets | None
+) -> tuple[SecretFile, ...]:
+    """The node's secret files by digest; a keystore builder kept no certificate for (a
+    seed made before a change, or elsewhere) is expected as NOT_KEPT, which no node has."""
+    if secrets is None:
+        return ()
+    files = secret_files(facts, node, secrets, issue=False)
+    expected = [SecretFile.of(path, content) for path, content in files.items()]
+    if facts.secured and serves_tls(node) and NODE_KEYSTORE_FILE not in files:
+        expected.append(SecretFile(NODE_KEYSTORE_FILE, NOT_KEPT))
+    return tuple(expected)
 
 
 def _value(secrets: Secrets, principal: Principal) -> str:

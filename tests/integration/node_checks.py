@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import shlex
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from builder.config.cluster import (
     AGENT_CREDENTIAL_FILE,
     MARATHON_DEFAULTS,
     MESOS_ZK_URL_FILE,
+    NODE_CA_FILE,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
@@ -88,12 +90,16 @@ def _get_json(ssh: Ssh, loaded: LoadedConfig, url: str) -> dict[str, object]:
     """A secured node's API, asked on the node with the cluster's HTTP credentials."""
     auth = http_auth(loaded)
     assert auth is not None
+    # https: trusting the cluster CA's certificate first boot put on the node (a master's)
+    https = url.startswith("https://")
     program = (
-        "import sys, time, urllib.request\n"
+        "import ssl, sys, time, urllib.request\n"
         f"request = urllib.request.Request({url!r}, headers={{'Authorization': {auth.header!r}}})\n"
+        f"context = ssl.create_default_context(cafile={NODE_CA_FILE!r}) if {https} else None\n"
         "for i in range(60):\n"
         "    try:\n"
-        "        print(urllib.request.urlopen(request, timeout=3).read().decode()); break\n"
+        "        reply = urllib.request.urlopen(request, timeout=3, context=context)\n"
+        "        print(reply.read().decode()); break\n"
         "    except Exception:\n"
         "        time.sleep(1)\n"
     )
@@ -134,7 +140,7 @@ def check_running_node(
         assert flags["zk"] == facts.zk_url_as(ZK_MESOS_PRINCIPAL, password)
         assert flags["quorum"] == str(facts.quorum)
         assert flags["authenticate_agents"] == flags["authenticate_frameworks"] == "true"
-        info = _get_json(ssh, loaded, f"http://{node.ip}:8080/v2/info")
+        info = _get_json(ssh, loaded, f"https://{node.ip}:8443/v2/info")
         assert info["zookeeper_config"] == {
             "zk": facts.marathon_zk_as(
                 ZK_MARATHON_PRINCIPAL, secrets.values[ZK_MARATHON_PRINCIPAL.secret]
@@ -153,7 +159,7 @@ def check_running_node(
         assert slave["executor_registration_timeout"] == "5mins"
 
 
-def check_node_layer(verified: Verified, node: Node) -> None:
+def check_node_layer(verified: Verified, node: Node, fqdn: str) -> None:
     """A healthy node's node layer: every check passed, the node's own among them."""
     assert verified.checks
     assert not verified.failed
@@ -167,11 +173,16 @@ def check_node_layer(verified: Verified, node: Node) -> None:
     if SLAVE_ROLE in node.roles:
         assert f"http://{ip}:5051/state without credentials" in verified.checks
     if MASTER_ROLE in node.roles:
-        for port in (2181, 5050, 8080, 4400):
+        for port in (2181, 5050, 8443, 4443):
             assert any(f"listening on TCP {port}" in what for what in verified.checks)
-        assert f"http://{ip}:8080/v2/info master, zk" in verified.checks
-        for url in (f"{ip}:5050/master/flags", f"{ip}:8080/v2/info", f"{ip}:4400/scheduler/jobs"):
-            assert f"http://{url} without credentials" in verified.checks
+        # Marathon and Chronos over HTTPS: by address, and by name without credentials
+        assert f"https://{ip}:8443/v2/info master, zk" in verified.checks
+        for url in (
+            f"http://{ip}:5050/master/flags",
+            f"https://{fqdn}:8443/v2/info",
+            f"https://{fqdn}:4443/scheduler/jobs",
+        ):
+            assert f"{url} without credentials" in verified.checks
         assert "/mesos znode ACL" in verified.checks
         assert "/mesos leader znode ACL" in verified.checks
 
@@ -182,8 +193,12 @@ def check_disk(reader: DiskReader, loaded: LoadedConfig, node: Node, secrets: Se
     facts = ClusterFacts.of(loaded)
     for path, content in node_files(facts, node).items():
         assert reader.read(path) == content, path
-    for path, content in secret_files(facts, node, secrets).items():
-        assert reader.read(path) == content, path
+    for path, held in secret_files(facts, node, secrets).items():
+        if isinstance(held, bytes):  # the keystore
+            with tempfile.TemporaryDirectory() as scratch:
+                assert reader.dump(path, Path(scratch) / "file").read_bytes() == held, path
+        else:
+            assert reader.read(path) == held, path
     assert reader.read("/etc/hostname").strip() == node.hostname
     services = facts.units(node)
     wants = "/etc/systemd/system/multi-user.target.wants"

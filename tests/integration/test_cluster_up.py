@@ -11,16 +11,17 @@ the test checks that no process and no file is left.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shlex
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,15 @@ from builder.config.cluster import (
     AGENT_CREDENTIAL_FILE,
     HTTP_REALMS,
     ROLE_SECRETS,
+    ClusterFacts,
     node_secret_names,
+    uses_tls,
 )
 from builder.config.load import LoadedConfig, embedded_config_dir, load_config
 from builder.config.model import Node
 from builder.config.roles import node_roles
 from builder.config.secrets import NODE_SECRETS_DIR, SECRETS_FILE, Secrets, load_secrets
+from builder.config.tls import ca_cert_path, make_ca, write_ca
 from builder.render.role import PROVISION, render_role
 from tests.integration.node_checks import (
     Ssh,
@@ -191,18 +195,25 @@ def _stop(work: Work, node: str) -> None:
     _until(lambda: not pid_running(pid), f"{node} stopped", 60)
 
 
-def _get(port: int, path: str, auth: BasicAuth | None) -> tuple[int, str, bytes]:
-    """status, WWW-Authenticate, body of a GET from the host through a forwarded port."""
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    if auth is not None:
-        request.add_header("Authorization", auth.header)
+def _get(
+    port: int, path: str, auth: BasicAuth | None, tls: ssl.SSLContext | None = None, name: str = ""
+) -> tuple[int, str, bytes]:
+    """status, WWW-Authenticate, body of a GET from the host through a forwarded port;
+    over TLS (`tls`) the certificate must be the CA's for `name` (else status 0)."""
+    headers = {"Authorization": auth.header} if auth is not None else {}
     try:
-        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - http only
-            return reply.status, "", reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("WWW-Authenticate", ""), b""
-    except OSError:  # a service restarting: QEMU's forward accepts, then resets
-        return 0, "", b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.sock = tls.wrap_socket(raw, server_hostname=name) if tls else raw
+            connection.request("GET", path, headers=headers)
+            reply = connection.getresponse()
+            return reply.status, reply.headers.get("WWW-Authenticate", ""), reply.read()
+    except (OSError, http.client.HTTPException):  # a service restarting: QEMU's forward
+        return 0, "", b""  # accepts, then resets; a TLS handshake that fails
+
+
+def _trusting(ca_file: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file))
 
 
 def _auth(work: Work) -> BasicAuth:
@@ -230,6 +241,11 @@ def test_default_cluster_up_verify_down(
     assert _up_seconds(result.stdout) > 0
     table = result.stdout.splitlines()
     assert any(line.startswith("test166  10.86.255.166  master,slave") for line in table)
+    assert "marathon=https://127.0.0.1:" in result.stdout  # Marathon and Chronos: HTTPS
+    assert "chronos=https://127.0.0.1:" in result.stdout
+    assert f"certificates from the cluster CA {ca_cert_path(work.loaded.directory)}" in (
+        result.stdout
+    )
     # status is a probe of its own (3 s per answer): under a loaded host one answer can come
     # late just after up's (CI, 240137f: ZooKeeper "no answer" once), so it is asked again
     # for a short while; a cluster that stays unhealthy still fails here.
@@ -246,6 +262,7 @@ def test_default_cluster_up_verify_down(
     assert agent["flags"]["master"] == "zk://test166:2181/mesos"
     assert agent["master_hostname"] == "test166"
     check_every_api_asks_for_basic_auth(work, auth)
+    check_the_apis_speak_tls_with_the_cluster_ca(work, auth)
     mesos = work.state().vm("test166").host_port("mesos")
     assert mesos is not None
     status_code, _, body = _get(mesos, "/master/state", auth)
@@ -278,7 +295,8 @@ def test_default_cluster_up_verify_down(
     assert [row[:2] for row in rows] == [["test166", "master,slave"], ["test167", "slave"]]
     for (name, _, passed), node in zip(rows, nodes.values(), strict=True):
         checks = junit_checks(junit.with_name(f"verify-{name}.xml"))
-        check_node_layer(Verified(verified.returncode, verified.stdout, checks), node)
+        fqdn = ClusterFacts.of(work.loaded).fqdn(node)
+        check_node_layer(Verified(verified.returncode, verified.stdout, checks), node, fqdn)
         assert passed == f"{len(checks)}/{len(checks)}"
     check_the_secrets_stay_in_the_seeds(work, [made, result, again, verified], "test167")
     check_image_faults_are_named(work, secrets, nodes["test167"])
@@ -567,15 +585,15 @@ def check_the_firewall_scopes(work: Work) -> subprocess.CompletedProcess[str]:
     `verify --cluster`'s result (the running firewall is what verify expects)."""
     nic = work.ssh("s1", "ip -o -4 addr show to 10.86.255.21/32").split()[1]
     work.ssh("s1", f"sudo ip addr add {ADMIN_ADDRESS}/32 dev {nic}")
-    ui_and_ssh, internal = [22, 8080, 4400], [2181, 5050]
+    ui_and_ssh, internal = [22, 8443, 4443], [2181, 5050]
     closed = 9999  # no zone opens it
     stranger = _connect(
         work, "s1", "10.86.255.21", "10.86.255.11", [*ui_and_ssh, *internal, closed]
     )
     assert stranger == {
         "22": "rejected",
-        "8080": "rejected",
-        "4400": "rejected",
+        "8443": "rejected",
+        "4443": "rejected",
         "2181": "open",
         "5050": "open",
         "9999": "rejected",
@@ -583,8 +601,8 @@ def check_the_firewall_scopes(work: Work) -> subprocess.CompletedProcess[str]:
     admin = _connect(work, "s1", ADMIN_ADDRESS, "10.86.255.11", [*ui_and_ssh, *internal, closed])
     assert admin == {
         "22": "open",
-        "8080": "open",
-        "4400": "open",
+        "8443": "open",
+        "4443": "open",
         "2181": "open",
         "5050": "open",
         "9999": "rejected",
@@ -598,11 +616,12 @@ def check_the_firewall_scopes(work: Work) -> subprocess.CompletedProcess[str]:
         "31000": "nothing listens",
         "9999": "rejected",
     }, member
-    # the host, through the forwarded ports (up's own source), reaches the UIs
+    # the host, through the forwarded ports (up's own source), reaches the UIs (HTTPS)
     marathon = work.state().vm("m1").host_port("marathon")
     assert marathon is not None
-    assert _get(marathon, "/v2/leader", _auth(work))[0] == 200
-    assert _get(marathon, "/v2/leader", None)[:2] == (401, 'Basic realm="Mesosphere"')
+    tls = _trusting(ca_cert_path(work.loaded.directory))
+    assert _get(marathon, "/v2/leader", _auth(work), tls, "m1")[0] == 200
+    assert _get(marathon, "/v2/leader", None, tls, "m1")[:2] == (401, 'Basic realm="Mesosphere"')
     verified = work.builder("verify", "--cluster", timeout=VERIFY_TIMEOUT)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     return verified
@@ -674,22 +693,58 @@ _APIS = [
 
 
 def check_every_api_asks_for_basic_auth(work: Work, auth: BasicAuth) -> None:
-    """Issue 14, part 2: 5050, 8080, 4400 and the agents' 5051 answer 401 and their realm
-    without basic authentication, a wrong password too, and 200 with the cluster's."""
+    """Issue 14, part 2: 5050, Marathon's 8443, Chronos' 4443 (HTTPS) and the agents' 5051
+    answer 401 and their realm without basic authentication, a wrong password too, and
+    200 with the cluster's."""
     wrong = BasicAuth(auth.user, "not-the-password")
+    trust = _trusting(ca_cert_path(work.loaded.directory))
     seen = {}
     for node, name, service, path in _APIS:
         port = work.state().vm(node).host_port(name)
         assert port is not None
+        tls = trust if uses_tls(service, secured=True) else None
         seen[f"{node} {service}"] = (
-            _get(port, path, None)[:2],
-            _get(port, path, wrong)[0],
-            _get(port, path, auth)[0],
+            _get(port, path, None, tls, node)[:2],
+            _get(port, path, wrong, tls, node)[0],
+            _get(port, path, auth, tls, node)[0],
         )
     assert seen == {
         f"{node} {service}": ((401, f'Basic realm="{HTTP_REALMS[service]}"'), 401, 200)
         for node, _, service, path in _APIS
     }, seen
+
+
+def check_the_apis_speak_tls_with_the_cluster_ca(work: Work, auth: BasicAuth) -> None:
+    """Issue 14, part 4: test166's Marathon and Chronos answer over HTTPS only, with a
+    certificate from the cluster's CA for the node's name and address: a client trusting
+    the CA reaches them by `test166` and by 10.86.255.166 (each checked against the
+    certificate), not by test167's name, not trusting another CA, and not in plain HTTP.
+    Marathon's 8080 does not answer on the node at all, Chronos' 4400 on loopback only."""
+    directory = work.loaded.directory
+    trust = _trusting(ca_cert_path(directory))
+    other = directory.parent / "other-ca"
+    other.mkdir(exist_ok=True)
+    stranger = _trusting(write_ca(other, make_ca()).cert_path)
+    vm = work.state().vm("test166")
+    seen = {}
+    for name, path in (("marathon", "/v2/info"), ("chronos", "/scheduler/jobs")):
+        port = vm.host_port(name)
+        assert port is not None
+        seen[name] = [
+            _get(port, path, auth, tls, host)[0]
+            for tls, host in (
+                (trust, "test166"),
+                (trust, "10.86.255.166"),
+                (trust, "test167"),
+                (stranger, "test166"),
+                (None, ""),
+            )
+        ]
+    assert seen == {"marathon": [200, 200, 0, 0, 0], "chronos": [200, 200, 0, 0, 0]}, seen
+    listening = work.ssh("test166", "ss -Hltn '( sport = :8080 or sport = :4400 )'").split()
+    assert [word for word in listening if word.endswith((":8080", ":4400"))] == [
+        "127.0.0.1:4400"
+    ], listening
 
 
 _ZK_STRANGER = """\

@@ -142,6 +142,8 @@ def test_validate_checks_seeds_with_the_clusters_secrets(
     assert result.returncode == 0, result.stderr
     assert "seed test167: valid" in result.stdout.splitlines()
     assert "throwaway" not in result.stderr
+    # test166's seed carries a keystore: from a throwaway CA, nothing kept in the config
+    assert not (secured_copy / "node-certificates").exists()
 
 
 def test_validate_command_fails_with_exit_1(builder_cli: CliRun, config_copy: Path) -> None:

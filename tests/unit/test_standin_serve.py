@@ -1,16 +1,21 @@
 """The node stand-in's daemons take their flags from the command line their package's
 launcher builds, as the real ones do (tests/fixtures/standin/files/serve.py): Mesos'
 flag syntax with stout's `file://` fetch, Marathon's and Chronos' Scallop syntax and
-their MESOSPHERE_HTTP_CREDENTIALS. Each is also shown refusing what the real one refuses."""
+their MESOSPHERE_HTTP_CREDENTIALS and MESOSPHERE_KEYSTORE_*, and Marathon's and Chronos'
+HTTPS from a PKCS#12 keystore. Each is also shown refusing what the real one refuses."""
 
 from __future__ import annotations
 
 import importlib.util
+import socket
+import ssl
+import threading
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from builder.config import tls
 from tests.conftest import REPO
 
 
@@ -90,3 +95,78 @@ def test_scallop_flags_refused(
     with pytest.raises(SystemExit):
         serve.scallop_flags(args, "marathon", serve.MARATHON_BOOLEANS)
     assert error in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def keystore(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A node keystore from a cluster CA (builder's own), for test166 and 127.0.0.1."""
+    directory = tmp_path_factory.mktemp("ca")
+    ca = tls.write_ca(directory, tls.make_ca())
+    node = tls.issue_node_certificate(
+        ca, names=["test166.example", "test166"], addresses=["127.0.0.1"], keystore_password=PASS
+    )
+    path = directory / "node.p12"
+    path.write_bytes(node.keystore)
+    return path, ca.cert_path
+
+
+PASS = "sample-keystore-password-0123456789"
+
+
+def test_marathon_and_chronos_serve_https_from_their_keystore(
+    keystore: tuple[Path, Path],
+) -> None:
+    """The keystore (path and password from MESOSPHERE_KEYSTORE_*, as the seed writes them)
+    opens as Java opens it, and the port speaks TLS with the node's certificate: a client
+    trusting only the CA reaches it by the node's name, not by another."""
+    path, ca_file = keystore
+    flags = {"ssl_keystore_path": str(path)}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MESOSPHERE_KEYSTORE_PASS", PASS)
+        serve.keystore_from_environment(flags)
+    context = serve.keystore_context(flags, "marathon")
+    srv = serve.http_service(
+        "marathon", "127.0.0.1", 0, {"/ping": lambda: (200, "text/plain", "pong")}, tls=context
+    )
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        client = ssl.create_default_context(cafile=str(ca_file))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client.wrap_socket(raw, server_hostname="test166") as sock,
+        ):
+            sock.sendall(b"GET /ping HTTP/1.0\r\nHost: test166\r\n\r\n")
+            assert sock.recv(4096).split(b"\r\n", 1)[0] == b"HTTP/1.0 200 OK"
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            pytest.raises(ssl.SSLCertVerificationError, match="mismatch"),
+        ):
+            client.wrap_socket(raw, server_hostname="test167")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        ({"ssl_keystore_password": "wrong-password-0123456789"}, "keystore password was incorrect"),
+        ({}, "--ssl_keystore_path requires --ssl_keystore_password"),
+    ],
+)
+def test_a_keystore_that_does_not_open_stops_the_daemon(
+    keystore: tuple[Path, Path],
+    flags: dict[str, str],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        serve.keystore_context({"ssl_keystore_path": str(keystore[0]), **flags}, "marathon")
+    assert error in capsys.readouterr().err
+
+
+def test_marathon_without_http_needs_https(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        serve.marathon(["--master", "zk://h:2181/mesos", "--disable_http"])
+    assert "--disable_http requires HTTPS" in capsys.readouterr().err

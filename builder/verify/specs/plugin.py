@@ -58,7 +58,7 @@ class SpecPlugin:
         self.image = image
         self.node_contract = node
         self.outcomes: list[Outcome] = []
-        self.probe = Probe(host, node.login if node else None)
+        self.probe = Probe(host, node.login if node else None, node.ca_file if node else None)
         self._observations: dict[str, list[Observation]] = {}
 
     # -- fixtures --------------------------------------------------------
@@ -142,28 +142,33 @@ class SpecPlugin:
 # A fetch that works on CentOS 7 (curl) and on a minimal Debian (python3), and
 # retries for a while: a service started by first boot may still be coming up. With a
 # login, the password is read from its root-only file on the node (never carried here).
+# With a CA file ($3), an https:// URL must present a certificate that CA signed for the
+# URL's host name or address (curl's and python's own checks); otherwise the system's CAs.
 _FETCH = (
     "for i in $(seq %s); do "
     'if [ -n "$1" ]; then printf \'user = "%%s:%%s"\\n\' "$1" "$(cat -- "$2")" | '
-    'curl -fsSL --max-time 5 -K - "$0" 2>/dev/null && exit 0; '
-    'else curl -fsSL --max-time 5 "$0" 2>/dev/null && exit 0; fi; '
-    "python3 -c 'import base64, sys, urllib.request as u; r = u.Request(sys.argv[1]); "
+    'curl -fsSL --max-time 5 ${3:+--cacert "$3"} -K - "$0" 2>/dev/null && exit 0; '
+    'else curl -fsSL --max-time 5 ${3:+--cacert "$3"} "$0" 2>/dev/null && exit 0; fi; '
+    "python3 -c 'import base64, ssl, sys, urllib.request as u; r = u.Request(sys.argv[1]); "
     'a = sys.argv[2] and (sys.argv[2] + ":" + open(sys.argv[3]).read().strip()); '
     'a and r.add_header("Authorization", "Basic " + base64.b64encode(a.encode()).decode()); '
-    "sys.stdout.write(u.urlopen(r, timeout=5).read().decode())' "
-    '"$0" "$1" "$2" 2>/dev/null && exit 0; sleep 1; done; exit 1'
+    "c = ssl.create_default_context(cafile=sys.argv[4] or None); "
+    "sys.stdout.write(u.urlopen(r, timeout=5, context=c).read().decode())' "
+    '"$0" "$1" "$2" "$3" 2>/dev/null && exit 0; sleep 1; done; exit 1'
 )
-# What a stranger gets: the status line and the WWW-Authenticate header, no credentials.
+# What a stranger gets: the status line and the WWW-Authenticate header, no credentials
+# (over TLS only once the certificate checks out, as above: else no answer).
 _STATUS = (
     "for i in $(seq 30); do "
-    'curl -s -o /dev/null -D - --max-time 5 "$0" 2>/dev/null | tr -d "\\r" | '
-    'grep -iE "^(HTTP/|WWW-Authenticate:)" && exit 0; '
-    "python3 -c 'import sys, urllib.request as u, urllib.error as e\n"
-    'try:\n r = u.urlopen(sys.argv[1], timeout=5); print("HTTP/1.1 %d" % r.status)\n'
+    'curl -s -o /dev/null -D - --max-time 5 ${1:+--cacert "$1"} "$0" 2>/dev/null | '
+    'tr -d "\\r" | grep -iE "^(HTTP/|WWW-Authenticate:)" && exit 0; '
+    "python3 -c 'import ssl, sys, urllib.request as u, urllib.error as e\n"
+    "c = ssl.create_default_context(cafile=sys.argv[2] or None)\n"
+    'try:\n r = u.urlopen(sys.argv[1], timeout=5, context=c); print("HTTP/1.1 %d" % r.status)\n'
     'except e.HTTPError as x:\n print("HTTP/1.1 %d" % x.code)\n'
     ' x.headers.get("WWW-Authenticate") and '
     'print("WWW-Authenticate: " + x.headers["WWW-Authenticate"])\' '
-    '"$0" 2>/dev/null && exit 0; sleep 1; done; exit 1'
+    '"$0" "$1" 2>/dev/null && exit 0; sleep 1; done; exit 1'
 )
 
 
@@ -320,9 +325,12 @@ class Probe:
     """Answers the node gives once per run: HTTP bodies, its listening sockets, files and
     the running firewall."""
 
-    def __init__(self, node: Any, login: HttpLogin | None = None) -> None:
+    def __init__(
+        self, node: Any, login: HttpLogin | None = None, ca_file: str | None = None
+    ) -> None:
         self.node = node
         self.login = login
+        self.ca_file = ca_file or ""
         self._bodies: dict[str, str | None] = {}
         self._sockets: list[str] | None = None
         self._files: dict[str, str | None] = {}
@@ -340,18 +348,19 @@ class Probe:
                 (self.login.user, self.login.password_file) if self.login else ("", "")
             )
             result = self.node.run(
-                "sh -c %s %s %s %s",
+                "sh -c %s %s %s %s %s",
                 _FETCH.replace("%s", str(attempts), 1).replace("%%", "%"),
                 url,
                 user,
                 password_file,
+                self.ca_file,
             )
             self._bodies[url] = str(result.stdout) if result.rc == 0 else None
         return self._bodies[url]
 
     def stranger(self, url: str) -> str:
         """What `url` answers a client without credentials: status and challenge, one line."""
-        result = self.node.run("sh -c %s %s", _STATUS, url)
+        result = self.node.run("sh -c %s %s %s", _STATUS, url, self.ca_file)
         if result.rc != 0:
             return "no answer"
         lines = [line.strip() for line in str(result.stdout).splitlines() if line.strip()]

@@ -2,8 +2,9 @@
 
 The HTTP checks run on the node (curl, else python3) against the real
 endpoints: Mesos `/master/flags` and `/master/state` (the leader's) on 5050,
-Marathon `/v2/info` on 8080 and Chronos' UI on 4400 (the ports of
-builder.config.cluster.SERVICE_PORTS).
+Marathon `/v2/info` and Chronos' UI: on 8080 and 4400, or on a secured cluster over
+HTTPS on 8443 and 4443, trusting only the cluster CA (`ClusterFacts.port`/`scheme`;
+the contract's endpoints).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _shown(url: object) -> object:
 def test_mesos_master_flags(probe: Probe, contract: NodeContract, check: Check) -> None:
     """This master's own flags: /master/flags answers on every master, leading or not."""
     master = _master(contract)
-    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/flags"
+    url = f"{contract.endpoint('mesos-master')}/master/flags"
     answer = _json(probe, url)
     flags = answer.get("flags", {}) if answer else {}
     check(
@@ -67,7 +68,7 @@ def test_mesos_agents_registered(probe: Probe, contract: NodeContract, check: Ch
     master leads (a lone master of three, no quorum) there is no agent to check, unless
     --cluster wants them all."""
     master = _master(contract)
-    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-master']}/master/state"
+    url = f"{contract.endpoint('mesos-master')}/master/state"
     state = _json(probe, url) if master.every_agent else _json(probe, url, attempts=5)
     if state is None:
         leader = "no leading master answered"
@@ -93,7 +94,7 @@ def test_marathon_info(probe: Probe, contract: NodeContract, check: Check) -> No
     so no version's answer is compared on them (the credentials Marathon was given are
     checked by /etc/default/marathon's digest) and none reaches the report."""
     master = _master(contract)
-    url = f"http://{contract.address}:{SERVICE_PORTS['marathon']}/v2/info"
+    url = f"{contract.endpoint('marathon')}/v2/info"
     info = _json(probe, url)
     found: object = "no answer"
     if info is not None:
@@ -130,7 +131,7 @@ def test_chronos_ui(probe: Probe, contract: NodeContract, check: Check) -> None:
     """Chronos 2.x serves its UI page (`<title>Chronos</title>`) at /; 3.x a React page with
     no title: the check is an HTML page on Chronos' port."""
     _master(contract)
-    url = f"http://{contract.address}:{SERVICE_PORTS['chronos']}/"
+    url = f"{contract.endpoint('chronos')}/"
     page = probe.http(url)
     found = (
         "no answer" if page is None else ("an HTML page" if "<html" in page.lower() else page[:60])

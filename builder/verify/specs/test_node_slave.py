@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from builder.config.cluster import SERVICE_PORTS
 from builder.proc import redact
 from builder.verify.contract import NodeContract
 from builder.verify.specs.plugin import Check, Probe
@@ -12,7 +11,7 @@ from builder.verify.specs.plugin import Check, Probe
 
 def test_mesos_agent_state(probe: Probe, contract: NodeContract, check: Check) -> None:
     assert contract.slave_zk_url is not None, "a slave spec on a node without the slave role"
-    url = f"http://{contract.address}:{SERVICE_PORTS['mesos-slave']}/state"
+    url = f"{contract.endpoint('mesos-slave')}/state"
     body = probe.http(url)
     found: object = "no answer"
     if body is not None:

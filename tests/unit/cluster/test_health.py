@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,6 +19,7 @@ import pytest
 from builder.cluster import health
 from builder.cluster.hub import serve
 from builder.cluster.machine import VmSpec
+from builder.config import tls
 from builder.config.load import load_config
 from tests.conftest import SAMPLE_SECRETS
 
@@ -58,7 +60,7 @@ class Fakes:
         self._start(server)
         return int(server.server_address[1])
 
-    def web(self, answers: dict[str, Any]) -> int:
+    def web(self, answers: dict[str, Any], tls: ssl.SSLContext | None = None) -> int:
         fakes = self
         port = 0
 
@@ -85,6 +87,10 @@ class Fakes:
                 pass
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            server.socket = tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         port = int(server.server_address[1])
         for path, body in answers.items():
             self.http[(port, path)] = body
@@ -323,10 +329,12 @@ def test_a_redirect_is_an_answer_not_a_place_to_go() -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         port = int(redirecting.server_address[1])
-        assert health.http_json(port, "/master/state") is None
-        assert health.http_answers(port, "/master/state") is False
+        vm = _vm("m1", ("master",), {"mesos": port})
+        assert health.http_json(vm, "mesos", "/master/state", health.Client()) is None
+        assert health.http_answers(vm, "mesos", "/master/state", health.Client()) is False
         # the same redirect followed (what urlopen does by default) would have gone there
-        assert health.http_json(int(elsewhere.server_address[1]), "/master/state") is not None
+        vm = _vm("m1", ("master",), {"mesos": int(elsewhere.server_address[1])})
+        assert health.http_json(vm, "mesos", "/master/state", health.Client()) is not None
         assert hits == ["/master/state"]
     finally:
         for server in (elsewhere, redirecting):
@@ -338,11 +346,49 @@ def test_a_secured_cluster_answers_only_with_its_credentials(fakes: Fakes) -> No
     vms = _cluster(fakes, ["leader", "follower", "follower"], ["s1"])
     auth = health.BasicAuth("admin", "the-password")
     fakes.login = auth.header
-    assert health.check(vms, ["s1"], _up(vms), auth=auth).healthy
+    assert health.check(vms, ["s1"], _up(vms), client=health.Client(auth)).healthy
     for wrong in (None, health.BasicAuth("admin", "not-it")):
-        seen = health.check(vms, ["s1"], _up(vms), auth=wrong)
+        seen = health.check(vms, ["s1"], _up(vms), client=health.Client(wrong))
         assert [p.name for p in seen.unhealthy()] == ["mesos", "agents", "marathon", "chronos"]
     assert "the-password" not in repr(auth)
+
+
+def _server_context(directory: Path, ca: tls.ClusterCA, name: str) -> ssl.SSLContext:
+    node = tls.issue_node_certificate(
+        ca, names=[name], addresses=["10.86.255.1"], keystore_password="x" * 16
+    )
+    pem = directory / f"{name}.pem"
+    pem.write_text(node.key_pem + node.cert_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+    return context
+
+
+def test_https_apis_must_show_the_cluster_cas_certificate_for_the_node(
+    fakes: Fakes, tmp_path: Path
+) -> None:
+    """Marathon and Chronos over TLS: healthy only with a certificate from the cluster CA
+    naming the VM asked (the host connects to 127.0.0.1, so the name is the VM's)."""
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    ours = tls.write_ca(tmp_path / "ours", tls.make_ca())
+    theirs = tls.write_ca(tmp_path / "theirs", tls.make_ca())
+    trust = health.Trust(ours.cert_path, frozenset({"marathon", "chronos"}))
+    answers = {"/v2/leader": {"leader": "m1:8443"}, "/": "<html></html>"}
+    for context, healthy in (
+        (_server_context(tmp_path, ours, "m1"), True),
+        (_server_context(tmp_path, ours, "m2"), False),  # another node's
+        (_server_context(tmp_path, theirs, "m1"), False),  # another CA's
+        (None, False),  # plain HTTP where TLS is expected
+    ):
+        vms = _cluster(fakes, ["standalone"], ["s1"])
+        web = fakes.web(answers, context)
+        vms[0] = replace(
+            vms[0], forwards={**vms[0].forwards, "marathon": (web, 0), "chronos": (web, 0)}
+        )
+        seen = health.check(vms, ["s1"], _up(vms), client=health.Client(trust=trust))
+        frameworks = [p for p in seen.parts if p.name in ("marathon", "chronos")]
+        assert all(p.healthy is healthy for p in frameworks), (context, seen.line())
 
 
 def test_the_credentials_come_from_the_secrets_file(secured_copy: Path) -> None:

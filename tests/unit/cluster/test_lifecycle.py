@@ -145,3 +145,41 @@ def test_up_stops_at_its_deadline_naming_what_is_unhealthy(
     )
     assert raised.value.exit_code == 1
     assert said == []
+
+
+def _one_vm(config: LoadedConfig, directory: Path) -> lifecycle.ClusterState:
+    """test166 as `up` plans it (ports picked, nothing started or saved)."""
+    image = lifecycle.Image(directory / "disk.qcow2", "tcg")
+    [vm] = lifecycle.plan(config, directory, config.config.cluster.nodes[:1], {"test166": image})
+    return lifecycle.ClusterState(directory, 0, "", "tcg", "centos", (vm,))
+
+
+def test_the_url_table_says_https_where_the_cluster_serves_it(
+    loaded: LoadedConfig, config_copy: Path, tmp_path: Path
+) -> None:
+    """A secured cluster's Marathon and Chronos are printed as https:// URLs (on their
+    HTTPS guest ports) with the CA to trust and how to ask by the node's name; a lab's
+    are plain http:// on 8080 and 4400, with no CA to trust."""
+    state = _one_vm(loaded, tmp_path)
+    [vm] = state.vms
+    (marathon, to_marathon), (chronos, to_chronos) = vm.forwards["marathon"], vm.forwards["chronos"]
+    assert (to_marathon, to_chronos) == (8443, 4443)
+    trust = health.trust(loaded)
+    assert trust is not None
+    row = lifecycle.url_lines(state, trust)[1]
+    assert f"marathon=https://127.0.0.1:{marathon}" in row
+    assert f"chronos=https://127.0.0.1:{chronos}" in row
+    assert f"mesos=http://127.0.0.1:{vm.forwards['mesos'][0]}" in row
+    shown = lifecycle.trust_line(trust, state)
+    assert str(loaded.directory / "cluster-ca.crt") in shown
+    assert f"--resolve test166:{marathon}:127.0.0.1 https://test166:{marathon}/v2/info" in shown
+    cluster = config_copy / "cluster.yaml"
+    cluster.write_text("security: none\n" + cluster.read_text())
+    lab = load_config(config_copy)
+    state = _one_vm(lab, tmp_path)
+    assert (state.vms[0].forwards["marathon"][1], state.vms[0].forwards["chronos"][1]) == (
+        8080,
+        4400,
+    )
+    assert "https" not in lifecycle.url_lines(state, health.trust(lab))[1]
+    assert health.trust(lab) is None

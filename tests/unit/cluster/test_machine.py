@@ -87,7 +87,7 @@ def test_network_config_puts_the_inventory_address_on_the_cluster_nic() -> None:
 
 def test_forwarded_ports_follow_the_roles(loaded: LoadedConfig) -> None:
     test166, test167 = loaded.config.cluster.nodes
-    assert guest_ports(test166) == {
+    assert guest_ports(test166, secured=False) == {
         "ssh": 22,
         "zookeeper": 2181,
         "mesos": 5050,
@@ -95,7 +95,16 @@ def test_forwarded_ports_follow_the_roles(loaded: LoadedConfig) -> None:
         "chronos": 4400,
         "agent": 5051,
     }
-    assert guest_ports(test167) == {"ssh": 22, "agent": 5051}
+    assert guest_ports(test167, secured=False) == {"ssh": 22, "agent": 5051}
+    # a secured cluster's Marathon and Chronos answer on HTTPS only
+    assert guest_ports(test166, secured=True) == {
+        "ssh": 22,
+        "zookeeper": 2181,
+        "mesos": 5050,
+        "marathon": 8443,
+        "chronos": 4443,
+        "agent": 5051,
+    }
 
 
 def test_spec_round_trips_through_json() -> None:

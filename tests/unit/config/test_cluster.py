@@ -123,7 +123,8 @@ def test_the_default_cluster_is_admin_of_itself(loaded: LoadedConfig) -> None:
             "cluster-admin",
             ("10.86.255.0/24",),
             ["ssh"],
-            [*MASTER_CLUSTER[:4], *SLAVE_CLUSTER, MASTER_CLUSTER[4], "8080/tcp", "4400/tcp"],
+            # a secured cluster's Marathon and Chronos: HTTPS only
+            [*MASTER_CLUSTER[:4], *SLAVE_CLUSTER, MASTER_CLUSTER[4], "8443/tcp", "4443/tcp"],
         )
     ]
     # a slave serves no UI: its admins reach SSH only, besides the cluster's ports
@@ -146,11 +147,11 @@ def test_an_admin_host_inside_the_cluster_network_is_cut_out_of_it(config_copy: 
     cluster_zone, both = facts.firewall(test166)
     assert both.name == "cluster-admin"
     assert both.sources == ("10.86.255.166/32",)
-    assert [p.firewalld for p in both.access.ports][-2:] == ["8080/tcp", "4400/tcp"]
+    assert [p.firewalld for p in both.access.ports][-2:] == ["8443/tcp", "4443/tcp"]
     assert both.access.services == ("ssh",)
     assert cluster_zone.name == "cluster"
     assert cluster_zone.access.services == ()
-    assert "8080/tcp" not in [p.firewalld for p in cluster_zone.access.ports]
+    assert "8443/tcp" not in [p.firewalld for p in cluster_zone.access.ports]
     rest = [ipaddress.IPv4Network(s) for s in cluster_zone.sources]
     covered = {a for net in rest for a in net}
     assert len(covered) == 255 == sum(net.num_addresses for net in rest)
@@ -180,7 +181,7 @@ def test_admin_networks_outside_the_cluster_reach_only_ssh_and_the_uis(
             "admin",
             ("192.0.2.0/24", "198.51.100.7/32"),
             ["ssh"],
-            ["5050/tcp", "8080/tcp", "4400/tcp"],
+            ["5050/tcp", "8443/tcp", "4443/tcp"],
         ),
     ]
     assert [_opened(z) for z in facts.firewall(test167)] == [

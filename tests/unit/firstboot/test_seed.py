@@ -6,7 +6,10 @@ Regenerate the golden seeds with:
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,10 +54,12 @@ def ha(config_copy: Path) -> LoadedConfig:
 
 
 def _files(loaded: LoadedConfig, hostname: str) -> dict[str, str]:
-    """Every file first boot writes on the node: the plain ones, then those with a secret."""
+    """Every text file first boot writes on the node: the plain ones, then those with a
+    secret (the keystore, binary, is test_a_secured_master_serves_https')."""
     node = next(n for n in loaded.config.cluster.nodes if n.hostname == hostname)
     facts = ClusterFacts.of(loaded)
-    return node_files(facts, node) | secret_files(facts, node, SAMPLE_SECRETS)
+    secret = secret_files(facts, node, SAMPLE_SECRETS)
+    return node_files(facts, node) | {p: c for p, c in secret.items() if isinstance(c, str)}
 
 
 ZK_PASSWORD = SAMPLE_SECRETS.values["zookeeper_password"]
@@ -64,6 +69,7 @@ HTTP_PASSWORD = SAMPLE_SECRETS.values["http_password"]
 AGENT_SECRET = SAMPLE_SECRETS.values["agent_secret"]
 MARATHON_SECRET = SAMPLE_SECRETS.values["marathon_secret"]
 CHRONOS_SECRET = SAMPLE_SECRETS.values["chronos_secret"]
+KEYSTORE_PASSWORD = SAMPLE_SECRETS.values["keystore_password"]
 
 
 def test_default_cluster_first_boot_files(loaded: LoadedConfig) -> None:
@@ -135,8 +141,13 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
         "MARATHON_MESOS_AUTHENTICATION=",
         "MARATHON_MESOS_AUTHENTICATION_PRINCIPAL=marathon",
         "MARATHON_MESOS_AUTHENTICATION_SECRET_FILE=/etc/builder/credentials/marathon.secret",
+        "MARATHON_HTTPS_PORT=8443",
+        "MARATHON_DISABLE_HTTP=",
         # not MARATHON_HTTP_CREDENTIALS: the launcher would put it on the command line
         f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}",
+        # nor MARATHON_SSL_KEYSTORE_PASSWORD
+        "MESOSPHERE_KEYSTORE_PATH=/etc/builder/tls/node.p12",
+        f"MESOSPHERE_KEYSTORE_PASS={KEYSTORE_PASSWORD}",
     ]
     # the frameworks read every byte of their secret file: no newline
     assert test166["/etc/builder/credentials/marathon.secret"] == MARATHON_SECRET
@@ -144,7 +155,11 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
     assert test166["/etc/chronos/conf/mesos_authentication_principal"] == "chronos\n"
     # not a conf file: Chronos' launcher puts those on its command line
     assert "/etc/chronos/conf/http_credentials" not in test166
-    assert test166["/etc/default/chronos"] == f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}\n"
+    assert test166["/etc/default/chronos"] == (
+        f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}\n"
+        "MESOSPHERE_KEYSTORE_PATH=/etc/builder/tls/node.p12\n"
+        f"MESOSPHERE_KEYSTORE_PASS={KEYSTORE_PASSWORD}\n"
+    )
     # Chronos reads the leader's record only (world-readable): no password in its master
     assert test166["/etc/chronos/conf/master"] == "zk://test166:2181/mesos\n"
     test167 = _files(loaded, "test167")
@@ -160,6 +175,66 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
     assert not any(path.startswith("/etc/mesos-master") for path in test167)
 
 
+def test_a_secured_master_serves_https(loaded: LoadedConfig, tmp_path: Path) -> None:
+    """Marathon and Chronos over HTTPS with the node's keystore: issued by the cluster CA for
+    the node's FQDN, host name and address, opened by the keystore password (openssl), and
+    kept: a second seed is the same seed (its instance-id too). An agent alone holds none."""
+    test166, test167 = loaded.config.cluster.nodes
+    files = _files(loaded, "test166")
+    assert files["/etc/chronos/conf/https_port"] == "4443\n"
+    assert files["/etc/chronos/conf/http_address"] == "127.0.0.1\n"  # Chronos' plain HTTP
+    document = YAML(typ="safe").load(node_seed(loaded, test166, secrets=SAMPLE_SECRETS).user_data)
+    entries = {e["path"]: e for e in document["write_files"]}
+    ca = entries["/etc/builder/tls/ca.crt"]
+    assert SAMPLE_SECRETS.ca is not None
+    assert (ca["content"], ca["permissions"]) == (SAMPLE_SECRETS.ca.cert_pem, "0644")
+    keystore = entries["/etc/builder/tls/node.p12"]
+    assert (keystore["encoding"], keystore["permissions"]) == ("b64", SECRET_PERMISSIONS)
+    (tmp_path / "node.p12").write_bytes(base64.b64decode(keystore["content"]))
+    opened = subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-in",
+            str(tmp_path / "node.p12"),
+            "-nokeys",
+            "-clcerts",
+            "-passin",
+            "env:PASS",
+        ],
+        env={**os.environ, "PASS": KEYSTORE_PASSWORD},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (tmp_path / "node.crt").write_text(opened)
+    names = subprocess.run(
+        ["openssl", "x509", "-in", str(tmp_path / "node.crt"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "DNS:test166, IP Address:10.86.255.166" in names  # no domain: the name once
+    subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            str(SAMPLE_SECRETS.ca.cert_path),
+            str(tmp_path / "node.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    again = node_seed(loaded, test166, secrets=SAMPLE_SECRETS)
+    assert again.files == node_seed(loaded, test166, secrets=SAMPLE_SECRETS).files
+    agent = node_seed(loaded, test167, secrets=SAMPLE_SECRETS).user_data
+    assert "/etc/builder/tls" not in agent
+    assert KEYSTORE_PASSWORD not in agent
+
+
 def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(
     loaded: LoadedConfig,
 ) -> None:
@@ -173,7 +248,12 @@ def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(
         }
         assert set(holding.values()) == {SECRET_PERMISSIONS}
         facts = ClusterFacts.of(loaded)
-        assert set(holding) == set(secret_files(facts, node, SAMPLE_SECRETS))
+        root_only = {
+            e["path"] for e in document["write_files"] if e["permissions"] == SECRET_PERMISSIONS
+        }
+        # and the node's keystore (its key is a secret too, under the keystore password)
+        assert set(holding) | {"/etc/builder/tls/node.p12"} & root_only == root_only
+        assert root_only == set(secret_files(facts, node, SAMPLE_SECRETS))
         assert not any(v in c for c in node_files(facts, node).values() for v in values)
 
 
@@ -292,14 +372,38 @@ def test_seeds_match_golden(
     for node in config.config.cluster.nodes:
         seed = node_seed(config, node, secrets=SAMPLE_SECRETS)
         golden = GOLDEN / cluster / node.hostname
+        files = {name: without_tls_material(text) for name, text in seed.files.items()}
+        if files[USER_DATA] != seed.user_data:
+            files[META_DATA] = _INSTANCE_ID.sub(r"\1<digest of the user-data>", files[META_DATA])
         if request.config.getoption("--regen-golden"):
             shutil.rmtree(golden, ignore_errors=True)
             golden.mkdir(parents=True)
-            for name, text in seed.files.items():
+            for name, text in files.items():
                 (golden / name).write_text(text)
-        assert sorted(p.name for p in golden.iterdir()) == sorted(seed.files)
-        for name, text in seed.files.items():
+        assert sorted(p.name for p in golden.iterdir()) == sorted(files)
+        for name, text in files.items():
             assert (golden / name).read_text() == text
+
+
+_PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----\n(?:[ ]*[A-Za-z0-9+/=]+\n)+[ ]*-----END \1-----")
+_BASE64_CONTENT = re.compile(r'(encoding: b64\n +content: )"?[A-Za-z0-9+/=]+"?')
+_INSTANCE_ID = re.compile(r"(instance-id: [a-z0-9-]+-)[0-9a-f]{12}$", re.MULTILINE)
+
+
+def without_tls_material(text: str) -> str:
+    """A seed as its golden file shows it: the CA's certificate and the node's keystore
+    (new with every sample CA) as placeholders, and so the instance-id's digest where a
+    seed carries them. Their content is checked in test_a_secured_master_serves_https."""
+    if "BEGIN CERTIFICATE" not in text and "encoding: b64" not in text:
+        return text
+    text = _PEM.sub(r"<\1 of the sample CA>", text)
+    return _BASE64_CONTENT.sub(r"\1<PKCS#12 keystore issued by the sample CA>", text)
+
+
+def test_without_tls_material_hides_only_tls_material() -> None:
+    seed = "a: 1\ncontent: |\n  -----BEGIN CERTIFICATE-----\n  QUJD\n  -----END CERTIFICATE-----\n"
+    assert without_tls_material(seed) == "a: 1\ncontent: |\n  <CERTIFICATE of the sample CA>\n"
+    assert without_tls_material("a: 1\n") == "a: 1\n"
 
 
 def test_iso_reads_back_identical_to_dir(ha: LoadedConfig, tmp_path: Path) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from builder.config.certificates import NOT_KEPT
 from builder.config.cluster import Access, ClusterFacts, FirewallZone
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
-from builder.firstboot.seed import RELOAD_FIREWALL, node_files, user_data
+from builder.config.secrets import load_secrets
+from builder.firstboot.seed import RELOAD_FIREWALL, node_files, node_seed, node_tls, user_data
 from builder.render.kickstart import BUILD_KEY_COMMENT
 from builder.render.provision import image_files, unit_states
-from builder.verify.contract import SecretFile, image_contract, node_contract
+from builder.verify.contract import SecretFile, image_contract, node_contract, sha256_prefix
 from tests.conftest import SAMPLE_SECRETS
 
 
@@ -78,7 +80,10 @@ def test_contract_and_seed_select_from_the_facts(loaded: LoadedConfig) -> None:
     assert contract.listening == (("mesos-slave", 5051), ("zookeeper", 2181))
     assert contract.idle_units == ("mesos-master", "marathon", "chronos", "docker")
     files = dict(contract.files)
-    assert files == node_files(marked, test166)
+    # the node's files, and the cluster CA's certificate (a secured master serves HTTPS)
+    assert SAMPLE_SECRETS.ca is not None
+    ca_file = {"/etc/builder/tls/ca.crt": SAMPLE_SECRETS.ca.cert_pem}
+    assert files == node_files(marked, test166) | ca_file
     assert files["/etc/hosts"] == "# marker hosts\n"
     assert files["/etc/chronos/conf/master"] == "zk://marker-zk-url/mesos\n"
     assert files["/etc/mesos-master/quorum"] == "7\n"
@@ -103,3 +108,22 @@ def test_image_contract_is_what_provision_writes(loaded: LoadedConfig) -> None:
         ]
         assert contract.firewall_services == ("dhcpv6-client", "ssh")
         assert contract.build_key_comment is BUILD_KEY_COMMENT
+
+
+def test_the_contract_expects_the_keystore_builder_kept(loaded: LoadedConfig) -> None:
+    """A secured master's keystore is checked by the digest of the one its seed got (kept
+    beside the CA); before any seed, builder kept none, and no node's can pass."""
+    facts = ClusterFacts.of(loaded)
+    test166 = loaded.config.cluster.nodes[0]
+
+    def expected() -> str:
+        digests = {f.path: f.digest for f in node_contract(loaded, test166, facts).secret_files}
+        return digests["/etc/builder/tls/node.p12"]
+
+    assert expected() == NOT_KEPT
+    secrets = load_secrets(loaded.directory)
+    assert secrets is not None
+    node_seed(loaded, test166, facts, secrets)
+    kept = node_tls(facts, test166, secrets, issue=False)
+    assert kept is not None
+    assert expected() == sha256_prefix(kept.keystore)

@@ -14,12 +14,16 @@ import dataclasses
 import hashlib
 import json
 import shlex
+import ssl
 import subprocess
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from builder.config import tls
 from builder.config.cluster import ROLE_SECRETS, ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
@@ -74,7 +78,7 @@ def _info(name: str, state: str, sources: str, services: str, ports: str) -> Res
 
 
 TEST166_PORTS = (
-    "2181/tcp 2888/tcp 3888/tcp 5050/tcp 5051/tcp 31000-32000/tcp 32768-60999/tcp 8080/tcp 4400/tcp"
+    "2181/tcp 2888/tcp 3888/tcp 5050/tcp 5051/tcp 31000-32000/tcp 32768-60999/tcp 8443/tcp 4443/tcp"
 )
 
 
@@ -177,12 +181,13 @@ def test_firewalld_not_answering_fails_the_default_zone(loaded: LoadedConfig) ->
 
 @dataclass
 class ShellHost:
-    """Runs the specs' commands in a local shell with `env` (the fakes on its PATH)."""
+    """Runs the specs' commands in a local shell with `env` (the fakes on its PATH), the
+    arguments quoted as testinfra quotes them."""
 
     env: dict[str, str]
 
     def run(self, command: str, *args: str) -> Result:
-        line = command % args if args else command
+        line = command % tuple(shlex.quote(a) for a in args) if args else command
         done = subprocess.run(
             ["sh", "-c", line], env=self.env, capture_output=True, text=True, check=False
         )
@@ -318,7 +323,7 @@ API = HttpApi("mesos-master", "http://10.86.255.166:5050/master/flags", "mesos-m
     ids=["asks", "open", "other-realm", "no-answer"],
 )
 def test_an_api_must_ask_strangers_for_credentials(answer: Result, passed: bool) -> None:
-    host = CannedHost({f"sh -c {plugin._STATUS} {API.url}": answer})
+    host = CannedHost({f"sh -c {plugin._STATUS} {API.url} ": answer})  # no CA: plain HTTP
     seen: Seen = []
     node_specs.test_api_requires_authentication(plugin.Probe(host), API, _checker(seen))
     [(what, expected, _found, ok)] = seen
@@ -424,20 +429,21 @@ def test_marathon_info_as_first_boot_configures_it_passes(loaded: LoadedConfig) 
     facts = ClusterFacts.of(loaded)
     contract = node_contract(loaded, test166, facts)
     assert contract.login is not None
-    defaults = dict(
-        line.split("=", 1)
-        for line in secret_files(facts, test166, SAMPLE_SECRETS)["/etc/default/marathon"].split()
-    )
-    url = "http://10.86.255.166:8080/v2/info"
+    marathon = secret_files(facts, test166, SAMPLE_SECRETS)["/etc/default/marathon"]
+    assert isinstance(marathon, str)
+    defaults = dict(line.split("=", 1) for line in marathon.split())
+    # over HTTPS, trusting the cluster CA's certificate on the node
+    url = "https://10.86.255.166:8443/v2/info"
     fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
-    command = f"sh -c {fetch} {url} {contract.login.user} {contract.login.password_file}"
+    login = f"{contract.login.user} {contract.login.password_file}"
+    command = f"sh -c {fetch} {url} {login} /etc/builder/tls/ca.crt"
 
     def seen_with(master: str, zk: str = defaults["MARATHON_ZK"]) -> tuple[object, object, bool]:
         body = {"marathon_config": {"master": master}, "zookeeper_config": {"zk": zk}}
         host = CannedHost({command: Result(json.dumps(body))})
         seen: Seen = []
         master_specs.test_marathon_info(
-            plugin.Probe(host, contract.login), contract, _checker(seen)
+            plugin.Probe(host, contract.login, contract.ca_file), contract, _checker(seen)
         )
         [(_, expected, found, ok)] = seen
         assert SAMPLE_SECRETS.values["zookeeper_password"] not in f"{expected} {found}"
@@ -486,11 +492,14 @@ def test_the_masters_authentication_flags(
     fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
     login = contract.login
     user, password_file = (login.user, login.password_file) if login else ("", "")
-    command = f"sh -c {fetch} {url} {user} {password_file}"
+    ca_file = contract.ca_file or ""  # Mesos' own API stays plain HTTP (phase 2b)
+    command = f"sh -c {fetch} {url} {user} {password_file} {ca_file}"
     flags = {"zk": "zk://test166:2181/mesos", "quorum": "1"} | reported
     host = CannedHost({command: Result(json.dumps({"flags": flags}))})
     seen: Seen = []
-    master_specs.test_mesos_master_flags(plugin.Probe(host, login), contract, _checker(seen))
+    master_specs.test_mesos_master_flags(
+        plugin.Probe(host, login, contract.ca_file), contract, _checker(seen)
+    )
     [(_, expected, found, ok)] = [entry for entry in seen if "authentication" in entry[0]]
     assert ok is passed, (expected, found)
 
@@ -520,3 +529,62 @@ def test_a_service_must_be_enabled_and_running(
     seen: Seen = []
     node_specs.test_service_enabled_and_running(probe, contract, "zookeeper", _checker(seen))
     assert seen == [("unit zookeeper", "enabled, active", found, passed)]
+
+
+def _tls_server(directory: Path, ca: tls.ClusterCA) -> ThreadingHTTPServer:
+    """A secured API on loopback (401 and its realm to anyone) with a certificate from
+    `ca` for test166 and 127.0.0.1, as first boot gives a master's Marathon."""
+    node = tls.issue_node_certificate(
+        ca, names=["test166"], addresses=["127.0.0.1"], keystore_password="x" * 16
+    )
+    pem = directory / "node.pem"
+    pem.write_text(node.key_pem + node.cert_pem)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+
+    class Asks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="Mesosphere"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Asks)
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(tmp_path: Path) -> None:
+    """The node's checks over TLS (curl, as on CentOS, run here in a shell) trust only the
+    CA file on the node and check the URL's name or address against the certificate: the
+    API's answer counts only then. Shown failing with another CA's file and a name the
+    certificate does not carry."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    ca = tls.write_ca(ours, tls.make_ca())
+    other = tls.write_ca(theirs, tls.make_ca())
+    server = _tls_server(tmp_path, ca)
+    env = fake_firewall_cmd(tmp_path, 0, {})  # its PATH: a `sleep` that returns at once
+    port = server.server_address[1]
+    try:
+        for ca_file, host, passed in (
+            (ca.cert_path, "127.0.0.1", True),  # the certificate's address
+            (other.cert_path, "127.0.0.1", False),  # another CA's certificate
+            (ca.cert_path, "localhost", False),  # a name the certificate does not carry
+        ):
+            api = HttpApi("marathon", f"https://{host}:{port}/v2/info", "Mesosphere")
+            seen: Seen = []
+            probe = plugin.Probe(ShellHost(env), None, str(ca_file))
+            node_specs.test_api_requires_authentication(probe, api, _checker(seen))
+            [(_, _, found, ok)] = seen
+            assert ok is passed, (ca_file, host, found)
+    finally:
+        server.shutdown()
+        server.server_close()

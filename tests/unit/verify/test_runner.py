@@ -69,8 +69,8 @@ def test_node_contract_is_the_seed(loaded: LoadedConfig) -> None:
     assert dict(master.listening) == {
         "zookeeper": 2181,
         "mesos-master": 5050,
-        "marathon": 8080,
-        "chronos": 4400,
+        "marathon": 8443,  # HTTPS: a secured cluster's
+        "chronos": 4443,
         "mesos-slave": 5051,
     }
     assert master.master is not None

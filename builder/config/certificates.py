@@ -1,0 +1,87 @@
+"""Node certificates, issued once per node and kept beside the cluster's CA.
+
+A node's certificate, key and keystore are issued by the cluster CA (builder/config/tls.py)
+the first time a seed needs them and kept in `node-certificates/` in the config directory,
+under the same rules as the CA's key (its owner's only, never tracked by git). A later
+seed of the same node takes the kept ones, so reseeding does not change a seed (its
+cloud-init instance-id follows the content) and `builder verify` knows what each node
+holds. They are issued again when what they were made for changes: the CA (`secrets
+rotate`), the node's names or address, or the keystore password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from builder.config.secrets import Secrets, check_owner_only
+from builder.config.tls import (
+    CA_CERT_MODE,
+    CA_KEY_MODE,
+    NodeCertificate,
+    certificates_dir,
+    checked_names,
+    issue_node_certificate,
+)
+from builder.errors import UserError
+from builder.fsutil import write_file
+
+# What `verify` expects of a node's keystore when builder kept no certificate for it.
+NOT_KEPT = "(no certificate kept for the node as the config now is: builder seed issues it)"
+CERT_SUFFIX = ".crt"
+KEY_SUFFIX = ".key"
+KEYSTORE_SUFFIX = ".p12"
+FOR_SUFFIX = ".for"  # what the kept files were issued for (a digest)
+
+
+def _issued_for(ca_pem: str, names: Sequence[str], addresses: Sequence[str], password: str) -> str:
+    """A digest of everything the certificate and keystore depend on (the password's
+    share is hashed with the rest: the digest shows nothing of it)."""
+    text = "\0".join([ca_pem, ",".join(names), ",".join(addresses), password])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def node_certificate(
+    secrets: Secrets,
+    hostname: str,
+    *,
+    names: Sequence[str],
+    addresses: Sequence[str],
+    keystore_password: str,
+    issue: bool = True,
+) -> NodeCertificate | None:
+    """The node's kept certificate when it was issued for exactly this; else a new one,
+    kept (`issue`), or None (verify never issues: it reports the node's as not builder's)."""
+    ca = secrets.ca
+    if ca is None:
+        raise UserError(
+            "the cluster has no CA: a secured cluster's nodes need certificates",
+            hint="builder secrets rotate makes new secrets and a CA",
+        )
+    dns, ips = checked_names(names, addresses)
+    directory = certificates_dir(ca.key_path.parent)
+    paths = {suffix: directory / f"{hostname}{suffix}" for suffix in _SUFFIXES}
+    wanted = _issued_for(ca.cert_pem, dns, ips, keystore_password)
+    if all(path.exists() for path in paths.values()):
+        for suffix in (KEY_SUFFIX, KEYSTORE_SUFFIX):
+            check_owner_only(paths[suffix])
+        if paths[FOR_SUFFIX].read_text(encoding="ascii").strip() == wanted:
+            return NodeCertificate(
+                tuple(dns),
+                tuple(ips),
+                paths[CERT_SUFFIX].read_text(encoding="ascii"),
+                paths[KEY_SUFFIX].read_text(encoding="ascii"),
+                paths[KEYSTORE_SUFFIX].read_bytes(),
+            )
+    if not issue:
+        return None
+    made = issue_node_certificate(ca, names=dns, addresses=ips, keystore_password=keystore_password)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    write_file(paths[KEY_SUFFIX], made.key_pem.encode(), mode=CA_KEY_MODE)
+    write_file(paths[KEYSTORE_SUFFIX], made.keystore, mode=CA_KEY_MODE)
+    write_file(paths[CERT_SUFFIX], made.cert_pem.encode(), mode=CA_CERT_MODE)
+    write_file(paths[FOR_SUFFIX], f"{wanted}\n".encode(), mode=CA_CERT_MODE)  # written last
+    return made
+
+
+_SUFFIXES = (CERT_SUFFIX, KEY_SUFFIX, KEYSTORE_SUFFIX, FOR_SUFFIX)

@@ -1,0 +1,78 @@
+"""Node certificates are issued once and kept beside the CA: a reseed gives the same seed,
+a change of what a certificate was made for issues a new one, and a rotation drops them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.config.certificates import node_certificate
+from builder.config.secrets import Secrets, load_secrets, write_secrets
+from builder.errors import UserError
+
+PASSWORD = "a-keystore-password-0123456789"
+
+
+@pytest.fixture
+def config(config_copy: Path) -> Path:
+    write_secrets(config_copy, rotate=False)
+    return config_copy
+
+
+def _secrets(config_dir: Path) -> Secrets:
+    secrets = load_secrets(config_dir)
+    assert secrets is not None
+    return secrets
+
+
+def _issue(secrets: Secrets, address: str = "10.86.255.166", issue: bool = True) -> object:
+    return node_certificate(
+        secrets,
+        "test166",
+        names=["test166"],
+        addresses=[address],
+        keystore_password=PASSWORD,
+        issue=issue,
+    )
+
+
+def test_a_node_certificate_is_kept_and_reused(config: Path) -> None:
+    secrets = _secrets(config)
+    assert _issue(secrets, issue=False) is None  # verify never issues
+    first = _issue(secrets)
+    kept = config / "node-certificates"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "test166.crt",
+        "test166.for",
+        "test166.key",
+        "test166.p12",
+    ]
+    assert {p.name: p.stat().st_mode & 0o777 for p in kept.iterdir()} == {
+        "test166.crt": 0o644,
+        "test166.for": 0o644,
+        "test166.key": 0o600,
+        "test166.p12": 0o600,
+    }
+    assert kept.stat().st_mode & 0o777 == 0o700
+    assert _issue(secrets) == first
+    assert _issue(secrets, issue=False) == first
+    moved = _issue(secrets, "10.86.255.170")  # the node's address changed: a new one
+    assert moved != first
+    assert _issue(secrets, issue=False) is None  # the old address's is gone
+
+
+def test_a_rotation_drops_the_kept_certificates(config: Path) -> None:
+    first = _issue(_secrets(config))
+    write_secrets(config, rotate=True)
+    assert not (config / "node-certificates").exists()
+    assert _issue(_secrets(config)) != first
+
+
+def test_a_kept_key_others_may_read_is_refused(config: Path) -> None:
+    secrets = _secrets(config)
+    _issue(secrets)
+    key = config / "node-certificates" / "test166.key"
+    key.chmod(0o644)
+    with pytest.raises(UserError, match="readable by others"):
+        _issue(secrets)
