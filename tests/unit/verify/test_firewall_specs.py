@@ -14,8 +14,10 @@ import dataclasses
 import hashlib
 import json
 import shlex
+import shutil
 import ssl
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -560,11 +562,27 @@ def _tls_server(directory: Path, ca: tls.ClusterCA) -> ThreadingHTTPServer:
     return server
 
 
-def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(tmp_path: Path) -> None:
-    """The node's checks over TLS (curl, as on CentOS, run here in a shell) trust only the
-    CA file on the node and check the URL's name or address against the certificate: the
-    API's answer counts only then. Shown failing with another CA's file and a name the
-    certificate does not carry."""
+def _only(directory: Path, env: dict[str, str], tools: tuple[str, ...]) -> dict[str, str]:
+    """`env` with a PATH of its fakes and these tools alone (a node with curl and no
+    python3, as CentOS 7, or the other way round)."""
+    directory.mkdir()
+    for tool in tools:
+        # python3: the interpreter itself (a PATH entry may be a wrapper script, pyenv's)
+        found = str(Path(sys.executable).resolve()) if tool == "python3" else shutil.which(tool)
+        assert found is not None, tool
+        (directory / tool).symlink_to(found)
+    fakes = env["PATH"].split(":")[0]
+    return {**env, "PATH": f"{fakes}:{directory}"}
+
+
+@pytest.mark.parametrize("client", ["curl", "python3"])
+def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(
+    tmp_path: Path, client: str
+) -> None:
+    """The node's checks over TLS (curl as on CentOS 7, or python3 where curl is missing,
+    run here in a shell) trust only the CA file on the node and check the URL's name or
+    address against the certificate: the API's answer counts only then. Shown failing with
+    another CA's file and a name the certificate does not carry."""
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     ours.mkdir()
     theirs.mkdir()
@@ -572,6 +590,7 @@ def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(tmp_pat
     other = tls.write_ca(theirs, tls.make_ca())
     server = _tls_server(tmp_path, ca)
     env = fake_firewall_cmd(tmp_path, 0, {})  # its PATH: a `sleep` that returns at once
+    env = _only(tmp_path / "tools", env, ("sh", "seq", "tr", "grep", client))
     port = server.server_address[1]
     try:
         for ca_file, host, passed in (
