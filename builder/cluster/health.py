@@ -27,6 +27,7 @@ from builder.config.cluster import HTTP_PRINCIPAL, uses_tls
 from builder.config.load import LoadedConfig
 from builder.config.secrets import SECRETS_FILE, load_secrets
 from builder.config.tls import ca_cert_path
+from builder.errors import UserError
 
 TIMEOUT = 3.0
 SERVING = ("leader", "follower", "standalone")
@@ -58,9 +59,19 @@ class Trust:
 
 
 def trust(loaded: LoadedConfig) -> Trust | None:
+    """A secured cluster's CA and the forwards on TLS; its CA certificate must be there."""
     secured = loaded.config.cluster.secured
     tls = frozenset(name for name, s in FORWARDED_SERVICES.items() if uses_tls(s, secured))
-    return Trust(ca_cert_path(loaded.directory), tls) if tls else None
+    if not tls:
+        return None
+    ca_file = ca_cert_path(loaded.directory)
+    if not ca_file.is_file():
+        raise UserError(
+            f"{ca_file}: missing (the cluster CA's certificate: Marathon and Chronos serve "
+            "HTTPS with certificates it issued)",
+            hint=f"builder --config {loaded.directory} secrets init, then reseed",
+        )
+    return Trust(ca_file, tls)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ CERT_SUFFIX = ".crt"
 KEY_SUFFIX = ".key"
 KEYSTORE_SUFFIX = ".p12"
 FOR_SUFFIX = ".for"  # what the kept files were issued for (a digest)
+_SUFFIXES = (CERT_SUFFIX, KEY_SUFFIX, KEYSTORE_SUFFIX, FOR_SUFFIX)
 
 
 def _issued_for(ca_pem: str, names: Sequence[str], addresses: Sequence[str], password: str) -> str:
@@ -82,6 +83,3 @@ def node_certificate(
     write_file(paths[CERT_SUFFIX], made.cert_pem.encode(), mode=CA_CERT_MODE)
     write_file(paths[FOR_SUFFIX], f"{wanted}\n".encode(), mode=CA_CERT_MODE)  # written last
     return made
-
-
-_SUFFIXES = (CERT_SUFFIX, KEY_SUFFIX, KEYSTORE_SUFFIX, FOR_SUFFIX)

@@ -39,9 +39,9 @@ SERVICE_PORTS: Mapping[str, int] = {
 # TLS (issue 14, part 4; phase 2a): a secured cluster's Marathon and Chronos serve their
 # APIs over HTTPS only, with the node's certificate, on these ports (Marathon's default
 # https_port; Chronos' default is the same 8443, which a master running both cannot
-# give it). Chronos 2.x cannot turn its HTTP off (no --disable_http): it serves plain
-# HTTP on loopback only (`http_address`). Mesos' own ports stay plain HTTP until its
-# libprocess SSL is on (phase 2b).
+# give it). Chronos' plain HTTP answers on loopback only (`http_address`): Chronos
+# before 2.5 cannot turn it off (its Chaos 0.6.3 has no --disable_http). Mesos' own
+# ports stay plain HTTP until its libprocess SSL is on (phase 2b).
 HTTPS_PORTS: Mapping[str, int] = {"marathon": 8443, "chronos": 4443}
 LOOPBACK_ADDRESS = "127.0.0.1"
 
@@ -474,6 +474,10 @@ class ClusterFacts:
 
     def scheme(self, service: str) -> str:
         return "https" if uses_tls(service, self.secured) else "http"
+
+    def serves_tls(self, node: Node) -> bool:
+        """Whether the node serves HTTPS, and so holds a certificate and keystore."""
+        return self.secured and serves_tls(node)
 
     def zk_url_as(self, principal: Principal, password: str) -> str:
         """Mesos' zk URL with a digest user's credentials (its znodes then carry ACLs)."""

@@ -433,7 +433,8 @@ class Cluster(Model):
     admin_networks: tuple[IPv4Network, ...] = Field(
         default=(),
         description="the networks that reach SSH and the web UIs and APIs (Mesos 5050, "
-        "Marathon 8080, Chronos 4400); the cluster's networks when unset",
+        "Marathon 8443 and Chronos 4443 over HTTPS; 8080 and 4400 with `security: none`); "
+        "the cluster's networks when unset",
     )
     ssh_authorized_keys: tuple[SshPublicKey, ...] = Field(
         default=(), description="keys every node's admin user accepts, from its seed"

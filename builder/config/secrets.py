@@ -97,7 +97,8 @@ def write_secrets(config_dir: Path, *, rotate: bool) -> Path:
         tls.write_ca(config_dir, ca)
         write_file(path, _text(generate()).encode(), mode=SECRET_MODE)
         # the nodes' certificates were the old CA's, their keystores under the old password
-        shutil.rmtree(tls.certificates_dir(config_dir), ignore_errors=True)
+        if tls.certificates_dir(config_dir).exists():
+            shutil.rmtree(tls.certificates_dir(config_dir))
     except OSError as exc:
         raise UserError(f"{path.parent}: cannot write: {exc.strerror or exc}") from exc
     return path

@@ -57,7 +57,6 @@ from builder.config.cluster import (
     FirewallZone,
     Principal,
     node_secret_names,
-    serves_tls,
     zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
@@ -191,7 +190,7 @@ def node_tls(
 ) -> NodeCertificate | None:
     """A secured node's certificate for its FQDN, host name and inventory address, when
     it serves HTTPS: the one kept for it, or a new one (`issue`; verify never issues)."""
-    if not (facts.secured and serves_tls(node)):
+    if not facts.serves_tls(node):
         return None
     return node_certificate(
         secrets,
@@ -205,7 +204,7 @@ def node_tls(
 
 def certificate_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str, str]:
     """The public TLS files of a node serving HTTPS: the cluster CA's certificate."""
-    if not (facts.secured and serves_tls(node)) or secrets.ca is None:
+    if not facts.serves_tls(node) or secrets.ca is None:
         return {}
     return {NODE_CA_FILE: secrets.ca.cert_pem}
 

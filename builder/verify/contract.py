@@ -30,7 +30,6 @@ from builder.config.cluster import (
     ClusterFacts,
     FirewallZone,
     Principal,
-    serves_tls,
     zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
@@ -277,7 +276,7 @@ def _secret_files(
         return ()
     files = secret_files(facts, node, secrets, issue=False)
     expected = [SecretFile.of(path, content) for path, content in files.items()]
-    if facts.secured and serves_tls(node) and NODE_KEYSTORE_FILE not in files:
+    if facts.serves_tls(node) and NODE_KEYSTORE_FILE not in files:
         expected.append(SecretFile(NODE_KEYSTORE_FILE, NOT_KEPT))
     return tuple(expected)
 

@@ -21,6 +21,7 @@ from builder.cluster.hub import serve
 from builder.cluster.machine import VmSpec
 from builder.config import tls
 from builder.config.load import load_config
+from builder.errors import UserError
 from tests.conftest import SAMPLE_SECRETS
 
 
@@ -405,3 +406,14 @@ def test_the_credentials_come_from_the_secrets_file(secured_copy: Path) -> None:
     cluster.write_text(cluster.read_text() + "security: none\n")
     lab = load_config(secured_copy)
     assert (health.http_auth(lab), health.auth_line(lab)) == (None, None)
+
+
+def test_a_secured_cluster_without_its_ca_certificate_is_named(secured_copy: Path) -> None:
+    """`status` or `up` cannot check HTTPS without the CA's certificate: one located line,
+    exit 2 (not a traceback)."""
+    (secured_copy / "cluster-ca.crt").unlink()
+    (secured_copy / "secrets.yaml").unlink()
+    (secured_copy / "cluster-ca.key").unlink()
+    with pytest.raises(UserError, match=r"cluster-ca\.crt: missing") as raised:
+        health.client(load_config(secured_copy))
+    assert raised.value.exit_code == 2

@@ -76,3 +76,40 @@ def test_a_kept_key_others_may_read_is_refused(config: Path) -> None:
     key.chmod(0o644)
     with pytest.raises(UserError, match="readable by others"):
         _issue(secrets)
+
+
+def test_a_kept_keystore_others_may_read_is_refused(config: Path) -> None:
+    secrets = _secrets(config)
+    _issue(secrets)
+    (config / "node-certificates" / "test166.p12").chmod(0o640)
+    with pytest.raises(UserError, match="readable by others"):
+        _issue(secrets)
+
+
+def test_a_new_keystore_password_or_name_issues_anew(config: Path) -> None:
+    """What a certificate was issued for is its `.for` digest: another keystore password
+    (a rotated secret) or another name gets a new one, and a `.for` that does not match
+    (edited, or left by an interrupted write) is not trusted."""
+    secrets = _secrets(config)
+    first = _issue(secrets)
+    other = node_certificate(
+        secrets,
+        "test166",
+        names=["test166"],
+        addresses=["10.86.255.166"],
+        keystore_password="another-keystore-password-0123",
+        issue=False,
+    )
+    assert other is None
+    renamed = node_certificate(
+        secrets,
+        "test166",
+        names=["test166.mesos.example", "test166"],
+        addresses=["10.86.255.166"],
+        keystore_password=PASSWORD,
+    )
+    assert renamed != first
+    assert renamed is not None
+    assert renamed.names == ("test166.mesos.example", "test166")
+    (config / "node-certificates" / "test166.for").write_text("0" * 64 + "\n")
+    assert _issue(secrets, issue=False) is None

@@ -252,7 +252,7 @@ def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(
             e["path"] for e in document["write_files"] if e["permissions"] == SECRET_PERMISSIONS
         }
         # and the node's keystore (its key is a secret too, under the keystore password)
-        assert set(holding) | {"/etc/builder/tls/node.p12"} & root_only == root_only
+        assert (set(holding) | ({"/etc/builder/tls/node.p12"} & root_only)) == root_only
         assert root_only == set(secret_files(facts, node, SAMPLE_SECRETS))
         assert not any(v in c for c in node_files(facts, node).values() for v in values)
 

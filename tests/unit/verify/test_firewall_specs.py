@@ -10,6 +10,7 @@ keys on CentOS 7's 0.6), asked in one command, and the zone files it reads.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -32,7 +33,13 @@ from builder.config.roles import compose
 from builder.config.secrets import load_secrets, write_secrets
 from builder.errors import UserError
 from builder.firstboot.seed import MASTER_AUTH_FLAGS, secret_files
-from builder.verify.contract import HttpApi, SecretFile, image_contract, node_contract
+from builder.verify.contract import (
+    HttpApi,
+    HttpLogin,
+    SecretFile,
+    image_contract,
+    node_contract,
+)
 from builder.verify.specs import plugin
 from builder.verify.specs import test_image as image_specs
 from builder.verify.specs import test_node as node_specs
@@ -533,9 +540,13 @@ def test_a_service_must_be_enabled_and_running(
     assert seen == [("unit zookeeper", "enabled, active", found, passed)]
 
 
+LOGIN = "Basic " + base64.b64encode(b"admin:the-password").decode()
+
+
 def _tls_server(directory: Path, ca: tls.ClusterCA) -> ThreadingHTTPServer:
-    """A secured API on loopback (401 and its realm to anyone) with a certificate from
-    `ca` for test166 and 127.0.0.1, as first boot gives a master's Marathon."""
+    """A secured API on loopback (401 and its realm without the login, 200 with it) with a
+    certificate from `ca` for test166 and 127.0.0.1, as first boot gives a master's
+    Marathon."""
     node = tls.issue_node_certificate(
         ca, names=["test166"], addresses=["127.0.0.1"], keystore_password="x" * 16
     )
@@ -546,6 +557,12 @@ def _tls_server(directory: Path, ca: tls.ClusterCA) -> ThreadingHTTPServer:
 
     class Asks(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.headers.get("Authorization") == LOGIN:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                return
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="Mesosphere"')
             self.send_header("Content-Length", "0")
@@ -582,7 +599,8 @@ def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(
     """The node's checks over TLS (curl as on CentOS 7, or python3 where curl is missing,
     run here in a shell) trust only the CA file on the node and check the URL's name or
     address against the certificate: the API's answer counts only then. Shown failing with
-    another CA's file and a name the certificate does not carry."""
+    another CA's file and a name the certificate does not carry; the same for the checks
+    that log in."""
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     ours.mkdir()
     theirs.mkdir()
@@ -590,7 +608,10 @@ def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(
     other = tls.write_ca(theirs, tls.make_ca())
     server = _tls_server(tmp_path, ca)
     env = fake_firewall_cmd(tmp_path, 0, {})  # its PATH: a `sleep` that returns at once
-    env = _only(tmp_path / "tools", env, ("sh", "seq", "tr", "grep", client))
+    env = _only(tmp_path / "tools", env, ("sh", "seq", "tr", "grep", "cat", "printf", client))
+    password_file = tmp_path / "http_password"
+    password_file.write_text("the-password\n")
+    login = HttpLogin("admin", str(password_file))
     port = server.server_address[1]
     try:
         for ca_file, host, passed in (
@@ -600,10 +621,12 @@ def test_an_https_api_must_show_the_cluster_cas_certificate_for_its_name(
         ):
             api = HttpApi("marathon", f"https://{host}:{port}/v2/info", "Mesosphere")
             seen: Seen = []
-            probe = plugin.Probe(ShellHost(env), None, str(ca_file))
+            probe = plugin.Probe(ShellHost(env), login, str(ca_file))
             node_specs.test_api_requires_authentication(probe, api, _checker(seen))
             [(_, _, found, ok)] = seen
             assert ok is passed, (ca_file, host, found)
+            # the checks that log in (the password read from its file on the node)
+            assert probe.http(api.url, attempts=2) == ("ok" if passed else None), (ca_file, host)
     finally:
         server.shutdown()
         server.server_close()
