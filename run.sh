@@ -13,7 +13,7 @@ APT_PACKAGES=(
     xorriso mtools createrepo-c isomd5sum cloud-init cloud-image-utils
     openssh-client e2fsprogs dosfstools fdisk mount util-linux gzip
     debootstrap busybox-static isolinux syslinux-common extlinux grub-efi-amd64-bin grub-pc-bin
-    nasm rpm file xz-utils zstd shellcheck openssl openjdk-17-jre-headless
+    nasm rpm file xz-utils zstd shellcheck openssl openjdk-17-jre-headless openjdk-17-jdk-headless
     dnf dnf-plugins-core gnupg
 )
 

@@ -32,6 +32,8 @@ PROGRAMS: tuple[tuple[str, tuple[str, ...] | None, str], ...] = (
     ("implantisomd5", None, "implants the ISO media checksum"),
     ("cloud-init", ("--version",), "validates user-data"),
     ("ssh-keygen", None, "makes each build's SSH key"),
+    ("openssl", ("version",), "makes the cluster CA and node certificates"),
+    ("keytool", None, "adds the CA to node keystores as a trusted entry"),
 )
 
 

@@ -37,6 +37,7 @@ PACKAGES: Mapping[str, str] = {
     "ssh-keygen": "openssh-client",
     "debugfs": "e2fsprogs",
     "openssl": "openssl",
+    "keytool": "openjdk-17-jre-headless",
 }
 
 _PASSED_THROUGH = ("PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "USER", "LOGNAME")

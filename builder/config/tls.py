@@ -50,6 +50,16 @@ KEYSTORE_PASS_ENV = "BUILDER_KEYSTORE_PASS"  # noqa: S105 (a variable name)
 # Algorithms every Java 8 reads in a PKCS#12 file (OpenSSL 3's default, AES-256 with
 # PBKDF2, needs Java 8u301 or later).
 KEYSTORE_ALGORITHMS = ("-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1")
+# The CA as a trusted entry of the keystore: a Marathon that does not lead proxies API
+# calls to the leader over HTTPS trusting what its keystore trusts, and Java trusts only
+# a keystore's trusted-certificate entries, which OpenSSL before 3.2 cannot write. keytool
+# writes it, with the same algorithms pinned (the JDK's own defaults need Java 8u301+).
+CA_TRUST_ALIAS = "cluster-ca"
+KEYTOOL_PKCS12_ALGORITHMS = (
+    "-J-Dkeystore.pkcs12.certProtectionAlgorithm=PBEWithSHA1AndDESede",
+    "-J-Dkeystore.pkcs12.keyProtectionAlgorithm=PBEWithSHA1AndDESede",
+    "-J-Dkeystore.pkcs12.macAlgorithm=HmacPBESHA1",
+)
 # openssl's own config file could add extensions (Debian's adds v3_ca to `req -x509`):
 # none is read, every extension is named here.
 NO_CONFIG = ("-config", "/dev/null")
@@ -249,24 +259,53 @@ def issue_node_certificate(
     with tempfile.TemporaryDirectory(prefix="builder-cert-") as scratch:
         cert_file = Path(scratch) / "node.crt"
         cert_file.write_text(cert, encoding="ascii")
-        keystore = _openssl(
-            [
-                "pkcs12",
-                "-export",
-                "-inkey",
-                "/dev/stdin",
-                "-in",
-                str(cert_file),
-                "-certfile",
-                str(ca.cert_path),
-                "-name",
-                dns[0],
-                "-passout",
-                f"env:{KEYSTORE_PASS_ENV}",
-                *KEYSTORE_ALGORITHMS,
-            ],
-            stdin=key,
-            env={KEYSTORE_PASS_ENV: keystore_password},
-            binary=True,
-        ).data
+        keystore_file = Path(scratch) / "node.p12"
+        keystore_file.touch(mode=0o600)
+        keystore_file.write_bytes(
+            _openssl(
+                [
+                    "pkcs12",
+                    "-export",
+                    "-inkey",
+                    "/dev/stdin",
+                    "-in",
+                    str(cert_file),
+                    "-certfile",
+                    str(ca.cert_path),
+                    "-name",
+                    dns[0],
+                    "-passout",
+                    f"env:{KEYSTORE_PASS_ENV}",
+                    *KEYSTORE_ALGORITHMS,
+                ],
+                stdin=key,
+                env={KEYSTORE_PASS_ENV: keystore_password},
+                binary=True,
+            ).data
+        )
+        trust_ca(keystore_file, ca, keystore_password)
+        keystore = keystore_file.read_bytes()
     return NodeCertificate(tuple(dns), tuple(ips), cert, key, keystore)
+
+
+def trust_ca(keystore: Path, ca: ClusterCA, keystore_password: str) -> None:
+    """Add the CA's certificate to the keystore as a trusted entry (Java's keytool)."""
+    argv = [
+        "keytool",
+        *KEYTOOL_PKCS12_ALGORITHMS,
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        CA_TRUST_ALIAS,
+        "-file",
+        str(ca.cert_path),
+        "-keystore",
+        str(keystore),
+        "-storetype",
+        "PKCS12",
+        "-storepass:env",
+        KEYSTORE_PASS_ENV,
+    ]
+    result = proc.run(argv, check=False, env={KEYSTORE_PASS_ENV: keystore_password})
+    if result.returncode != 0:
+        raise proc.ToolFailed(proc.command_line(argv), result.returncode, result.output)

@@ -239,6 +239,77 @@ def test_the_keystore_opens_with_its_password_only(config: Path, tmp_path: Path)
     assert "password was incorrect" in wrong_password.stdout + wrong_password.stderr
 
 
+TRUST_CHECK = Path(__file__).resolve().parents[2] / "fixtures" / "java" / "TrustCheck.java"
+
+
+def _java_trusts(keystore: Path, store_type: str, peer: Path) -> str:
+    """What a JVM trusting a node's keystore (Marathon's leader proxy) says of a peer."""
+    require_tool("java")  # the JDK runs the check from source (openjdk-17-jdk-headless)
+    checked = subprocess.run(
+        ["java", str(TRUST_CHECK), store_type, str(keystore), str(peer)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KP": PASSWORD},
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    return checked.stdout.strip()
+
+
+def test_a_nodes_keystore_trusts_its_peers_not_strangers(
+    config: Path, other_ca: tls.ClusterCA, tmp_path: Path
+) -> None:
+    """A Marathon that does not lead proxies to the leader over HTTPS, trusting what its
+    keystore trusts: the CA is a trusted entry of every node's keystore, so a peer's
+    certificate from the cluster CA is trusted and another CA's is not (the JVM's own
+    TrustManagerFactory, as PKCS12 and through the JKS type)."""
+    ca = _ca(config)
+    node = _issue(ca)
+    keystore = tmp_path / "node.p12"
+    keystore.write_bytes(node.keystore)
+    peer = tls.issue_node_certificate(
+        ca, names=["test167"], addresses=["10.86.255.167"], keystore_password=PASSWORD
+    )
+    stranger = tls.issue_node_certificate(
+        other_ca, names=["test167"], addresses=["10.86.255.167"], keystore_password=PASSWORD
+    )
+    peer_file = _write(tmp_path / "peer", "node.crt", peer.cert_pem)
+    stranger_file = _write(tmp_path / "stranger", "node.crt", stranger.cert_pem)
+    for store_type in ("PKCS12", "JKS"):
+        assert _java_trusts(keystore, store_type, peer_file) == "trusted"
+        assert _java_trusts(keystore, store_type, stranger_file) == "refused"
+    listed = _keytool_list(keystore, "PKCS12", {**os.environ, "P": PASSWORD})
+    assert "cluster-ca, " in listed.stdout
+    assert "trustedCertEntry" in listed.stdout
+    # the node's keystore as openssl writes it, without the trusted entry: the peer is
+    # refused (Java trusts trusted entries and a key entry's own certificate, not its chain)
+    node_file = _write(tmp_path / "node", "node.crt", node.cert_pem)
+    bare = tmp_path / "bare.p12"
+    subprocess.run(
+        [
+            "openssl",
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "/dev/stdin",
+            "-in",
+            str(node_file),
+            "-certfile",
+            str(ca.cert_path),
+            "-passout",
+            "env:KP",
+            *tls.KEYSTORE_ALGORITHMS,
+            "-out",
+            str(bare),
+        ],
+        input=node.key_pem.encode(),
+        env={**os.environ, "KP": PASSWORD},
+        check=True,
+        capture_output=True,
+    )
+    assert _java_trusts(bare, "PKCS12", peer_file) == "refused"
+
+
 def test_a_tracked_ca_key_is_refused_a_tracked_certificate_is_not(config: Path) -> None:
     _git(config.parent, "add", str(config / "cluster-ca.crt"))
     assert _ca(config).cert_path.exists()  # the certificate is public
