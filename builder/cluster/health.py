@@ -104,27 +104,39 @@ def auth_line(loaded: LoadedConfig) -> str | None:
     )
 
 
-def http_get(
-    port: int, path: str, auth: BasicAuth | None, tls: ssl.SSLContext | None = None, name: str = ""
-) -> bytes | None:
-    """The body of a 2xx answer on a forwarded port, else None. Redirects are not
-    followed: a non-leading Mesos master answers 307 to the leader's inventory address,
-    which the host must never send to. Over TLS (`tls`), the certificate must be the
-    CA's for `name`."""
+def http_reply(
+    port: int,
+    path: str,
+    auth: BasicAuth | None,
+    tls: ssl.SSLContext | None = None,
+    name: str = "",
+    timeout: float = TIMEOUT,
+) -> tuple[int, str, bytes]:
+    """Status, WWW-Authenticate and body of a GET on a forwarded port; (0, "", b"") when
+    nothing answers (a TLS handshake that fails included). Redirects are not followed: a
+    non-leading Mesos master answers 307 to the leader's inventory address, which the
+    host must never send to. Over TLS (`tls`), the certificate must be the CA's for
+    `name`: the port is on 127.0.0.1, so the name is given, not taken from the address."""
     try:
-        with socket.create_connection((LOOPBACK, port), timeout=TIMEOUT) as raw:
-            sock = tls.wrap_socket(raw, server_hostname=name) if tls else raw
-            connection = http.client.HTTPConnection(LOOPBACK, port, timeout=TIMEOUT)
-            connection.sock = sock
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as raw:
+            connection = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+            connection.sock = tls.wrap_socket(raw, server_hostname=name) if tls else raw
             headers = {"Host": f"{name or LOOPBACK}:{port}"}
             if auth is not None:
                 headers["Authorization"] = auth.header
             connection.request("GET", path, headers=headers)
             reply = connection.getresponse()
-            body = reply.read()
-            return body if 200 <= reply.status < 300 else None
+            return reply.status, reply.headers.get("WWW-Authenticate", ""), reply.read()
     except (OSError, http.client.HTTPException):
-        return None
+        return 0, "", b""
+
+
+def http_get(
+    port: int, path: str, auth: BasicAuth | None, tls: ssl.SSLContext | None = None, name: str = ""
+) -> bytes | None:
+    """The body of a 2xx answer on a forwarded port, else None (`http_reply`)."""
+    status, _, body = http_reply(port, path, auth, tls, name)
+    return body if 200 <= status < 300 else None
 
 
 @dataclass(frozen=True)

@@ -433,18 +433,16 @@ def up(
     start_hub(state)
     say(f"starting {', '.join(vm.hostname for vm in starting)} ({state.accelerator})")
     state = start_vms(state, starting)
-    trust = health.trust(loaded)
-    for line in url_lines(state, trust):
+    client = health.client(loaded)
+    for line in url_lines(state, client.trust):
         say(line)
     if auth_line := health.auth_line(loaded):
         say(auth_line)
-    if trust is not None:
-        say(trust_line(trust, state))
+    if client.trust is not None:
+        say(trust_line(client.trust, state))
     limit = deadline if deadline is not None else DEADLINES[state.accelerator]
     required = set(names) or {vm.hostname for vm in state.vms}
-    return state, wait_healthy(
-        state, agents(facts, state), required, limit, say, health.client(loaded)
-    )
+    return state, wait_healthy(state, agents(facts, state), required, limit, say, client)
 
 
 def agents(facts: ClusterFacts, state: ClusterState) -> list[str]:
@@ -524,9 +522,10 @@ def status(loaded: LoadedConfig, directory: Path = STATE_DIR) -> tuple[list[str]
         return ["no cluster is running here (builder up starts one)"], False
     facts = ClusterFacts.of(loaded)
     up_now = running(state)
-    seen = health.check(state.vms, agents(facts, state), up_now, client=health.client(loaded))
+    client = health.client(loaded)
+    seen = health.check(state.vms, agents(facts, state), up_now, client=client)
     lines = []
-    for line, vm in zip(url_lines(state, health.trust(loaded)), (None, *state.vms), strict=True):
+    for line, vm in zip(url_lines(state, client.trust), (None, *state.vms), strict=True):
         mark = "STATE" if vm is None else ("running" if up_now[vm.hostname] else "DEAD")
         lines.append(f"{mark:8} {line}")
     lines.append(f"leading master: {seen.leader or 'none'}")

@@ -46,15 +46,13 @@ HTTPS_PORTS: Mapping[str, int] = {"marathon": 8443, "chronos": 4443}
 LOOPBACK_ADDRESS = "127.0.0.1"
 
 
-def service_port(service: str, secured: bool) -> int:
-    """Where a service answers from other hosts: HTTPS_PORTS on a secured cluster."""
-    if secured and service in HTTPS_PORTS:
-        return HTTPS_PORTS[service]
-    return SERVICE_PORTS[service]
-
-
 def uses_tls(service: str, secured: bool) -> bool:
     return secured and service in HTTPS_PORTS
+
+
+def service_port(service: str, secured: bool) -> int:
+    """Where a service answers from other hosts: HTTPS_PORTS on a secured cluster."""
+    return HTTPS_PORTS[service] if uses_tls(service, secured) else SERVICE_PORTS[service]
 
 
 # The ports a service's peers on other nodes reach it on, besides SERVICE_PORTS.
@@ -135,12 +133,6 @@ def zk_url_has_password(node: Node) -> bool:
     """Whether a secured node's Mesos reaches ZooKeeper as the `mesos` digest user: a
     master's does (it writes the leader's record; /etc/mesos/zk then names the root-only
     MESOS_ZK_URL_FILE), an agent alone's /etc/mesos/zk is the plain URL."""
-    return MASTER_ROLE in node.roles
-
-
-def serves_tls(node: Node) -> bool:
-    """Whether a secured node serves HTTPS (and so holds a certificate): a master's
-    Marathon and Chronos do; an agent alone serves only Mesos' API (phase 2b)."""
     return MASTER_ROLE in node.roles
 
 
@@ -476,8 +468,10 @@ class ClusterFacts:
         return "https" if uses_tls(service, self.secured) else "http"
 
     def serves_tls(self, node: Node) -> bool:
-        """Whether the node serves HTTPS, and so holds a certificate and keystore."""
-        return self.secured and serves_tls(node)
+        """Whether the node serves HTTPS, and so holds a certificate and keystore: a
+        secured master's Marathon and Chronos do; an agent alone serves only Mesos' API,
+        which stays plain HTTP (phase 2b)."""
+        return self.secured and MASTER_ROLE in node.roles
 
     def zk_url_as(self, principal: Principal, password: str) -> str:
         """Mesos' zk URL with a digest user's credentials (its znodes then carry ACLs)."""

@@ -34,10 +34,10 @@ from builder.errors import UserError
 from builder.fsutil import write_file
 
 CA_KEY_FILE = "cluster-ca.key"
+CA_CERT_FILE = "cluster-ca.crt"
 # The node certificates builder issued and keeps (builder/config/certificates.py); a new
 # CA (`secrets rotate`) removes them.
 CERTIFICATES_DIR = "node-certificates"
-CA_CERT_FILE = "cluster-ca.crt"
 CA_KEY_MODE = 0o600
 CA_CERT_MODE = 0o644  # the certificate is public: nodes, browsers and verify trust it
 CA_VALIDITY_DAYS = 3650
@@ -306,6 +306,4 @@ def trust_ca(keystore: Path, ca: ClusterCA, keystore_password: str) -> None:
         "-storepass:env",
         KEYSTORE_PASS_ENV,
     ]
-    result = proc.run(argv, check=False, env={KEYSTORE_PASS_ENV: keystore_password})
-    if result.returncode != 0:
-        raise proc.ToolFailed(proc.command_line(argv), result.returncode, result.output)
+    proc.run(argv, env={KEYSTORE_PASS_ENV: keystore_password})

@@ -219,13 +219,15 @@ def node_contract(
             ),
         )
     states = unit_states(loaded.config.os.stack_units, services)
+
     # HTTP APIs asked at the inventory address; those on TLS at the FQDN too (the
     # certificate must carry both: the authentication checks ask by name)
-    endpoints = {s: f"{facts.scheme(s)}://{node.ip}:{facts.port(s)}" for s in HTTP_CHECK_PATHS}
+    def url(service: str, host: str) -> str:
+        return f"{facts.scheme(service)}://{host}:{facts.port(service)}"
+
+    endpoints = {s: url(s, node.ip) for s in HTTP_CHECK_PATHS}
     by_name = {
-        s: f"{facts.scheme(s)}://{facts.fqdn(node)}:{facts.port(s)}"
-        if facts.scheme(s) == "https"
-        else endpoints[s]
+        s: url(s, facts.fqdn(node) if facts.scheme(s) == "https" else node.ip)
         for s in HTTP_CHECK_PATHS
     }
     apis: tuple[HttpApi, ...] = ()

@@ -11,13 +11,11 @@ the test checks that no process and no file is left.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import shlex
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from builder.cluster.health import BasicAuth, http_auth
+from builder.cluster.health import BasicAuth, http_auth, http_reply
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
 from builder.config.cluster import (
     AGENT_CREDENTIAL_FILE,
@@ -198,18 +196,9 @@ def _stop(work: Work, node: str) -> None:
 def _get(
     port: int, path: str, auth: BasicAuth | None, tls: ssl.SSLContext | None = None, name: str = ""
 ) -> tuple[int, str, bytes]:
-    """status, WWW-Authenticate, body of a GET from the host through a forwarded port;
-    over TLS (`tls`) the certificate must be the CA's for `name` (else status 0)."""
-    headers = {"Authorization": auth.header} if auth is not None else {}
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection.sock = tls.wrap_socket(raw, server_hostname=name) if tls else raw
-            connection.request("GET", path, headers=headers)
-            reply = connection.getresponse()
-            return reply.status, reply.headers.get("WWW-Authenticate", ""), reply.read()
-    except (OSError, http.client.HTTPException):  # a service restarting: QEMU's forward
-        return 0, "", b""  # accepts, then resets; a TLS handshake that fails
+    """status, WWW-Authenticate, body of a GET from the host through a forwarded port
+    (0 when a service restarting resets QEMU's forward, or a TLS handshake fails)."""
+    return http_reply(port, path, auth, tls, name, timeout=10)
 
 
 def _trusting(ca_file: Path) -> ssl.SSLContext:
