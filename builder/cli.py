@@ -444,6 +444,46 @@ def secrets_rotate(ctx: click.Context) -> None:
     _write_secrets(ctx, rotate=True)
 
 
+@secrets.command(name="push")
+@click.option("--profile", help="The AWS profile (default: the standard boto3 chain).")
+@click.option("--endpoint-url", help="Send every AWS call here (an emulator, a proxy).")
+@click.pass_context
+def secrets_push(ctx: click.Context, profile: str | None, endpoint_url: str | None) -> None:
+    """Put every node's secret files into SSM Parameter Store (cluster.yaml ssm_secrets),
+    where EC2 nodes fetch them at first boot; the cluster's stale parameters go."""
+    from builder.config.cluster import ClusterFacts
+    from builder.firstboot import ssm_secrets
+    from builder.publish.aws import Aws, AwsSettings
+    from builder.publish.secrets import push
+
+    loaded = _load(ctx)
+    settings = ssm_secrets.settings_of(ClusterFacts.of(loaded))
+    aws = Aws(AwsSettings(profile=profile, region=settings.region, endpoint_url=endpoint_url))
+    report = push(loaded, aws)
+    click.echo(
+        f"{report.path} in {report.region}: {len(report.written)} parameters written, "
+        f"{report.unchanged} unchanged, {len(report.deleted)} deleted"
+    )
+
+
+@secrets.command(name="policy")
+@click.argument("node")
+@click.option("--account", default="*", show_default=True, help="The AWS account id.")
+@click.pass_context
+def secrets_policy(ctx: click.Context, node: str, account: str) -> None:
+    """Print the IAM policy NODE's instance role needs to fetch its own secrets from SSM."""
+    from builder.config.cluster import ClusterFacts
+    from builder.firstboot import ssm_secrets
+    from builder.firstboot.seed import select_nodes
+
+    if account != "*" and not (account.isdigit() and len(account) == 12):
+        raise UserError(f"--account {account!r}: a 12-digit AWS account id")
+    loaded = _load(ctx)
+    (found,) = select_nodes(loaded, [node], every=False)
+    policy = ssm_secrets.iam_policy(ClusterFacts.of(loaded), found, account)
+    click.echo(json.dumps(policy, indent=2))
+
+
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of the config (os.yaml, roles/*.yaml, cluster.yaml)."""

@@ -143,6 +143,17 @@ OneLine = Annotated[
     _named(r"^[^\x00-\x1f\x7f\"'`$\\]*$", "one line of text without quotes, $, ` or backslashes"),
 ]
 AwsRegion = Annotated[str, _named(r"^[a-z]{2}(-[a-z]+)+-[0-9]$", "an AWS region like us-east-1")]
+SsmPath = Annotated[
+    str, _named(r"^(/[A-Za-z0-9_.-]{1,64}){1,4}$", "an SSM parameter path such as /mesos-secrets")
+]
+KmsKey = Annotated[
+    str,
+    _named(
+        r"^(alias/[A-Za-z0-9/_-]{1,250}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
+        r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]{1,250})$",
+        "a KMS key: alias/NAME, a key id or a key or alias ARN",
+    ),
+]
 AWS_ACCOUNT_ID = r"^[0-9]{12}$"
 AwsAccount = Annotated[str, _named(AWS_ACCOUNT_ID, "a 12-digit AWS account id")]
 InstanceType = Annotated[str, _named(r"^[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$", "an instance type")]
@@ -412,6 +423,19 @@ class Node(Model):
     ssh_authorized_keys: tuple[SshPublicKey, ...] = ()
 
 
+class SsmSecrets(Model):
+    """Where EC2 nodes fetch their secrets at first boot, instead of from user-data."""
+
+    region: AwsRegion
+    prefix: SsmPath = Field(
+        default="/mesos-secrets",
+        description="parameters are PREFIX/CLUSTER/HOSTNAME/PATH, one per secret file",
+    )
+    kms_key: KmsKey | None = Field(
+        default=None, description="the KMS key of the SecureStrings; SSM's own (aws/ssm) if unset"
+    )
+
+
 class Cluster(Model):
     """cluster.yaml: the inventory first boot turns into each node's identity."""
 
@@ -446,7 +470,19 @@ class Cluster(Model):
         "ZooKeeper digest credentials and ACLs, with the secrets of `builder secrets init`; "
         "none: all of that off (a lab), with a warning at every seed and up",
     )
+    ssm_secrets: SsmSecrets | None = Field(
+        default=None,
+        description="EC2 seeds (`seed --format ec2`) carry no secret: at first boot each node "
+        "fetches its secret files from SSM Parameter Store, where `builder secrets push` puts "
+        "them (SecureString)",
+    )
     nodes: tuple[Node, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ssm_needs_secrets(self) -> Cluster:
+        if self.ssm_secrets is not None and not self.secured:
+            raise ValueError("ssm_secrets: a cluster with `security: none` has no secrets")
+        return self
 
     @property
     def secured(self) -> bool:

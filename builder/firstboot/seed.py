@@ -65,6 +65,7 @@ from builder.config.roles import node_roles
 from builder.config.secrets import SECRET_MODE, SECRETS_FILE, Secrets, load_secrets
 from builder.config.tls import NodeCertificate
 from builder.errors import ConfigError, Problem, UserError
+from builder.firstboot import ssm_secrets
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
 from builder.fsutil import replace_tree, write_file
@@ -310,7 +311,11 @@ def start_commands(services: Iterable[str]) -> list[list[str]]:
     return [["systemctl", "enable", *units]] + [["systemctl", "start", unit] for unit in units]
 
 
-def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -> dict[str, Any]:
+def user_data(
+    facts: ClusterFacts, node: Node, secrets: Secrets | None = None, *, from_ssm: bool = False
+) -> dict[str, Any]:
+    """The node's cloud-config. `from_ssm`: the secret files are not in it; the node
+    fetches them from SSM Parameter Store before any service starts (ssm_secrets.py)."""
     cluster = facts.cluster
     document: dict[str, Any] = {
         "hostname": node.hostname,
@@ -327,10 +332,21 @@ def user_data(facts: ClusterFacts, node: Node, secrets: Secrets | None = None) -
             file_entry(path, content)
             for path, content in certificate_files(facts, node, secrets).items()
         ]
-        document["write_files"] += [
-            file_entry(path, content, SECRET_PERMISSIONS)
-            for path, content in secret_files(facts, node, secrets).items()
-        ]
+        if from_ssm:
+            document["write_files"] += [
+                file_entry(
+                    ssm_secrets.MANIFEST,
+                    ssm_secrets.manifest(facts, node, secrets),
+                    SECRET_PERMISSIONS,
+                ),
+                file_entry(ssm_secrets.FETCHER, ssm_secrets.fetcher_source(), "0755"),
+            ]
+            document["runcmd"].insert(0, [ssm_secrets.FETCHER, ssm_secrets.MANIFEST])
+        else:
+            document["write_files"] += [
+                file_entry(path, content, SECRET_PERMISSIONS)
+                for path, content in secret_files(facts, node, secrets).items()
+            ]
     elif facts.secured:
         raise UserError(f"{node.hostname}: a secured cluster's seed needs its secrets")
     keys = [*cluster.ssh_authorized_keys, *node.ssh_authorized_keys]
@@ -402,9 +418,11 @@ def node_seed(
     node: Node,
     facts: ClusterFacts | None = None,
     secrets: Secrets | None = None,
+    *,
+    from_ssm: bool = False,
 ) -> NodeSeed:
     facts = facts or ClusterFacts.of(loaded)
-    body = "#cloud-config\n" + dump(user_data(facts, node, secrets))
+    body = "#cloud-config\n" + dump(user_data(facts, node, secrets, from_ssm=from_ssm))
     network = network_config(node)
     files = {USER_DATA: body}
     network_text = dump(network) if network else ""
@@ -446,7 +464,10 @@ def write_seeds(
     for node in nodes:
         node_roles(loaded, node)  # roles that disagree make no image to boot: no seed either
     secrets = cluster_secrets(loaded)
-    seeds = [node_seed(loaded, node, facts, secrets) for node in nodes]
+    # EC2 user-data is readable by any process on the instance: with ssm_secrets it carries
+    # none, and the node fetches them at first boot.
+    from_ssm = fmt is SeedFormat.EC2 and loaded.config.cluster.ssm_secrets is not None
+    seeds = [node_seed(loaded, node, facts, secrets, from_ssm=from_ssm) for node in nodes]
     ec2 = [ec2_user_data(seed) for seed in seeds] if fmt is SeedFormat.EC2 else []
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -57,12 +57,18 @@ def _user_data_source(path: Path, shown: str) -> SourceFile | None:
 
 
 def validate_seed(loaded: LoadedConfig, node: Node, secrets: Secrets | None) -> list[Problem]:
-    """`cloud-init schema` on the node's first-boot user-data."""
-    seed = node_seed(loaded, node, secrets=secrets)
+    """`cloud-init schema` on the node's first-boot user-data, and on its EC2 form that
+    fetches the secrets from SSM when the cluster has `ssm_secrets`."""
+    variants = [False] + ([True] if loaded.config.cluster.ssm_secrets and secrets else [])
+    problems = []
     with tempfile.TemporaryDirectory(prefix="builder-seed-") as scratch:
-        path = Path(scratch) / USER_DATA
-        path.write_text(seed.user_data, encoding="utf-8")
-        return validate_user_data(path, f"seed {node.hostname}/{USER_DATA}")
+        for from_ssm in variants:
+            seed = node_seed(loaded, node, secrets=secrets, from_ssm=from_ssm)
+            name = f"{node.hostname}.user-data" if from_ssm else f"{node.hostname}/{USER_DATA}"
+            path = Path(scratch) / name.replace("/", "-")
+            path.write_text(seed.user_data, encoding="utf-8")
+            problems += validate_user_data(path, f"seed {name}")
+    return problems
 
 
 @contextlib.contextmanager

@@ -240,8 +240,13 @@ def describe(exc: BaseException) -> str:
     code = error_code(exc)
     if code:
         message = getattr(exc, "response", {}).get("Error", {}).get("Message", "")
-        return f"{code}: {message}".rstrip(": ") if message else code
-    return f"{type(exc).__name__}: {exc}"
+        return one_line(f"{code}: {message}".rstrip(": ") if message else code)
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def one_line(text: str) -> str:
+    """An error body that botocore could not parse (XML where JSON was due) on one line."""
+    return " ".join(text.split())
 
 
 def as_user_error(what: str, exc: BaseException) -> AwsError:

@@ -53,6 +53,17 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(request, timeout=60).close()  # noqa: S310
 
+    def enforce_auth(self) -> None:
+        """From now on every call must be signed by a key moto's IAM knows and be allowed
+        by its policies (moto checks the SigV4 signature and, for STS keys, the token)."""
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.url}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form body would be parsed away
+        )
+        urllib.request.urlopen(request, timeout=60).close()  # noqa: S310
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

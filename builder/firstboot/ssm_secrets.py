@@ -1,0 +1,120 @@
+"""Secrets from SSM Parameter Store for EC2 nodes (cluster.yaml `ssm_secrets`).
+
+EC2 user-data is readable by any process on the instance, so an EC2 seed of a
+cluster with `ssm_secrets` carries no secret. Each of the node's secret files
+(what `secret_files` gives an embedding seed, byte for byte) is one SecureString
+parameter, `PREFIX/CLUSTER/HOSTNAME/PATH`, its content base64-encoded; the seed
+carries `fetch_secrets.py` and a manifest of paths, parameters and digests, and
+runs it before any service starts. `builder secrets push` (builder/publish/
+secrets.py) writes the parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.config.cluster import ClusterFacts
+from builder.config.model import Node, SsmSecrets
+from builder.config.secrets import Secrets
+from builder.errors import UserError
+
+FETCHER = "/usr/local/sbin/builder-fetch-secrets"
+MANIFEST = "/etc/builder/ssm-secrets.json"
+FETCHER_SOURCE = Path(__file__).with_name("fetch_secrets.py")
+LARGEST_VALUE = 8192  # an advanced parameter's limit
+
+
+@dataclass(frozen=True)
+class SecretParameter:
+    name: str
+    path: str
+    value: str  # the file's bytes, base64
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(base64.b64decode(self.value)).hexdigest()
+
+
+def settings_of(facts: ClusterFacts) -> SsmSecrets:
+    settings = facts.cluster.ssm_secrets
+    if settings is None:
+        raise UserError(
+            "cluster.yaml has no ssm_secrets",
+            hint="ssm_secrets: {region: eu-west-1} puts EC2 nodes' secrets in SSM Parameter Store",
+        )
+    return settings
+
+
+def cluster_path(facts: ClusterFacts) -> str:
+    """Where the cluster's parameters live: PREFIX/CLUSTER."""
+    return f"{settings_of(facts).prefix}/{facts.cluster.name}"
+
+
+def node_path(facts: ClusterFacts, node: Node) -> str:
+    """Where one node's parameters live: what its instance role may read."""
+    return f"{cluster_path(facts)}/{node.hostname}"
+
+
+def endpoint(region: str) -> str:
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://ssm.{region}.{suffix}"
+
+
+def node_parameters(
+    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+) -> list[SecretParameter]:
+    """One parameter per secret file of the node, in `secret_files`' order."""
+    from builder.firstboot.seed import secret_files
+
+    parameters = []
+    for path, content in secret_files(facts, node, secrets, issue=issue).items():
+        data = content if isinstance(content, bytes) else content.encode()
+        value = base64.b64encode(data).decode()
+        if len(value) > LARGEST_VALUE:
+            raise UserError(f"{node.hostname}: {path} is over SSM's {LARGEST_VALUE} characters")
+        parameters.append(SecretParameter(f"{node_path(facts, node)}{path}", path, value))
+    return parameters
+
+
+def manifest(facts: ClusterFacts, node: Node, secrets: Secrets) -> str:
+    """What fetch_secrets.py reads: the region, and per file its path, parameter, digest."""
+    region = settings_of(facts).region
+    files = [
+        {"path": p.path, "parameter": p.name, "sha256": p.sha256}
+        for p in node_parameters(facts, node, secrets)
+    ]
+    document = {"region": region, "endpoint": endpoint(region), "files": files}
+    return json.dumps(document, indent=1) + "\n"
+
+
+def fetcher_source() -> str:
+    return FETCHER_SOURCE.read_text(encoding="utf-8")
+
+
+def iam_policy(facts: ClusterFacts, node: Node, account: str = "*") -> dict[str, Any]:
+    """The instance role's policy: GetParameters on the node's own parameters only (and
+    kms:Decrypt through SSM when the cluster names its own key)."""
+    settings = settings_of(facts)
+    resource = f"arn:aws:ssm:{settings.region}:{account}:parameter{node_path(facts, node)}/*"
+    statements: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Action": "ssm:GetParameters", "Resource": resource}
+    ]
+    if settings.kms_key is not None:
+        statements.append(
+            {
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": settings.kms_key
+                if settings.kms_key.startswith("arn:")
+                else f"arn:aws:kms:{settings.region}:{account}:key/*",
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": f"ssm.{settings.region}.amazonaws.com"}
+                },
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
