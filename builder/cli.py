@@ -54,6 +54,9 @@ def _fail(lines: list[str], hint: str | None, code: int) -> NoReturn:
     sys.exit(code)
 
 
+AWS_LIBRARY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
 @click.group(cls=BuilderGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
@@ -72,6 +75,10 @@ def main(ctx: click.Context, config_path: Path | None, verbose: bool, debug: boo
         format="%(message)s",
         stream=sys.stderr,
     )
+    # AWS's libraries log whole requests and answers at DEBUG: `secrets push`'s hold the
+    # secrets. Their warnings still show; our own calls and retries log under builder.*.
+    for library in AWS_LIBRARY_LOGGERS:
+        logging.getLogger(library).setLevel(logging.WARNING)
     ctx.meta["debug"] = debug
     ctx.obj = config_path
 
@@ -467,20 +474,28 @@ def secrets_push(ctx: click.Context, profile: str | None, endpoint_url: str | No
 
 
 @secrets.command(name="policy")
-@click.argument("node")
+@click.argument("node", required=False)
+@click.option("--push", "for_push", is_flag=True, help="The policy `secrets push` needs.")
 @click.option("--account", default="*", show_default=True, help="The AWS account id.")
 @click.pass_context
-def secrets_policy(ctx: click.Context, node: str, account: str) -> None:
-    """Print the IAM policy NODE's instance role needs to fetch its own secrets from SSM."""
+def secrets_policy(ctx: click.Context, node: str | None, for_push: bool, account: str) -> None:
+    """Print the IAM policy NODE's instance role needs to fetch its own secrets from SSM
+    (one role per node), or with --push the one `secrets push` needs."""
     from builder.config.cluster import ClusterFacts
     from builder.firstboot import ssm_secrets
     from builder.firstboot.seed import select_nodes
 
+    if (node is None) != for_push:
+        raise UserError("name a node, or --push, not both and not neither")
     if account != "*" and not (account.isdigit() and len(account) == 12):
         raise UserError(f"--account {account!r}: a 12-digit AWS account id")
     loaded = _load(ctx)
-    (found,) = select_nodes(loaded, [node], every=False)
-    policy = ssm_secrets.iam_policy(ClusterFacts.of(loaded), found, account)
+    facts = ClusterFacts.of(loaded)
+    if node is None:
+        policy = ssm_secrets.push_policy(facts, account)
+    else:
+        (found,) = select_nodes(loaded, [node], every=False)
+        policy = ssm_secrets.iam_policy(facts, found, account)
     click.echo(json.dumps(policy, indent=2))
 
 

@@ -44,6 +44,12 @@ SERVICE_PORTS: Mapping[str, int] = {
 # ports stay plain HTTP until its libprocess SSL is on (phase 2b).
 HTTPS_PORTS: Mapping[str, int] = {"marathon": 8443, "chronos": 4443}
 LOOPBACK_ADDRESS = "127.0.0.1"
+# Where each of those still listens with plain HTTP (SERVICE_PORTS) on a secured cluster:
+# Marathon nowhere (MARATHON_DISABLE_HTTP), Chronos on loopback only.
+PLAIN_HTTP_ADDRESSES: Mapping[str, tuple[str, ...]] = {
+    "marathon": (),
+    "chronos": (LOOPBACK_ADDRESS,),
+}
 
 
 def uses_tls(service: str, secured: bool) -> bool:

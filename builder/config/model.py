@@ -150,8 +150,8 @@ KmsKey = Annotated[
     str,
     _named(
         r"^(alias/[A-Za-z0-9/_-]{1,250}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}"
-        r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]{1,250})$",
-        "a KMS key: alias/NAME, a key id or a key or alias ARN",
+        r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]{1,250})$",
+        "a KMS key: alias/NAME, a key id or a key ARN (IAM cannot grant by alias ARN)",
     ),
 ]
 AWS_ACCOUNT_ID = r"^[0-9]{12}$"

@@ -42,7 +42,6 @@ from builder.config.cluster import (
     KEYSTORE_PASS_VARIABLE,
     KEYSTORE_PATH_VARIABLE,
     KEYSTORE_SECRET,
-    LOOPBACK_ADDRESS,
     MARATHON_DEFAULTS,
     MARATHON_PRINCIPAL,
     MARATHON_SECRET_FILE,
@@ -51,6 +50,7 @@ from builder.config.cluster import (
     MESOS_ZK_URL_FILE,
     NODE_CA_FILE,
     NODE_KEYSTORE_FILE,
+    PLAIN_HTTP_ADDRESSES,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
@@ -133,7 +133,7 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
                 # HTTPS with the node's keystore (its path and password: /etc/default/chronos);
                 # the HTTP Chronos cannot turn off answers on loopback only
                 "/etc/chronos/conf/https_port": f"{HTTPS_PORTS['chronos']}\n",
-                "/etc/chronos/conf/http_address": f"{LOOPBACK_ADDRESS}\n",
+                "/etc/chronos/conf/http_address": f"{PLAIN_HTTP_ADDRESSES['chronos'][0]}\n",
             }
     if SLAVE_ROLE in node.roles:
         files |= {
@@ -341,7 +341,7 @@ def user_data(
                 ),
                 file_entry(ssm_secrets.FETCHER, ssm_secrets.fetcher_source(), "0755"),
             ]
-            document["runcmd"].insert(0, [ssm_secrets.FETCHER, ssm_secrets.MANIFEST])
+            document["runcmd"].insert(0, ssm_secrets.FETCH_OR_STOP)
         else:
             document["write_files"] += [
                 file_entry(path, content, SECRET_PERMISSIONS)

@@ -26,6 +26,11 @@ from builder.errors import UserError
 FETCHER = "/usr/local/sbin/builder-fetch-secrets"
 MANIFEST = "/etc/builder/ssm-secrets.json"
 FETCHER_SOURCE = Path(__file__).with_name("fetch_secrets.py")
+# runcmd's first line. cloud-init runs runcmd as one shell script without `set -e` and
+# copies a string item verbatim: a failed fetch ends the script there, before the
+# firewall's reload and before any service is enabled or started (the image keeps SSH
+# only, and the stack's units are not enabled in the image): the node fails closed.
+FETCH_OR_STOP = f"{FETCHER} {MANIFEST} || exit 1"
 LARGEST_VALUE = 8192  # an advanced parameter's limit
 
 
@@ -60,15 +65,28 @@ def node_path(facts: ClusterFacts, node: Node) -> str:
     return f"{cluster_path(facts)}/{node.hostname}"
 
 
+def partition(region: str) -> str:
+    """The ARN partition of a region: aws, aws-cn (China), aws-us-gov (GovCloud)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+def ssm_host(region: str) -> str:
+    """SSM's host in a region (kms:ViaService names it too)."""
+    suffix = "amazonaws.com.cn" if partition(region) == "aws-cn" else "amazonaws.com"
+    return f"ssm.{region}.{suffix}"
+
+
 def endpoint(region: str) -> str:
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://ssm.{region}.{suffix}"
+    return f"https://{ssm_host(region)}"
 
 
 def node_parameters(
     facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
 ) -> list[SecretParameter]:
     """One parameter per secret file of the node, in `secret_files`' order."""
+    # imported here: seed.py imports this module to build the SSM form of a seed
     from builder.firstboot.seed import secret_files
 
     parameters = []
@@ -96,25 +114,63 @@ def fetcher_source() -> str:
     return FETCHER_SOURCE.read_text(encoding="utf-8")
 
 
+def parameter_arn(region: str, account: str, name: str) -> str:
+    """A parameter's (or a path's) ARN: the name's leading / is the one after `parameter`."""
+    return f"arn:{partition(region)}:ssm:{region}:{account}:parameter{name}"
+
+
+def _kms_statement(settings: SsmSecrets, account: str, actions: list[str]) -> dict[str, Any]:
+    """The cluster's own key, used only through SSM in its region. A key given by alias or
+    id is matched as any key of the account (IAM does not match aliases in Resource)."""
+    key = settings.kms_key or ""
+    region = settings.region
+    return {
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": key
+        if key.startswith("arn:")
+        else f"arn:{partition(region)}:kms:{region}:{account}:key/*",
+        "Condition": {"StringEquals": {"kms:ViaService": ssm_host(region)}},
+    }
+
+
+def _policy(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 def iam_policy(facts: ClusterFacts, node: Node, account: str = "*") -> dict[str, Any]:
-    """The instance role's policy: GetParameters on the node's own parameters only (and
-    kms:Decrypt through SSM when the cluster names its own key)."""
+    """The node's instance role's policy: GetParameters on its own parameters only (and
+    kms:Decrypt through SSM when the cluster names its own key). One role per node: the
+    policy names one node's path."""
     settings = settings_of(facts)
-    resource = f"arn:aws:ssm:{settings.region}:{account}:parameter{node_path(facts, node)}/*"
+    resource = parameter_arn(settings.region, account, f"{node_path(facts, node)}/*")
+    statements = [{"Effect": "Allow", "Action": "ssm:GetParameters", "Resource": resource}]
+    if settings.kms_key is not None:
+        statements.append(_kms_statement(settings, account, ["kms:Decrypt"]))
+    return _policy(statements)
+
+
+def push_policy(facts: ClusterFacts, account: str = "*") -> dict[str, Any]:
+    """What `builder secrets push` needs: to read the cluster's path (GetParametersByPath
+    is authorized on the path itself) and to write and delete under it."""
+    settings = settings_of(facts)
+    root = cluster_path(facts)
     statements: list[dict[str, Any]] = [
-        {"Effect": "Allow", "Action": "ssm:GetParameters", "Resource": resource}
+        {
+            "Effect": "Allow",
+            "Action": "ssm:GetParametersByPath",
+            "Resource": [
+                parameter_arn(settings.region, account, root),
+                parameter_arn(settings.region, account, f"{root}/*"),
+            ],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["ssm:PutParameter", "ssm:DeleteParameters"],
+            "Resource": parameter_arn(settings.region, account, f"{root}/*"),
+        },
     ]
     if settings.kms_key is not None:
-        statements.append(
-            {
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": settings.kms_key
-                if settings.kms_key.startswith("arn:")
-                else f"arn:aws:kms:{settings.region}:{account}:key/*",
-                "Condition": {
-                    "StringEquals": {"kms:ViaService": f"ssm.{settings.region}.amazonaws.com"}
-                },
-            }
-        )
-    return {"Version": "2012-10-17", "Statement": statements}
+        actions = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]
+        statements.append(_kms_statement(settings, account, actions))
+    return _policy(statements)

@@ -24,12 +24,14 @@ from builder.config.cluster import (
     MESOS_ZK_PATH,
     NODE_CA_FILE,
     NODE_KEYSTORE_FILE,
+    PLAIN_HTTP_ADDRESSES,
     SERVICE_PORTS,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
     FirewallZone,
     Principal,
+    uses_tls,
     zk_url_has_password,
 )
 from builder.config.load import LoadedConfig
@@ -99,6 +101,20 @@ def sha256_prefix(data: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class PlainHttp:
+    """A service that serves HTTPS on a secured cluster: its plain HTTP port listens on
+    exactly these addresses (none: it does not listen at all)."""
+
+    service: str
+    port: int
+    addresses: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}:{self.port}"
+
+
+@dataclass(frozen=True)
 class HttpApi:
     """An API a secured node serves: without basic authentication, 401 naming the realm."""
 
@@ -153,6 +169,7 @@ class NodeContract:
     services: tuple[str, ...]  # enabled and running
     idle_units: tuple[str, ...]  # the other stack units: never started
     listening: tuple[tuple[str, int], ...]  # service, port
+    plain_http: tuple[PlainHttp, ...]  # a secured node's TLS services: where HTTP still is
     default_zone: str  # firewalld's, emptied of all but DEFAULT_ZONE_SERVICES
     default_zone_services: tuple[str, ...]
     zones: tuple[FirewallZone, ...]  # active, each with exactly its sources, services, ports
@@ -252,6 +269,11 @@ def node_contract(
         services=services,
         idle_units=tuple(u for u, state in states.items() if state is BakedState.MASKED),
         listening=tuple((s, facts.port(s)) for s in services if s in SERVICE_PORTS),
+        plain_http=tuple(
+            PlainHttp(s, SERVICE_PORTS[s], PLAIN_HTTP_ADDRESSES[s])
+            for s in services
+            if uses_tls(s, facts.secured)
+        ),
         default_zone=DEFAULT_ZONE,
         default_zone_services=DEFAULT_ZONE_SERVICES,
         zones=facts.firewall(node),

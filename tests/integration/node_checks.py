@@ -24,6 +24,8 @@ from builder.config.cluster import (
     MARATHON_DEFAULTS,
     MESOS_ZK_URL_FILE,
     NODE_CA_FILE,
+    PLAIN_HTTP_ADDRESSES,
+    SERVICE_PORTS,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
@@ -185,6 +187,9 @@ def check_node_layer(verified: Verified, node: Node, fqdn: str) -> None:
             assert f"{url} without credentials" in verified.checks
         assert "/mesos znode ACL" in verified.checks
         assert "/mesos leader znode ACL" in verified.checks
+        # their plain HTTP: Marathon's nowhere, Chronos' on loopback only
+        for service, port in (("marathon", 8080), ("chronos", 4400)):
+            assert f"{service}'s plain HTTP on TCP {port} listening on" in verified.checks
 
 
 def check_disk(reader: DiskReader, loaded: LoadedConfig, node: Node, secrets: Secrets) -> None:
@@ -234,14 +239,31 @@ def set_mesos_acls(ssh: Ssh, node: Node, secrets: Secrets, acl: str) -> None:
 OPEN_FLAG = "/etc/mesos-slave/?authenticate_http_readonly"
 
 
+CHRONOS_HTTP_ADDRESS_FILE = "/etc/chronos/conf/http_address"
+CHRONOS_HTTP_PORT = SERVICE_PORTS["chronos"]
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104 (the fault: Chronos' plain HTTP open to all)
+
+
+def restart_chronos_listening_on(ssh: Ssh, address: str) -> None:
+    """Restart Chronos and wait until its plain HTTP listens on `address` (a condition,
+    not a time: verify reads the listening sockets once)."""
+    bound = shlex.quote(f"{address}:{CHRONOS_HTTP_PORT}")
+    ssh(
+        "sudo systemctl restart chronos && for i in $(seq 120); do "
+        f"ss -Hltn | grep -qF {bound} && exit 0; sleep 1; done; exit 1"
+    )
+
+
 def put_node_faults(ssh: Ssh, node: Node, secrets: Secrets) -> None:
     """On a running master,slave: an agent that is no node of the inventory registers
-    with the master, and its API answers strangers (its flag gone); then (the running
-    services keep what they read) a ZooKeeper URL without credentials, the agent's
-    credential readable by all, and the masters' zk path and the leading master's znode
-    opened to anyone (by their creator, who may)."""
+    with the master, and its API answers strangers (its flag gone); Chronos' plain HTTP
+    on every address; then (the running services keep what they read) a ZooKeeper URL
+    without credentials, the agent's credential readable by all, and the masters' zk path
+    and the leading master's znode opened to anyone (by their creator, who may)."""
     sudo_write(ssh, "/etc/mesos-slave/hostname", "rogue\n")
     ssh(f"sudo rm {shlex.quote(OPEN_FLAG)} && sudo systemctl restart mesos-slave")
+    sudo_write(ssh, CHRONOS_HTTP_ADDRESS_FILE, f"{EVERY_ADDRESS}\n")
+    restart_chronos_listening_on(ssh, EVERY_ADDRESS)
     sudo_write(ssh, "/etc/mesos/zk", f"zk://{node.hostname}:2181/mesos\n")
     ssh(f"sudo chmod 644 {AGENT_CREDENTIAL_FILE}")
     set_mesos_acls(ssh, node, secrets, "OPEN_ACL_UNSAFE")
@@ -253,6 +275,9 @@ def undo_node_faults(ssh: Ssh, loaded: LoadedConfig, node: Node, secrets: Secret
     sudo_write(ssh, OPEN_FLAG, "")
     ssh(f"sudo chmod 600 {AGENT_CREDENTIAL_FILE} && sudo systemctl restart mesos-slave")
     set_mesos_acls(ssh, node, secrets, "CREATOR_ALL_ACL + READ_ACL_UNSAFE")
+    [loopback] = PLAIN_HTTP_ADDRESSES["chronos"]
+    sudo_write(ssh, CHRONOS_HTTP_ADDRESS_FILE, f"{loopback}\n")
+    restart_chronos_listening_on(ssh, loopback)
 
 
 def check_node_faults_named(
@@ -283,6 +308,11 @@ def check_node_faults_named(
         agents: (repr(sorted(slaves)), "['rogue']"),
         "/mesos znode ACL": ("'digest:mesos 31, world:anyone 1'", "'world:anyone 31'"),
         "/mesos leader znode ACL": ("'digest:mesos 31, world:anyone 1'", "'world:anyone 31'"),
+        f"{CHRONOS_HTTP_ADDRESS_FILE} content": ("'127.0.0.1\\n'", "'0.0.0.0\\n'"),
+        f"chronos's plain HTTP on TCP {CHRONOS_HTTP_PORT} listening on": (
+            "'127.0.0.1'",
+            "'0.0.0.0'",
+        ),
     }
     assert not any(value in faulty.output for value in secrets.values.values())
 

@@ -12,6 +12,7 @@ installable here.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import pytest
 
 from builder.config.secrets import load_secrets
 from builder.firstboot import ssm_secrets
-from tests.conftest import write_sample_secrets
+from tests.conftest import IN_CI, write_sample_secrets
 from tests.integration.awsemu import MotoServer, client
 from tests.integration.imds import InstanceMetadata, serving
 from tests.seed_files import user_data_document, written_files
@@ -102,8 +103,24 @@ def builder(
     )
 
 
+def centos_pythons() -> list[str]:
+    """Pythons as CentOS 7 has them: its own 2.7 and its python3 package's 3.6 (pyenv's
+    builds on these machines; missing, a failure under CI=true)."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = []
+    for version in ("2.7", "3.6"):
+        builds = sorted(root.glob(f"versions/{version}.*/bin/python"))
+        if not builds:
+            message = f"no python {version} under {root}/versions"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        found.append(str(builds[-1]))
+    return found
+
+
 def fetch(
-    seed: Path, root: Path, imds: str, ssm: str
+    seed: Path, root: Path, imds: str, ssm: str, python: str = "python3"
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, tuple[bytes, str]]]:
     """What the node does at first boot: the seed's fetcher with the seed's manifest."""
     files = written_files(user_data_document(seed.read_bytes()))
@@ -119,7 +136,7 @@ def fetch(
         "AWS_ENDPOINT_URL_SSM": ssm,
     }
     result = subprocess.run(
-        ["python3", str(fetcher), "--root", str(root), str(manifest)],
+        [python, str(fetcher), "--root", str(root), str(manifest)],
         env=environment,
         capture_output=True,
         text=True,
@@ -144,9 +161,9 @@ def _config(tmp_path: Path, config_copy: Path) -> Path:
 def test_push_then_first_boot_fetch(aws: dict[str, Any], config_copy: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, config_copy)
     base = ["--config", str(config)]
-    pushed = builder(
-        *base, "secrets", "push", "--endpoint-url", aws["url"], cwd=tmp_path, env=aws["admin"]
-    )
+    push = ("secrets", "push", "--endpoint-url", aws["url"])
+    # -v: builder's debug logging (AWS's libraries log whole requests there) shows none either
+    pushed = builder("-v", *base, *push, cwd=tmp_path, env=aws["admin"])
     assert pushed.returncode == 0, pushed.stderr
     assert "/test/secrets/reference in eu-west-1:" in pushed.stdout
     again = builder(
@@ -163,11 +180,18 @@ def test_push_then_first_boot_fetch(aws: dict[str, Any], config_copy: Path, tmp_
     secrets = load_secrets(config)
     assert secrets is not None
     node_role = InstanceMetadata("node", aws["roles"]["node"])
+    pythons = centos_pythons()
     with serving(node_role) as imds:
-        for node in ("test166", "test167"):
+        for node, python in (
+            ("test166", "python3"),
+            ("test167", "python3"),
+            *(("test166", found) for found in pythons),
+        ):
             seed = tmp_path / "ec2" / f"{node}.user-data"
-            result, on_root = fetch(seed, tmp_path / f"root-{node}", imds, aws["url"])
-            assert result.returncode == 0, result.stderr
+            root = tmp_path / f"root-{node}-{len(python)}-{abs(hash(python))}"
+            result, on_root = fetch(seed, root, imds, aws["url"], python)
+            assert result.returncode == 0, (python, result.stderr)
+            assert result.stderr == "", (python, result.stderr)
             # byte for byte the secret files an embedding seed writes, root-only
             embedded = written_files(
                 user_data_document((tmp_path / "dir" / node / "user-data").read_bytes())
@@ -177,7 +201,10 @@ def test_push_then_first_boot_fetch(aws: dict[str, Any], config_copy: Path, tmp_
             assert len(expected) >= 3
     assert all(status == 200 for _, _, status in node_role.requests)
     outputs = pushed.stdout + pushed.stderr + again.stdout + again.stderr
-    assert not any(value in outputs for value in secrets.values.values())
+    assert "running: openssl" in pushed.stderr  # -v was on
+    stored = [p["Value"] for p in _parameters_under(aws, "/test/secrets")]
+    assert stored  # the base64 forms, as they went over the wire
+    assert not any(value in outputs for value in [*secrets.values.values(), *stored])
 
 
 def test_what_fails_writes_nothing(aws: dict[str, Any], config_copy: Path, tmp_path: Path) -> None:
@@ -207,6 +234,18 @@ def test_what_fails_writes_nothing(aws: dict[str, Any], config_copy: Path, tmp_p
         assert code in lines[0], (name, lines)
         assert lines[0].startswith("builder: secrets not fetched: SSM GetParameters in eu-west-1:")
         assert on_root == {}, name
+    # only the last file's parameter changed (edited in the console, pushed from another
+    # config): every value is checked before any file is written, so none is
+    files = written_files(user_data_document(seed.read_bytes()))
+    last = json.loads(files[ssm_secrets.MANIFEST][0])["files"][-1]["parameter"]
+    _admin_client(aws).put_parameter(
+        Name=last, Value=base64.b64encode(b"edited").decode(), Type="SecureString", Overwrite=True
+    )
+    with serving(InstanceMetadata("node", roles["node"])) as imds:
+        result, on_root = fetch(seed, tmp_path / "last", imds, aws["url"])
+    assert result.returncode == 1
+    assert f"{last} is not what this seed was made with" in result.stderr, result.stderr
+    assert on_root == {}
     # secrets rotated and the node seeded again, but not pushed: the parameters are not
     # what the seed was made for
     assert builder(*base, "secrets", "rotate", cwd=tmp_path).returncode == 0
@@ -219,7 +258,7 @@ def test_what_fails_writes_nothing(aws: dict[str, Any], config_copy: Path, tmp_p
     assert result.returncode == 1
     assert "is not what this seed was made with" in result.stderr, result.stderr
     assert on_root == {}
-    # a push the caller may not make: one line, exit 2, no value in it
+    # a push the caller may not make: one line, no value in it
     refused = builder(
         *base,
         *push,
@@ -267,6 +306,14 @@ def test_push_deletes_what_no_node_uses(
     assert written, second.stdout
     # test168 is new, test167's parameters went: as many (both agents)
     assert (int(written[1]), int(written[2])) == (len(agent), len(agent))
+
+
+def _parameters_under(aws: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    ssm = _admin_client(aws)  # moto enforces IAM now
+    pages = ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, Recursive=True, WithDecryption=True
+    )
+    return [parameter for page in pages for parameter in page["Parameters"]]
 
 
 def _admin_client(aws: dict[str, Any]) -> Any:

@@ -117,6 +117,7 @@ class SpecPlugin:
                 "service": contract.services,
                 "idle_unit": contract.idle_units,
                 "listening": contract.listening,
+                "plain_http": contract.plain_http,
                 "zone": contract.zones,
                 "secret_file": contract.secret_files,
                 "api": contract.apis,

@@ -2,8 +2,9 @@
 
 The node's name, the cluster's /etc/hosts and every first-boot file with the
 exact content the seed carries (ClusterFacts), the node's units enabled and
-running, the other stack units never started, its services listening, and the
-running firewall in the shape first boot gave it.
+running, the other stack units never started, its services listening (a secured
+node's plain HTTP only where allowed), and the running firewall in the shape first
+boot gave it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from builder.config.cluster import FirewallZone
-from builder.verify.contract import DIGEST_SHOWN, HttpApi, NodeContract, SecretFile
+from builder.verify.contract import DIGEST_SHOWN, HttpApi, NodeContract, PlainHttp, SecretFile
 from builder.verify.specs.plugin import Check, Probe, RunningFirewall
 
 
@@ -41,12 +42,29 @@ def test_other_stack_unit_never_started(node: Any, idle_unit: str, check: Check)
 
 def test_listening(probe: Probe, listening: tuple[str, int], check: Check) -> None:
     service, port = listening
-    found = sorted(
-        address
+    found = _addresses_on(probe, port)
+    check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))
+
+
+def _addresses_on(probe: Probe, port: int) -> list[str]:
+    """The addresses a TCP port listens on (testinfra's tcp://ADDRESS:PORT)."""
+    return sorted(
+        address.removeprefix("tcp://").rsplit(":", 1)[0]
         for address in probe.listening()
         if address.startswith("tcp://") and address.rsplit(":", 1)[1] == str(port)
     )
-    check(f"{service} listening on TCP {port}", "listening", found or "nothing", bool(found))
+
+
+def test_plain_http_only_where_allowed(probe: Probe, plain_http: PlainHttp, check: Check) -> None:
+    """A secured node's Marathon and Chronos answer over HTTPS: their plain HTTP port
+    listens nowhere (Marathon) or on loopback only (Chronos)."""
+    found = _addresses_on(probe, plain_http.port)
+    check(
+        f"{plain_http.service}'s plain HTTP on TCP {plain_http.port} listening on",
+        ", ".join(plain_http.addresses) or "nothing",
+        ", ".join(found) or "nothing",
+        found == sorted(plain_http.addresses),
+    )
 
 
 def zone_info(firewall: RunningFirewall, name: str) -> dict[str, str]:

@@ -4,9 +4,9 @@ tests/integration/test_ssm_secrets.py."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,6 +18,7 @@ from botocore.credentials import Credentials
 from builder.config.load import load_config
 from builder.config.secrets import load_secrets
 from builder.firstboot import fetch_secrets, ssm_secrets
+from builder.firstboot.seed import node_seed
 from builder.firstboot.validate import validate_seed
 from builder.publish.aws import describe
 from builder.publish.secrets import redacted
@@ -67,7 +68,7 @@ def test_ec2_seeds_carry_no_secret_only_a_manifest_of_them(
             assert entry["parameter"] == f"/mesos-secrets/reference/{node}{entry['path']}"
             assert entry["sha256"] == hashlib.sha256(secret[entry["path"]]).hexdigest()
         # fetched before the firewall and every service
-        assert ec2["runcmd"][0] == [ssm_secrets.FETCHER, ssm_secrets.MANIFEST]
+        assert ec2["runcmd"][0] == ssm_secrets.FETCH_OR_STOP
         assert ec2["runcmd"][1:] == embedded["runcmd"]
     # the ISO seeds still carry the secrets (they are not EC2's)
     iso = (tmp_path / "iso" / "test167-cidata.iso").read_bytes()
@@ -99,6 +100,11 @@ def test_schema_problems_of_the_ssm_seed_are_found(
         ("security: none\n" + SSM, "a cluster with `security: none` has no secrets"),
         ("ssm_secrets:\n  region: eu-west-1\n  prefix: no-slash\n", "an SSM parameter path"),
         ("ssm_secrets:\n  region: eu-west-1\n  kms_key: mykey\n", "a KMS key"),
+        (
+            "ssm_secrets:\n  region: eu-west-1\n"
+            "  kms_key: arn:aws:kms:eu-west-1:123456789012:alias/mesos\n",
+            "IAM cannot grant by alias ARN",
+        ),
         ("ssm_secrets:\n  prefix: /x\n", "region"),
     ],
 )
@@ -123,13 +129,25 @@ def test_policy_names_the_nodes_own_parameters(secured_copy: Path, builder_cli: 
         "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter"
         "/mesos-secrets/reference/test167/*",
     }
-    assert statements[1]["Action"] == "kms:Decrypt"
+    assert statements[1]["Action"] == ["kms:Decrypt"]
     assert statements[1]["Condition"] == {
         "StringEquals": {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}
     }
+    assert statements[1]["Resource"] == "arn:aws:kms:eu-west-1:123456789012:key/*"
+    push = json.loads(builder_cli(*config, "secrets", "policy", "--push").stdout)["Statement"]
+    cluster = "arn:aws:ssm:eu-west-1:*:parameter/mesos-secrets/reference"
+    assert push[0] == {
+        "Effect": "Allow",
+        "Action": "ssm:GetParametersByPath",
+        "Resource": [cluster, f"{cluster}/*"],  # the path itself is what AWS checks
+    }
+    assert push[1]["Resource"] == f"{cluster}/*"
+    assert push[2]["Action"] == ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]
     for args, expected in (
         (("secrets", "policy", "test999"), "no node 'test999'"),
         (("secrets", "policy", "test167", "--account", "12"), "12-digit"),
+        (("secrets", "policy"), "name a node, or --push"),
+        (("secrets", "policy", "test167", "--push"), "name a node, or --push"),
     ):
         refused = builder_cli(*config, *args)
         assert refused.returncode == 2, refused.stderr
@@ -146,7 +164,6 @@ def test_signature_is_botocores() -> None:
     """The node's hand-written Signature Version 4 agrees with botocore's for the same call,
     with and without a session token."""
     body = b'{"Names": ["/a/b"], "WithDecryption": true}'
-    now = datetime.datetime(2026, 12, 4, 18, 30, 5)
     for token in ("", "session-token-value"):
         credentials = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
         ours = fetch_secrets.signed_headers(
@@ -155,7 +172,7 @@ def test_signature_is_botocores() -> None:
             "https://ssm.eu-west-1.amazonaws.com",
             "AmazonSSM.GetParameters",
             body,
-            now,
+            "20261204T183005Z",
         )
         request = AWSRequest(
             method="POST",
@@ -189,7 +206,7 @@ def test_signature_is_botocores() -> None:
     ],
 )
 def test_aws_errors_are_one_line(body: bytes, expected: str) -> None:
-    assert fetch_secrets.aws_error(502, body) == expected
+    assert fetch_secrets.aws_error(502, body)[1] == expected
 
 
 def test_errors_hold_no_value_we_sent() -> None:
@@ -203,3 +220,70 @@ def test_errors_hold_no_value_we_sent() -> None:
         }
 
     assert describe(Unparsed()) == "403: <?xml?> <Error> </Error>"
+
+
+@pytest.mark.parametrize(
+    ("region", "arn", "host"),
+    [
+        ("eu-west-1", "arn:aws:ssm:eu-west-1:", "ssm.eu-west-1.amazonaws.com"),
+        ("cn-north-1", "arn:aws-cn:ssm:cn-north-1:", "ssm.cn-north-1.amazonaws.com.cn"),
+        ("us-gov-west-1", "arn:aws-us-gov:ssm:us-gov-west-1:", "ssm.us-gov-west-1.amazonaws.com"),
+    ],
+)
+def test_policies_and_endpoints_follow_the_partition(region: str, arn: str, host: str) -> None:
+    assert ssm_secrets.parameter_arn(region, "123456789012", "/a/b").startswith(arn)
+    assert ssm_secrets.parameter_arn(region, "123456789012", "/a/b").endswith(":parameter/a/b")
+    assert ssm_secrets.ssm_host(region) == host
+    assert ssm_secrets.endpoint(region) == f"https://{host}"
+
+
+# The stack's commands as runcmd runs them: these record their calls instead.
+FAKE_COMMAND = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
+
+
+@pytest.mark.parametrize("fetched", [False, True], ids=["fetch-fails", "fetch-succeeds"])
+def test_a_failed_fetch_stops_runcmd_before_the_firewall_and_services(
+    secured_copy: Path, tmp_path: Path, fetched: bool
+) -> None:
+    """runcmd as cloud-init runs it: its own shellify (Debian's cloud-init, the same
+    function as 18.5's) into one sh script. A fetch that fails ends it: no firewall reload,
+    no unit enabled or started; one that succeeds goes on (the fakes are reached)."""
+    loaded = load_config(_with_ssm(secured_copy))
+    secrets = load_secrets(secured_copy)
+    seed = node_seed(loaded, loaded.config.cluster.nodes[0], secrets=secrets, from_ssm=True)
+    runcmd = user_data_document(seed.user_data.encode())["runcmd"]
+    assert runcmd[0] == ssm_secrets.FETCH_OR_STOP
+    fetcher = tmp_path / "fetcher"
+    fetcher.write_text(f"#!/bin/sh\nexit {0 if fetched else 1}\n")
+    fetcher.chmod(0o755)
+    runcmd[0] = runcmd[0].replace(ssm_secrets.FETCHER, str(fetcher))
+    shellify = "import json, sys\nfrom cloudinit import util\n"
+    shellify += "sys.stdout.write(util.shellify(json.load(sys.stdin)))"
+    script = subprocess.run(
+        ["/usr/bin/python3", "-c", shellify],
+        input=json.dumps(runcmd),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for name in ("systemctl", "firewall-cmd"):
+        (fakes / name).write_text(FAKE_COMMAND)
+        (fakes / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.touch()
+    ran = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": f"{fakes}:/usr/bin:/bin", "CALLS": str(calls)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    made = calls.read_text().splitlines()
+    if fetched:
+        assert ran.returncode == 0, ran.stderr
+        assert made[0] == "firewall-cmd --reload"
+        assert made[1].startswith("systemctl enable zookeeper.service")
+    else:
+        assert (ran.returncode, made) == (1, [])

@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,7 @@ from builder.firstboot.seed import MASTER_AUTH_FLAGS, secret_files
 from builder.verify.contract import (
     HttpApi,
     HttpLogin,
+    PlainHttp,
     SecretFile,
     image_contract,
     node_contract,
@@ -374,6 +377,63 @@ def test_a_lab_contract_has_no_authentication(config_copy: Path) -> None:
     assert (contract.secret_files, contract.apis, contract.login) == ((), (), None)
     assert contract.master is not None
     assert contract.master.zk_url == "zk://test166:2181/mesos"
+
+
+def test_plain_http_is_in_the_contract_of_a_secured_master_only(
+    secured_copy: Path, config_copy: Path
+) -> None:
+    loaded = load_config(secured_copy)
+    facts = ClusterFacts.of(loaded)
+    master, agent = loaded.config.cluster.nodes
+    assert node_contract(loaded, master, facts).plain_http == (
+        PlainHttp("marathon", 8080, ()),
+        PlainHttp("chronos", 4400, ("127.0.0.1",)),
+    )
+    assert node_contract(loaded, agent, facts).plain_http == ()
+    cluster = secured_copy / "cluster.yaml"
+    cluster.write_text(cluster.read_text() + "security: none\n")
+    lab = load_config(secured_copy)
+    assert node_contract(lab, master, ClusterFacts.of(lab)).plain_http == ()
+
+
+@dataclass
+class Sockets:
+    """A host whose listening sockets are these (as testinfra lists them)."""
+
+    listening: list[str]
+
+    @property
+    def socket(self) -> Any:
+        return SimpleNamespace(get_listening_sockets=lambda: self.listening)
+
+
+@pytest.mark.parametrize(
+    ("plain_http", "sockets", "passed"),
+    [
+        (PlainHttp("marathon", 8080, ()), ["tcp://0.0.0.0:8443", "tcp://0.0.0.0:18080"], True),
+        (PlainHttp("marathon", 8080, ()), ["tcp://0.0.0.0:8443", "tcp://:::8080"], False),
+        (PlainHttp("marathon", 8080, ()), ["tcp://10.86.255.166:8080"], False),
+        (PlainHttp("chronos", 4400, ("127.0.0.1",)), ["tcp://127.0.0.1:4400"], True),
+        (PlainHttp("chronos", 4400, ("127.0.0.1",)), ["tcp://0.0.0.0:4400"], False),
+        (PlainHttp("chronos", 4400, ("127.0.0.1",)), ["tcp://127.0.0.1:4443"], False),
+        (
+            PlainHttp("chronos", 4400, ("127.0.0.1",)),
+            ["tcp://127.0.0.1:4400", "tcp://10.86.255.166:4400"],
+            False,
+        ),
+    ],
+    ids=["off", "on-any-v6", "on-the-address", "loopback", "on-any", "not-at-all", "also-out"],
+)
+def test_plain_http_must_listen_only_where_allowed(
+    plain_http: PlainHttp, sockets: list[str], passed: bool
+) -> None:
+    seen: Seen = []
+    node_specs.test_plain_http_only_where_allowed(
+        plugin.Probe(Sockets(sockets)), plain_http, _checker(seen)
+    )
+    [(what, _expected, _found, ok)] = seen
+    assert what.startswith(f"{plain_http.service}'s plain HTTP on TCP {plain_http.port}")
+    assert ok == passed
 
 
 CREATORS = "digest:mesos 31, world:anyone 1"
