@@ -6,7 +6,8 @@ under the same rules as the CA's key (its owner's only, never tracked by git). A
 seed of the same node takes the kept ones, so reseeding does not change a seed (its
 cloud-init instance-id follows the content) and `builder verify` knows what each node
 holds. They are issued again when what they were made for changes: the CA (`secrets
-rotate`), the node's names or address, or the keystore password.
+rotate`), the node's names or address, or the keystore password; and when the kept
+certificate has less than RENEW_WITHIN_DAYS left, so a reseed renews it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from builder.config.secrets import Secrets, check_owner_only
 from builder.config.tls import (
     CA_CERT_MODE,
     CA_KEY_MODE,
+    RENEW_WITHIN_DAYS,
     NodeCertificate,
     certificates_dir,
     checked_names,
     issue_node_certificate,
+    lapses_within,
 )
 from builder.errors import UserError
 from builder.fsutil import write_file
@@ -67,13 +70,16 @@ def node_certificate(
         for suffix in (KEY_SUFFIX, KEYSTORE_SUFFIX):
             check_owner_only(paths[suffix])
         if paths[FOR_SUFFIX].read_text(encoding="ascii").strip() == wanted:
-            return NodeCertificate(
+            kept = NodeCertificate(
                 tuple(dns),
                 tuple(ips),
                 paths[CERT_SUFFIX].read_text(encoding="ascii"),
                 paths[KEY_SUFFIX].read_text(encoding="ascii"),
                 paths[KEYSTORE_SUFFIX].read_bytes(),
             )
+            # verify expects what the node holds; a seed renews one about to lapse
+            if not issue or not lapses_within(kept.cert_pem, RENEW_WITHIN_DAYS):
+                return kept
     if not issue:
         return None
     made = issue_node_certificate(ca, names=dns, addresses=ips, keystore_password=keystore_password)

@@ -42,8 +42,11 @@ CA_KEY_MODE = 0o600
 CA_CERT_MODE = 0o644  # the certificate is public: nodes, browsers and verify trust it
 CA_VALIDITY_DAYS = 3650
 # A node's certificate lasts a little over two years (825 days, the longest a
-# browser accepted for a server certificate until 2020); reseeding renews it.
+# browser accepted for a server certificate until 2020). A seed takes the kept one
+# (builder/config/certificates.py) until less than RENEW_WITHIN_DAYS of it are left, then
+# issues a new one: reseeding the node renews it.
 NODE_VALIDITY_DAYS = 825
+RENEW_WITHIN_DAYS = 30
 RSA_BITS = 2048
 # The keystore's password reaches openssl in this environment variable, never argv.
 KEYSTORE_PASS_ENV = "BUILDER_KEYSTORE_PASS"  # noqa: S105 (a variable name)
@@ -143,6 +146,17 @@ def _openssl(
             proc.command_line(["openssl", *argv]), result.returncode, proc.redact(result.stderr)
         )
     return result
+
+
+def lapses_within(cert_pem: str, days: int) -> bool:
+    """Whether the certificate is no longer valid `days` from now (`openssl x509
+    -checkend`, which also says so of a certificate it cannot read)."""
+    checked = proc.run(
+        ["openssl", "x509", "-noout", "-checkend", str(days * 86400)],
+        check=False,
+        input_text=cert_pem,
+    )
+    return checked.returncode != 0
 
 
 def _new_key() -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from builder.config.certificates import node_certificate
 from builder.config.secrets import Secrets, load_secrets, write_secrets
+from builder.config.tls import NodeCertificate, issue_node_certificate, lapses_within
 from builder.errors import UserError
 
 PASSWORD = "a-keystore-password-0123456789"
@@ -113,3 +114,33 @@ def test_a_new_keystore_password_or_name_issues_anew(config: Path) -> None:
     assert renamed.names == ("test166.mesos.example", "test166")
     (config / "node-certificates" / "test166.for").write_text("0" * 64 + "\n")
     assert _issue(secrets, issue=False) is None
+
+
+@pytest.mark.parametrize(("days", "renewed"), [(10, True), (31, False)])
+def test_a_kept_certificate_about_to_lapse_is_renewed_by_a_seed(
+    config: Path, days: int, renewed: bool
+) -> None:
+    """Kept as issued 825 days ago would be: `days` left. With under 30 left a seed issues a
+    new one (valid 825 days); verify still expects the kept one, which the node holds."""
+    secrets = _secrets(config)
+    first = _issue(secrets)
+    assert isinstance(first, NodeCertificate)
+    assert secrets.ca is not None
+    short = issue_node_certificate(
+        secrets.ca,
+        names=list(first.names),
+        addresses=list(first.addresses),
+        keystore_password=PASSWORD,
+        days=days,
+    )
+    kept = config / "node-certificates"
+    (kept / "test166.crt").write_text(short.cert_pem)
+    (kept / "test166.key").write_text(short.key_pem)
+    (kept / "test166.p12").write_bytes(short.keystore)
+    assert _issue(secrets, issue=False) == short
+    now = _issue(secrets)
+    assert isinstance(now, NodeCertificate)
+    assert (now != short) == renewed
+    assert not lapses_within(now.cert_pem, 800 if renewed else days - 1)
+    assert lapses_within(now.cert_pem, 826)
+    assert (kept / "test166.crt").read_text() == now.cert_pem  # the renewal is kept
