@@ -39,10 +39,7 @@ class SecretParameter:
     name: str
     path: str
     value: str  # the file's bytes, base64
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(base64.b64decode(self.value)).hexdigest()
+    sha256: str  # of the file's bytes: the manifest's check
 
 
 def settings_of(facts: ClusterFacts) -> SsmSecrets:
@@ -95,7 +92,8 @@ def node_parameters(
         value = base64.b64encode(data).decode()
         if len(value) > LARGEST_VALUE:
             raise UserError(f"{node.hostname}: {path} is over SSM's {LARGEST_VALUE} characters")
-        parameters.append(SecretParameter(f"{node_path(facts, node)}{path}", path, value))
+        name = f"{node_path(facts, node)}{path}"
+        parameters.append(SecretParameter(name, path, value, hashlib.sha256(data).hexdigest()))
     return parameters
 
 

@@ -20,16 +20,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from tests import loopback
 from tests.conftest import REPO, free_port, require_tool
 from tests.integration.standin import CACHE
 
@@ -193,15 +193,8 @@ def serve(
         requests=requests if requests is not None else [],
         auth=auth,
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with loopback.serving(handler) as url:
+        yield f"{url}/"
 
 
 def dead_url() -> str:

@@ -7,15 +7,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from builder.firstboot import fetch_secrets
+from tests import loopback
 
 # (status, body) for a request, or None to send half a body and stall
 Answer = tuple[int, bytes] | None
@@ -74,19 +74,13 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", url)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", url)
-    monkeypatch.setattr(fetch_secrets, "TIMEOUT", 0.5)
-    monkeypatch.setattr(fetch_secrets, "PAUSE", 0)
-    monkeypatch.setattr(fetch_secrets, "ATTEMPTS", 3)
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback.serving(Handler) as url:
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", url)
+        monkeypatch.setattr(fetch_secrets, "TIMEOUT", 0.5)
+        monkeypatch.setattr(fetch_secrets, "PAUSE", 0)
+        monkeypatch.setattr(fetch_secrets, "ATTEMPTS", 3)
+        yield state
 
 
 def _manifest(tmp_path: Path, files: dict[str, bytes] = FILES) -> Path:

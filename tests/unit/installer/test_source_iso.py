@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from builder import fsutil
 from builder.errors import UserError
 from builder.installer import source_iso
+from tests import loopback
 
 
 @pytest.fixture
@@ -30,14 +30,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
     handler = functools.partial(
         http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www")
     )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/CentOS.iso", content
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serving(handler) as url:
+        yield f"{url}/CentOS.iso", content
 
 
 @pytest.fixture(autouse=True)
