@@ -67,7 +67,7 @@ def trust(loaded: LoadedConfig) -> Trust | None:
     ca_file = ca_cert_path(loaded.directory)
     if not ca_file.is_file():
         raise UserError(
-            f"{ca_file}: missing (the cluster CA's certificate: Marathon and Chronos serve "
+            f"{ca_file}: missing (the cluster CA's certificate: Mesos, Marathon and Chronos serve "
             "HTTPS with certificates it issued)",
             hint=f"builder --config {loaded.directory} secrets init, then reseed",
         )

@@ -36,16 +36,18 @@ SERVICE_PORTS: Mapping[str, int] = {
     "chronos": 4400,
     "mesos-slave": 5051,
 }
-# TLS (issue 14, part 4; phase 2a): a secured cluster's Marathon and Chronos serve their
-# APIs over HTTPS only, with the node's certificate, on these ports (Marathon's default
-# https_port; Chronos' default is the same 8443, which a master running both cannot
-# give it). Chronos' plain HTTP answers on loopback only (`http_address`): Chronos
-# before 2.5 cannot turn it off (its Chaos 0.6.3 has no --disable_http). Mesos' own
-# ports stay plain HTTP until its libprocess SSL is on (phase 2b).
+# TLS (issue 14, part 4). On a secured cluster every HTTP API speaks TLS with the node's
+# certificate. Marathon and Chronos serve HTTPS on their own ports (Marathon's default
+# https_port; Chronos' default is the same 8443, which a master running both cannot give
+# it); Chronos' plain HTTP answers on loopback only (`http_address`): Chronos before 2.5
+# cannot turn it off (its Chaos 0.6.3 has no --disable_http). Mesos' master and agent
+# (libprocess SSL, LIBPROCESS_SERVICES) speak TLS on their usual ports, with no plain
+# HTTP beside it (no downgrade).
 HTTPS_PORTS: Mapping[str, int] = {"marathon": 8443, "chronos": 4443}
+LIBPROCESS_SERVICES = ("mesos-master", "mesos-slave")
 LOOPBACK_ADDRESS = "127.0.0.1"
-# Where each of those still listens with plain HTTP (SERVICE_PORTS) on a secured cluster:
-# Marathon nowhere (MARATHON_DISABLE_HTTP), Chronos on loopback only.
+# Where each of the HTTPS_PORTS services still listens with plain HTTP (SERVICE_PORTS) on
+# a secured cluster: Marathon nowhere (MARATHON_DISABLE_HTTP), Chronos on loopback only.
 PLAIN_HTTP_ADDRESSES: Mapping[str, tuple[str, ...]] = {
     "marathon": (),
     "chronos": (LOOPBACK_ADDRESS,),
@@ -53,12 +55,14 @@ PLAIN_HTTP_ADDRESSES: Mapping[str, tuple[str, ...]] = {
 
 
 def uses_tls(service: str, secured: bool) -> bool:
-    return secured and service in HTTPS_PORTS
+    return secured and (service in HTTPS_PORTS or service in LIBPROCESS_SERVICES)
 
 
 def service_port(service: str, secured: bool) -> int:
     """Where a service answers from other hosts: HTTPS_PORTS on a secured cluster."""
-    return HTTPS_PORTS[service] if uses_tls(service, secured) else SERVICE_PORTS[service]
+    if secured and service in HTTPS_PORTS:
+        return HTTPS_PORTS[service]
+    return SERVICE_PORTS[service]
 
 
 # The ports a service's peers on other nodes reach it on, besides SERVICE_PORTS.
@@ -163,15 +167,56 @@ MESOS_ZK_URL_FILE = f"{CREDENTIALS_DIR}/mesos-zk.url"
 # line: both read MESOSPHERE_HTTP_CREDENTIALS (Marathon's HttpConf, Chronos' Chaos).
 HTTP_CREDENTIALS_VARIABLE = "MESOSPHERE_HTTP_CREDENTIALS"
 MARATHON_DEFAULTS = "/etc/default/marathon"
-# The node's TLS files (a secured master's: Marathon and Chronos serve HTTPS): the CA's
-# certificate (public: the node's own checks trust it) and the node's PKCS#12 keystore
-# (root's), whose password both read from their environment, as MESOSPHERE_HTTP_CREDENTIALS.
+# The node's TLS files (every node of a secured cluster): the CA's certificate (public:
+# the node's own checks and libprocess' peer checks trust it), the node's certificate
+# and key (PEM, the key root's: Mesos' libprocess) and on a master the same as a PKCS#12
+# keystore (root's), whose password Marathon and Chronos read from their environment, as
+# MESOSPHERE_HTTP_CREDENTIALS. An agent's executors get a certificate of their own
+# (EXECUTOR_*: its key readable by every user a task may run as; see DESIGN, "TLS").
 TLS_DIR = "/etc/builder/tls"
 NODE_CA_FILE = f"{TLS_DIR}/ca.crt"
+NODE_CERT_FILE = f"{TLS_DIR}/node.crt"
+NODE_KEY_FILE = f"{TLS_DIR}/node.key"
 NODE_KEYSTORE_FILE = f"{TLS_DIR}/node.p12"
+EXECUTOR_CERT_FILE = f"{TLS_DIR}/executor.crt"
+EXECUTOR_KEY_FILE = f"{TLS_DIR}/executor.key"
+SHARED_TLS_MODE = 0o644  # the certificates and the executors' key: every user reads them
+EXECUTOR_KEPT_AS = "{hostname}+executor"  # node-certificates/: no host name has a '+'
 KEYSTORE_PATH_VARIABLE = "MESOSPHERE_KEYSTORE_PATH"
 KEYSTORE_PASS_VARIABLE = "MESOSPHERE_KEYSTORE_PASS"  # noqa: S105 (a variable's name)
 CHRONOS_DEFAULTS = "/etc/default/chronos"
+# Mesos' libprocess SSL (Mesos 1.11 docs/ssl.md), from its environment: the init wrapper
+# sources /etc/default/mesos (the package's LOGS and ULIMIT kept) for master and agent;
+# `export` because older wrappers source it without allexport. The documented secure
+# set: TLS 1.2 only (the default), peers' certificates verified against the cluster CA
+# by the name or address connected to (`openssl` scheme; MasterInfo holds the IP), no
+# downgrade to plain HTTP; ciphers that EL7's OpenSSL 1.0.2 and Java 8 share with
+# today's clients (libprocess' default list is RSA/DSS key exchange only).
+MESOS_DEFAULTS = "/etc/default/mesos"
+MESOS_PACKAGE_DEFAULTS = 'LOGS=/var/log/mesos\nULIMIT="-n 8192"\n'
+LIBPROCESS_CIPHERS = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
+# The agent's executors run with this PATH (Mesos' os::host_default_path) besides the
+# SSL variables: --executor_environment_variables replaces what they would get.
+EXECUTOR_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def libprocess_ssl(cert_file: str, key_file: str) -> dict[str, str]:
+    """The LIBPROCESS_SSL_* variables of a libprocess process with this certificate."""
+    return {
+        "LIBPROCESS_SSL_ENABLED": "true",
+        "LIBPROCESS_SSL_SUPPORT_DOWNGRADE": "false",
+        "LIBPROCESS_SSL_CERT_FILE": cert_file,
+        "LIBPROCESS_SSL_KEY_FILE": key_file,
+        "LIBPROCESS_SSL_CA_FILE": NODE_CA_FILE,
+        "LIBPROCESS_SSL_VERIFY_SERVER_CERT": "true",
+        "LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME": "openssl",
+        "LIBPROCESS_SSL_VERIFY_IPADD": "true",
+        "LIBPROCESS_SSL_CIPHERS": LIBPROCESS_CIPHERS,
+    }
+
+
+NODE_LIBPROCESS_SSL = libprocess_ssl(NODE_CERT_FILE, NODE_KEY_FILE)
+EXECUTOR_LIBPROCESS_SSL = libprocess_ssl(EXECUTOR_CERT_FILE, EXECUTOR_KEY_FILE)
 # The realm each API names in its 401 (Mesos' constants; Marathon's --http_realm default).
 HTTP_REALMS: Mapping[str, str] = {
     "mesos-master": "mesos-master-readonly",
@@ -474,9 +519,13 @@ class ClusterFacts:
         return "https" if uses_tls(service, self.secured) else "http"
 
     def serves_tls(self, node: Node) -> bool:
-        """Whether the node serves HTTPS, and so holds a certificate and keystore: a
-        secured master's Marathon and Chronos do; an agent alone serves only Mesos' API,
-        which stays plain HTTP (phase 2b)."""
+        """Whether the node serves TLS, and so holds a certificate: every node of a
+        secured cluster (Mesos' libprocess SSL)."""
+        return self.secured
+
+    def has_keystore(self, node: Node) -> bool:
+        """Whether the node's certificate comes as a keystore too: a secured master's,
+        whose Marathon and Chronos (Java) serve HTTPS from one."""
         return self.secured and MASTER_ROLE in node.roles
 
     def zk_url_as(self, principal: Principal, password: str) -> str:

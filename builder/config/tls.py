@@ -108,14 +108,15 @@ class ClusterCA:
 
 @dataclass(frozen=True)
 class NodeCertificate:
-    """A node's certificate and key (PEM) and the same as a PKCS#12 keystore (with the
-    CA's certificate, alias the first name); key and keystore never shown."""
+    """A node's certificate and key (PEM) and, for a node whose Java services serve HTTPS,
+    the same as a PKCS#12 keystore (with the CA's certificate, alias the first name);
+    key and keystore never shown."""
 
     names: tuple[str, ...]
     addresses: tuple[str, ...]
     cert_pem: str
     key_pem: str = field(repr=False)
-    keystore: bytes = field(repr=False)
+    keystore: bytes | None = field(default=None, repr=False)
 
 
 def certificates_dir(config_dir: Path) -> Path:
@@ -242,11 +243,12 @@ def issue_node_certificate(
     *,
     names: Sequence[str],
     addresses: Sequence[str],
-    keystore_password: str,
+    keystore_password: str | None,
     days: int = NODE_VALIDITY_DAYS,
 ) -> NodeCertificate:
     """A certificate for a node's names and addresses (its subject: the first name),
-    signed by the cluster CA; in memory only."""
+    signed by the cluster CA, and its keystore under `keystore_password` (None: no
+    keystore, for PEM files only); in memory only."""
     dns, ips = checked_names(names, addresses)
     san = ",".join([*(f"DNS:{n}" for n in dns), *(f"IP:{a}" for a in ips)])
     key = _new_key()
@@ -268,6 +270,8 @@ def issue_node_certificate(
         ],
         stdin=key,
     ).stdout
+    if keystore_password is None:
+        return NodeCertificate(tuple(dns), tuple(ips), cert, key)
     # pkcs12 reads -in twice (key, then certificates), so the public certificate comes
     # from a file and the key from stdin.
     with tempfile.TemporaryDirectory(prefix="builder-cert-") as scratch:

@@ -35,6 +35,11 @@ from builder.config.cluster import (
     CHRONOS_SECRET_FILE,
     DEFAULT_ZONE,
     DEFAULT_ZONE_XML,
+    EXECUTOR_CERT_FILE,
+    EXECUTOR_KEPT_AS,
+    EXECUTOR_KEY_FILE,
+    EXECUTOR_LIBPROCESS_SSL,
+    EXECUTOR_PATH,
     FIREWALLD_ZONES,
     HTTP_CREDENTIALS_VARIABLE,
     HTTP_PRINCIPAL,
@@ -47,10 +52,16 @@ from builder.config.cluster import (
     MARATHON_SECRET_FILE,
     MASTER_CREDENTIALS,
     MASTER_CREDENTIALS_FILE,
+    MESOS_DEFAULTS,
+    MESOS_PACKAGE_DEFAULTS,
     MESOS_ZK_URL_FILE,
     NODE_CA_FILE,
+    NODE_CERT_FILE,
+    NODE_KEY_FILE,
     NODE_KEYSTORE_FILE,
+    NODE_LIBPROCESS_SSL,
     PLAIN_HTTP_ADDRESSES,
+    SHARED_TLS_MODE,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
@@ -107,6 +118,8 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
         files["/etc/mesos/zk"] = f"file://{MESOS_ZK_URL_FILE}\n"
     else:
         files["/etc/mesos/zk"] = facts.zk_url + "\n"
+    if facts.secured:
+        files[MESOS_DEFAULTS] = MESOS_PACKAGE_DEFAULTS + variables(NODE_LIBPROCESS_SSL, "export ")
     if MASTER_ROLE in node.roles:
         files |= {
             "/etc/mesos-master/quorum": f"{facts.quorum}\n",
@@ -141,10 +154,13 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
             "/etc/mesos-slave/hostname": f"{name}\n",
         }
         if facts.secured:
+            executors = {"PATH": EXECUTOR_PATH, **EXECUTOR_LIBPROCESS_SSL}
             files |= {
                 **flags_on("/etc/mesos-slave", AGENT_AUTH_FLAGS),
                 "/etc/mesos-slave/credential": f"{AGENT_CREDENTIAL_FILE}\n",
                 "/etc/mesos-slave/http_credentials": f"{AGENT_HTTP_CREDENTIALS_FILE}\n",
+                # the executors' whole environment but MESOS_* (they inherit nothing)
+                "/etc/mesos-slave/executor_environment_variables": json.dumps(executors) + "\n",
             }
         for key, value in sorted(node.attributes.items()):
             files[f"/etc/mesos-slave/attributes/{key}"] = f"{value}\n"
@@ -168,6 +184,12 @@ def flags_on(directory: str, names: Iterable[str]) -> dict[str, str]:
     return {f"{directory}/?{name}": "" for name in names}
 
 
+def variables(values: Mapping[str, str], prefix: str = "") -> str:
+    """NAME=VALUE lines (values that need no quoting in a shell or a systemd
+    EnvironmentFile: paths, words, cipher lists)."""
+    return "".join(f"{prefix}{name}={value}\n" for name, value in values.items())
+
+
 def marathon_defaults(facts: ClusterFacts, node: Node, zk: str, extra: str = "") -> str:
     """/etc/default/marathon: MARATHON_X=Y becomes --x=Y (an empty value: a boolean flag)."""
     return (
@@ -189,8 +211,9 @@ def _credentials(secrets: Secrets, principals: Iterable[Principal]) -> str:
 def node_tls(
     facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
 ) -> NodeCertificate | None:
-    """A secured node's certificate for its FQDN, host name and inventory address, when
-    it serves HTTPS: the one kept for it, or a new one (`issue`; verify never issues)."""
+    """A secured node's certificate for its FQDN, host name and inventory address (a
+    master's with its keystore): the one kept for it, or a new one (`issue`; verify never
+    issues)."""
     if not facts.serves_tls(node):
         return None
     return node_certificate(
@@ -198,16 +221,50 @@ def node_tls(
         node.hostname,
         names=[facts.fqdn(node), node.hostname],
         addresses=[node.ip],
-        keystore_password=secrets.values[KEYSTORE_SECRET],
+        keystore_password=(secrets.values[KEYSTORE_SECRET] if facts.has_keystore(node) else None),
+        issue=issue,
+    )
+
+
+def executor_tls(
+    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+) -> NodeCertificate | None:
+    """A secured agent's certificate for its executors (libprocess processes the agent
+    reaches at the node's address, as any user a task runs as): the node's names, a key
+    of its own."""
+    if not facts.serves_tls(node) or SLAVE_ROLE not in node.roles:
+        return None
+    return node_certificate(
+        secrets,
+        EXECUTOR_KEPT_AS.format(hostname=node.hostname),
+        names=[facts.fqdn(node), node.hostname],
+        addresses=[node.ip],
+        keystore_password=None,
         issue=issue,
     )
 
 
 def certificate_files(facts: ClusterFacts, node: Node, secrets: Secrets) -> dict[str, str]:
-    """The public TLS files of a node serving HTTPS: the cluster CA's certificate."""
+    """The public TLS file every secured node gets: the cluster CA's certificate."""
     if not facts.serves_tls(node) or secrets.ca is None:
         return {}
     return {NODE_CA_FILE: secrets.ca.cert_pem}
+
+
+def shared_tls_files(
+    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+) -> dict[str, str]:
+    """A secured node's TLS files that every local user reads (0644; `verify` checks them
+    by digest, as secret files): its certificate and, on an agent, its executors'
+    certificate and key."""
+    files: dict[str, str] = {}
+    own = node_tls(facts, node, secrets, issue=issue)
+    if own is not None:
+        files[NODE_CERT_FILE] = own.cert_pem
+    executor = executor_tls(facts, node, secrets, issue=issue)
+    if executor is not None:
+        files |= {EXECUTOR_CERT_FILE: executor.cert_pem, EXECUTOR_KEY_FILE: executor.key_pem}
+    return files
 
 
 def keystore_variables(secrets: Secrets) -> str:
@@ -232,7 +289,9 @@ def secret_files(
     http_variable = f"{HTTP_CREDENTIALS_VARIABLE}={http_user}\n"
     certificate = node_tls(facts, node, secrets, issue=issue)
     if certificate is not None:
-        files[NODE_KEYSTORE_FILE] = certificate.keystore
+        files[NODE_KEY_FILE] = certificate.key_pem
+        if certificate.keystore is not None:
+            files[NODE_KEYSTORE_FILE] = certificate.keystore
     if zk_url_has_password(node):
         # no newline: Mesos takes a file:// flag value's every byte (its /master/flags shows it)
         files[MESOS_ZK_URL_FILE] = facts.zk_url_as(
@@ -255,9 +314,15 @@ def secret_files(
                 f"MARATHON_MESOS_AUTHENTICATION_SECRET_FILE={MARATHON_SECRET_FILE}\n"
                 # HTTPS only (Marathon allows --disable_http once HTTPS is configured)
                 f"MARATHON_HTTPS_PORT={HTTPS_PORTS['marathon']}\n"
-                "MARATHON_DISABLE_HTTP=\n" + http_variable + keystore_variables(secrets),
+                "MARATHON_DISABLE_HTTP=\n"
+                + http_variable
+                + keystore_variables(secrets)
+                # its scheduler driver (libprocess) to the masters, over TLS
+                + variables(NODE_LIBPROCESS_SSL),
             ),
-            CHRONOS_DEFAULTS: http_variable + keystore_variables(secrets),
+            CHRONOS_DEFAULTS: http_variable
+            + keystore_variables(secrets)
+            + variables(NODE_LIBPROCESS_SSL),
         }
     if SLAVE_ROLE in node.roles:
         agent = {"principal": AGENT_PRINCIPAL.name, "secret": _password(secrets, AGENT_PRINCIPAL)}
@@ -331,6 +396,9 @@ def user_data(
         document["write_files"] += [
             file_entry(path, content)
             for path, content in certificate_files(facts, node, secrets).items()
+        ] + [
+            file_entry(path, content, f"{SHARED_TLS_MODE:04o}")
+            for path, content in shared_tls_files(facts, node, secrets).items()
         ]
         if from_ssm:
             document["write_files"] += [

@@ -17,15 +17,20 @@ from builder.config.certificates import NOT_KEPT
 from builder.config.cluster import (
     DEFAULT_ZONE,
     DEFAULT_ZONE_SERVICES,
+    EXECUTOR_CERT_FILE,
+    EXECUTOR_KEY_FILE,
     HTTP_CHECK_PATHS,
     HTTP_PRINCIPAL,
     HTTP_REALMS,
     IMAGE_FIREWALL_SERVICES,
     MESOS_ZK_PATH,
     NODE_CA_FILE,
+    NODE_CERT_FILE,
+    NODE_KEY_FILE,
     NODE_KEYSTORE_FILE,
     PLAIN_HTTP_ADDRESSES,
     SERVICE_PORTS,
+    SHARED_TLS_MODE,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
     ClusterFacts,
@@ -44,6 +49,7 @@ from builder.firstboot.seed import (
     cluster_secrets,
     node_files,
     secret_files,
+    shared_tls_files,
 )
 from builder.proc import redact
 from builder.render.kickstart import BUILD_KEY_COMMENT
@@ -83,14 +89,17 @@ class ImageContract:
 
 @dataclass(frozen=True)
 class SecretFile:
-    """A file holding a secret: checked by owner, mode and digest, never by content."""
+    """A file holding a secret (or a key every user reads: an agent's executors'):
+    checked by owner, mode and digest, never by content."""
 
     path: str
     digest: str  # the start of the content's SHA-256 (shows nothing of the secret)
+    mode: str = "600"  # as `stat -c %a` prints it
 
     @classmethod
-    def of(cls, path: str, content: str | bytes) -> SecretFile:
-        return cls(path, sha256_prefix(content if isinstance(content, bytes) else content.encode()))
+    def of(cls, path: str, content: str | bytes, mode: str = "600") -> SecretFile:
+        data = content if isinstance(content, bytes) else content.encode()
+        return cls(path, sha256_prefix(data), mode)
 
 
 DIGEST_SHOWN = 16
@@ -272,7 +281,7 @@ def node_contract(
         plain_http=tuple(
             PlainHttp(s, SERVICE_PORTS[s], PLAIN_HTTP_ADDRESSES[s])
             for s in services
-            if uses_tls(s, facts.secured)
+            if s in PLAIN_HTTP_ADDRESSES and uses_tls(s, facts.secured)
         ),
         default_zone=DEFAULT_ZONE,
         default_zone_services=DEFAULT_ZONE_SERVICES,
@@ -294,15 +303,29 @@ def node_contract(
 def _secret_files(
     facts: ClusterFacts, node: Node, secrets: Secrets | None
 ) -> tuple[SecretFile, ...]:
-    """The node's secret files by digest; a keystore builder kept no certificate for (a
-    seed made before a change, or elsewhere) is expected as NOT_KEPT, which no node has."""
+    """The node's secret files and shared TLS files by digest; a certificate builder kept
+    none for (a seed made before a change, or elsewhere) is expected as NOT_KEPT, which no
+    node has."""
     if secrets is None:
         return ()
     files = secret_files(facts, node, secrets, issue=False)
+    shared = shared_tls_files(facts, node, secrets, issue=False)
     expected = [SecretFile.of(path, content) for path, content in files.items()]
-    if facts.serves_tls(node) and NODE_KEYSTORE_FILE not in files:
-        expected.append(SecretFile(NODE_KEYSTORE_FILE, NOT_KEPT))
+    expected += [SecretFile.of(path, content, SHARED_MODE) for path, content in shared.items()]
+    tls_files = {NODE_KEY_FILE: "600", NODE_CERT_FILE: SHARED_MODE}
+    if facts.has_keystore(node):
+        tls_files[NODE_KEYSTORE_FILE] = "600"
+    if SLAVE_ROLE in node.roles:
+        tls_files |= {EXECUTOR_CERT_FILE: SHARED_MODE, EXECUTOR_KEY_FILE: SHARED_MODE}
+    if facts.serves_tls(node):
+        seen = {each.path for each in expected}
+        expected += [
+            SecretFile(path, NOT_KEPT, mode) for path, mode in tls_files.items() if path not in seen
+        ]
     return tuple(expected)
+
+
+SHARED_MODE = f"{SHARED_TLS_MODE:o}"
 
 
 def _value(secrets: Secrets, principal: Principal) -> str:

@@ -21,9 +21,12 @@ from pathlib import Path
 from builder.cluster.health import http_auth
 from builder.config.cluster import (
     AGENT_CREDENTIAL_FILE,
+    EXECUTOR_KEY_FILE,
     MARATHON_DEFAULTS,
     MESOS_ZK_URL_FILE,
     NODE_CA_FILE,
+    NODE_CERT_FILE,
+    NODE_KEY_FILE,
     PLAIN_HTTP_ADDRESSES,
     SERVICE_PORTS,
     ZK_MARATHON_PRINCIPAL,
@@ -34,7 +37,7 @@ from builder.config.cluster import (
 from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.secrets import Secrets
-from builder.firstboot.seed import node_files, node_seed, secret_files
+from builder.firstboot.seed import node_files, node_seed, secret_files, shared_tls_files
 from builder.verify.contract import SecretFile
 from tests.integration.standin import DiskReader
 
@@ -137,7 +140,7 @@ def check_running_node(
             assert times == sorted(times), f"start order {role_order}: {times}"
     if MASTER_ROLE in node.roles:
         # its own flags (/master/state answers on the leading master only)
-        flags = _get_json(ssh, loaded, f"http://{node.ip}:5050/master/flags")["flags"]
+        flags = _get_json(ssh, loaded, f"https://{node.ip}:5050/master/flags")["flags"]
         assert isinstance(flags, dict)
         assert flags["zk"] == facts.zk_url_as(ZK_MESOS_PRINCIPAL, password)
         assert flags["quorum"] == str(facts.quorum)
@@ -149,7 +152,7 @@ def check_running_node(
             )
         }
     if SLAVE_ROLE in node.roles:
-        slave = _get_json(ssh, loaded, f"http://{node.ip}:5051/state")["flags"]
+        slave = _get_json(ssh, loaded, f"https://{node.ip}:5051/state")["flags"]
         assert isinstance(slave, dict)
         # a master,slave's agent shares the master's zk URL; an agent alone has it plain
         assert slave["master"] == (
@@ -172,15 +175,20 @@ def check_node_layer(verified: Verified, node: Node, fqdn: str) -> None:
         zk_url_has_password(node)
     )
     ip = node.ip
+    # the node's TLS files: its key root's, the certificates and executors' key anyone's
+    assert f"{NODE_KEY_FILE} mode, owner, digest" in verified.checks
+    assert f"{NODE_CERT_FILE} mode, owner, digest" in verified.checks
     if SLAVE_ROLE in node.roles:
-        assert f"http://{ip}:5051/state without credentials" in verified.checks
+        # Mesos' agent over TLS (libprocess SSL), asked by name
+        assert f"https://{fqdn}:5051/state without credentials" in verified.checks
+        assert f"{EXECUTOR_KEY_FILE} mode, owner, digest" in verified.checks
     if MASTER_ROLE in node.roles:
         for port in (2181, 5050, 8443, 4443):
             assert any(f"listening on TCP {port}" in what for what in verified.checks)
         # Marathon and Chronos over HTTPS: by address, and by name without credentials
         assert f"https://{ip}:8443/v2/info master, zk" in verified.checks
         for url in (
-            f"http://{ip}:5050/master/flags",
+            f"https://{fqdn}:5050/master/flags",
             f"https://{fqdn}:8443/v2/info",
             f"https://{fqdn}:4443/scheduler/jobs",
         ):
@@ -266,6 +274,8 @@ def put_node_faults(ssh: Ssh, node: Node, secrets: Secrets) -> None:
     restart_chronos_listening_on(ssh, EVERY_ADDRESS)
     sudo_write(ssh, "/etc/mesos/zk", f"zk://{node.hostname}:2181/mesos\n")
     ssh(f"sudo chmod 644 {AGENT_CREDENTIAL_FILE}")
+    # an executors' key no task user reads (every executor would stop at its start)
+    ssh(f"sudo chmod 600 {EXECUTOR_KEY_FILE}")
     set_mesos_acls(ssh, node, secrets, "OPEN_ACL_UNSAFE")
 
 
@@ -274,6 +284,7 @@ def undo_node_faults(ssh: Ssh, loaded: LoadedConfig, node: Node, secrets: Secret
     sudo_write(ssh, "/etc/mesos-slave/hostname", f"{node.hostname}\n")
     sudo_write(ssh, OPEN_FLAG, "")
     ssh(f"sudo chmod 600 {AGENT_CREDENTIAL_FILE} && sudo systemctl restart mesos-slave")
+    ssh(f"sudo chmod 644 {EXECUTOR_KEY_FILE}")
     set_mesos_acls(ssh, node, secrets, "CREATOR_ALL_ACL + READ_ACL_UNSAFE")
     [loopback] = PLAIN_HTTP_ADDRESSES["chronos"]
     sudo_write(ssh, CHRONOS_HTTP_ADDRESS_FILE, f"{loopback}\n")
@@ -292,6 +303,9 @@ def check_node_faults_named(
     credential = SecretFile.of(
         AGENT_CREDENTIAL_FILE, secret_files(facts, node, secrets)[AGENT_CREDENTIAL_FILE]
     ).digest
+    executor_key = SecretFile.of(
+        EXECUTOR_KEY_FILE, shared_tls_files(facts, node, secrets)[EXECUTOR_KEY_FILE]
+    ).digest
     assert faulty.failed == {
         "/etc/mesos/zk content": (repr(f"file://{MESOS_ZK_URL_FILE}\n"), repr(plain)),
         f"{AGENT_CREDENTIAL_FILE} mode, owner, digest": (
@@ -299,7 +313,11 @@ def check_node_faults_named(
             repr(f"644 root:root {credential}"),
         ),
         f"{OPEN_FLAG} content": ("''", "None"),
-        f"http://{node.ip}:5051/state without credentials": (
+        f"{EXECUTOR_KEY_FILE} mode, owner, digest": (
+            repr(f"644 root:root {executor_key}"),
+            repr(f"600 root:root {executor_key}"),
+        ),
+        f"https://{facts.fqdn(node)}:5051/state without credentials": (
             repr('401 Basic realm="mesos-agent-readonly"'),
             "'200'",
         ),

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from builder.cluster import health
 from builder.cluster.health import BasicAuth, http_auth, http_reply
 from builder.cluster.lifecycle import STATE_DIR, ClusterState, pid_running, read_pid
 from builder.config.cluster import (
@@ -201,6 +202,19 @@ def _get(
     return http_reply(port, path, auth, tls, name, timeout=10)
 
 
+def _ask(
+    work: Work, node: str, forward: str, path: str, auth: BasicAuth | None
+) -> tuple[int, bytes]:
+    """status and body of a GET on one of the node's forwarded APIs, over TLS trusting the
+    cluster CA where the cluster serves it (by the node's name), as `builder up` asks."""
+    port = work.state().vm(node).host_port(forward)
+    assert port is not None
+    trust = health.trust(work.loaded)
+    tls = trust.context() if trust is not None and forward in trust.forwards else None
+    code, _, body = _get(port, path, auth, tls, node if tls else "")
+    return code, body
+
+
 def _trusting(ca_file: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
@@ -252,9 +266,7 @@ def test_default_cluster_up_verify_down(
     assert agent["master_hostname"] == "test166"
     check_every_api_asks_for_basic_auth(work, auth)
     check_the_apis_speak_tls_with_the_cluster_ca(work, auth)
-    mesos = work.state().vm("test166").host_port("mesos")
-    assert mesos is not None
-    status_code, _, body = _get(mesos, "/master/state", auth)
+    status_code, body = _ask(work, "test166", "mesos", "/master/state", auth)
     assert status_code == 200
     state = json.loads(body)
     assert state["leader"] == "master@10.86.255.166:5050"
@@ -359,9 +371,7 @@ def _power_off(work: Work, node: str) -> None:
 
 
 def _registered_agents(work: Work, auth: BasicAuth) -> list[str]:
-    mesos = work.state().vm("test166").host_port("mesos")
-    assert mesos is not None
-    code, _, body = _get(mesos, "/master/state", auth)
+    code, body = _ask(work, "test166", "mesos", "/master/state", auth)
     return sorted(agent["hostname"] for agent in json.loads(body)["slaves"]) if code == 200 else []
 
 
@@ -663,9 +673,7 @@ def _holding(path: Path, needles: list[bytes]) -> list[bytes]:
 
 def _agent_state(work: Work, node: str, auth: BasicAuth) -> dict[str, Any]:
     """The agent's /state asked on the node itself, with the cluster's HTTP credentials."""
-    port = work.state().vm(node).host_port("agent")
-    assert port is not None
-    code, _, body = _get(port, "/state", auth)
+    code, body = _ask(work, node, "agent", "/state", auth)
     assert code == 200, code
     state: dict[str, Any] = json.loads(body)
     return state
@@ -704,32 +712,35 @@ def check_every_api_asks_for_basic_auth(work: Work, auth: BasicAuth) -> None:
 
 
 def check_the_apis_speak_tls_with_the_cluster_ca(work: Work, auth: BasicAuth) -> None:
-    """Issue 14, part 4: test166's Marathon and Chronos answer over HTTPS only, with a
-    certificate from the cluster's CA for the node's name and address: a client trusting
-    the CA reaches them by `test166` and by 10.86.255.166 (each checked against the
-    certificate), not by test167's name, not trusting another CA, and not in plain HTTP.
-    Marathon's 8080 does not answer on the node at all, Chronos' 4400 on loopback only."""
+    """Issue 14, part 4: every API answers over TLS only, with a certificate from the
+    cluster's CA for the node's name and address: test166's Marathon and Chronos (HTTPS)
+    and Mesos' master, and both agents (libprocess SSL). A client trusting the CA reaches
+    each by the node's name and by its address (each checked against the certificate),
+    not by the other node's name, not trusting another CA, and not in plain HTTP (no
+    downgrade). Marathon's 8080 does not answer on the node at all, Chronos' 4400 on
+    loopback only."""
     directory = work.loaded.directory
     trust = _trusting(ca_cert_path(directory))
     other = directory.parent / "other-ca"
     other.mkdir(exist_ok=True)
     stranger = _trusting(write_ca(other, make_ca()).cert_path)
-    vm = work.state().vm("test166")
+    addresses = {n.hostname: n.ip for n in work.loaded.config.cluster.nodes}
     seen = {}
-    for name, path in (("marathon", "/v2/info"), ("chronos", "/scheduler/jobs")):
-        port = vm.host_port(name)
+    for node, name, _, path in _APIS:
+        port = work.state().vm(node).host_port(name)
         assert port is not None
-        seen[name] = [
+        someone_else = next(other for other in addresses if other != node)
+        seen[f"{node} {name}"] = [
             _get(port, path, auth, tls, host)[0]
             for tls, host in (
-                (trust, "test166"),
-                (trust, "10.86.255.166"),
-                (trust, "test167"),
-                (stranger, "test166"),
+                (trust, node),
+                (trust, addresses[node]),
+                (trust, someone_else),
+                (stranger, node),
                 (None, ""),
             )
         ]
-    assert seen == {"marathon": [200, 200, 0, 0, 0], "chronos": [200, 200, 0, 0, 0]}, seen
+    assert seen == {f"{node} {name}": [200, 200, 0, 0, 0] for node, name, _, _ in _APIS}, seen
     listening = work.ssh("test166", "ss -Hltn '( sport = :8080 or sport = :4400 )'").split()
     assert [word for word in listening if word.endswith((":8080", ":4400"))] == [
         "127.0.0.1:4400"
@@ -800,9 +811,7 @@ def check_a_wrong_agent_credential_is_refused(work: Work, auth: BasicAuth) -> No
     )
 
     def registered() -> bool:
-        port = work.state().vm("test167").host_port("agent")
-        assert port is not None
-        code, _, body = _get(port, "/state", auth)
+        code, body = _ask(work, "test167", "agent", "/state", auth)
         return code == 200 and json.loads(body).get("master_hostname") == "test166"
 
     _until(registered, "test167's agent registered again", 180)

@@ -1,8 +1,9 @@
 """The node stand-in's daemons take their flags from the command line their package's
 launcher builds, as the real ones do (tests/fixtures/standin/files/serve.py): Mesos'
 flag syntax with stout's `file://` fetch, Marathon's and Chronos' Scallop syntax and
-their MESOSPHERE_HTTP_CREDENTIALS and MESOSPHERE_KEYSTORE_*, and Marathon's and Chronos'
-HTTPS from a PKCS#12 keystore. Each is also shown refusing what the real one refuses."""
+their MESOSPHERE_HTTP_CREDENTIALS and MESOSPHERE_KEYSTORE_*, Marathon's and Chronos'
+HTTPS from a PKCS#12 keystore, and libprocess SSL from LIBPROCESS_SSL_* as the seed sets
+it. Each is also shown refusing what the real one refuses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import importlib.util
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -106,6 +108,7 @@ def keystore(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         ca, names=["test166.example", "test166"], addresses=["127.0.0.1"], keystore_password=PASS
     )
     path = directory / "node.p12"
+    assert node.keystore is not None
     path.write_bytes(node.keystore)
     return path, ca.cert_path
 
@@ -170,3 +173,168 @@ def test_marathon_without_http_needs_https(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         serve.marathon(["--master", "zk://h:2181/mesos", "--disable_http"])
     assert "--disable_http requires HTTPS" in capsys.readouterr().err
+
+
+# ---- libprocess SSL ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pems(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """PEM files as a seed writes them: a CA, a node's certificate and key for 127.0.0.1,
+    another node's (another address), and another CA's certificate."""
+    directory = tmp_path_factory.mktemp("pems")
+    ca = tls.write_ca(directory / "ca", tls.make_ca())
+    other_ca = tls.write_ca(directory / "other-ca", tls.make_ca())
+    files = {"ca": ca.cert_path, "other-ca": other_ca.cert_path}
+    for name, address in (("node", "127.0.0.1"), ("elsewhere", "10.86.255.167")):
+        made = tls.issue_node_certificate(
+            ca, names=["test166"], addresses=[address], keystore_password=None
+        )
+        files[f"{name}.crt"] = directory / f"{name}.crt"
+        files[f"{name}.crt"].write_text(made.cert_pem)
+        files[f"{name}.key"] = directory / f"{name}.key"
+        files[f"{name}.key"].write_text(made.key_pem)
+    return files
+
+
+def _ssl_environment(pems: dict[str, Path], node: str = "node", ca: str = "ca") -> dict[str, str]:
+    """What the seed's /etc/default/mesos exports (builder's own values)."""
+    from builder.config.cluster import libprocess_ssl
+
+    values = libprocess_ssl(str(pems[f"{node}.crt"]), str(pems[f"{node}.key"]))
+    return values | {"LIBPROCESS_SSL_CA_FILE": str(pems[ca])}
+
+
+@pytest.fixture
+def tls_master(pems: dict[str, Path]) -> Iterator[int]:
+    """A master's libprocess port with the node's SSL: a POST echoes its body."""
+    ssl_on = serve.LibprocessSsl("mesos-master", _ssl_environment(pems))
+    srv = serve.http_service(
+        "mesos-master",
+        "127.0.0.1",
+        0,
+        {"/health": lambda: (200, "text/plain", "")},
+        {"/master/echo": lambda body, source: serve.ok(body)},
+        tls=ssl_on.server,
+    )
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_libprocess_client_reaches_a_tls_master_by_its_address(
+    pems: dict[str, Path], tls_master: int
+) -> None:
+    """An agent or framework with the seed's SSL variables registers over TLS, checking the
+    master's certificate against the CA for the IP it connected to; a client like the
+    host's health check (Python's defaults, trusting the CA) shares a cipher with it."""
+    client = serve.LibprocessSsl("mesos-slave", _ssl_environment(pems))
+    url = client.url("127.0.0.1", tls_master)
+    assert url.startswith("https://")
+    assert client.post_json(f"{url}/master/echo", {"hello": 1}) == {"hello": 1}
+    context = ssl.create_default_context(cafile=str(pems["ca"]))
+    with (
+        socket.create_connection(("127.0.0.1", tls_master), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        assert sock.version() == "TLSv1.2"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"LIBPROCESS_SSL_VERIFY_IPADD": "false"}, "peer hostname unknown"),
+        ({"LIBPROCESS_SSL_CA_FILE": "other-ca"}, "unable to get local issuer"),
+        # the server's handshake fails on the plain request: it closes, or resets
+        ({"LIBPROCESS_SSL_ENABLED": "false"}, "Remote end closed connection|reset by peer"),
+    ],
+    ids=["no-ip-verification", "another-ca", "plain-http"],
+)
+def test_a_tls_master_is_reached_only_as_the_seed_says(
+    pems: dict[str, Path], tls_master: int, change: dict[str, str], error: str
+) -> None:
+    environment = _ssl_environment(pems) | {
+        name: str(pems[value]) if value in pems else value for name, value in change.items()
+    }
+    client = serve.LibprocessSsl("mesos-slave", environment)
+    with pytest.raises(Exception, match=error):
+        client.post_json(f"{client.url('127.0.0.1', tls_master)}/master/echo", {})
+
+
+def test_a_master_certificate_for_another_address_is_refused(pems: dict[str, Path]) -> None:
+    ssl_on = serve.LibprocessSsl("mesos-master", _ssl_environment(pems, node="elsewhere"))
+    srv = serve.http_service(
+        "mesos-master", "127.0.0.1", 0, {}, {"/m": lambda b, s: serve.ok(b)}, tls=ssl_on.server
+    )
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        client = serve.LibprocessSsl("mesos-slave", _ssl_environment(pems))
+        with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
+            client.post_json(f"{client.url('127.0.0.1', srv.server_address[1])}/m", {})
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_libprocess_default_ciphers_share_none_with_todays_clients(
+    pems: dict[str, Path],
+) -> None:
+    """Why the seed sets LIBPROCESS_SSL_CIPHERS: libprocess' default list (RSA and DSS key
+    exchange) and a client with Python's defaults on this OpenSSL agree on no cipher."""
+    environment = _ssl_environment(pems)
+    del environment["LIBPROCESS_SSL_CIPHERS"]
+    ssl_on = serve.LibprocessSsl("mesos-master", environment)
+    srv = serve.http_service("mesos-master", "127.0.0.1", 0, {}, tls=ssl_on.server)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        context = ssl.create_default_context(cafile=str(pems["ca"]))
+        with (
+            socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=10) as raw,
+            pytest.raises(ssl.SSLError),
+        ):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"LIBPROCESS_SSL_VERIFY_CERTS": "true"}, "Failed to load unknown flag 'verify_certs'"),
+        ({"LIBPROCESS_SSL_ENABLED": "yes"}, "Expecting a boolean"),
+        ({"LIBPROCESS_SSL_KEY_FILE": ""}, "SSL requires key!"),
+        ({"LIBPROCESS_SSL_KEY_FILE": "/nonexistent/node.key"}, "Could not load key file"),
+        ({"LIBPROCESS_SSL_CIPHERS": "NO-SUCH-CIPHER"}, "Could not set ciphers"),
+        ({"LIBPROCESS_SSL_SUPPORT_DOWNGRADE": "true"}, "does not carry out"),
+        ({"LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME": "legacy"}, "'openssl' scheme only"),
+    ],
+    ids=["unknown", "not-boolean", "no-key", "unreadable-key", "cipher", "downgrade", "legacy"],
+)
+def test_libprocess_ssl_refused(
+    pems: dict[str, Path],
+    change: dict[str, str],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        serve.LibprocessSsl("mesos-master", _ssl_environment(pems) | change)
+    assert error in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("not json", "Failed to parse JSON"),
+        ('{"PATH": 1}', "must only contain string values"),
+    ],
+)
+def test_an_agent_refuses_bad_executor_environment_variables(
+    value: str, error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        serve.mesos_slave(
+            ["--master=zk://h:2181/mesos", f"--executor_environment_variables={value}"]
+        )
+    assert error in capsys.readouterr().err

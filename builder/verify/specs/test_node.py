@@ -124,12 +124,17 @@ def test_firewall_default_zone(probe: Probe, contract: NodeContract, check: Chec
 def test_secret_file_root_only(
     probe: Probe, contract: NodeContract, secret_file: SecretFile, check: Check
 ) -> None:
-    """A file holding a secret: only root reads it, and it is the seed's (by its digest:
-    the content is never read back here or shown)."""
+    """A file holding a secret: only root reads it (an agent's executors' key and the
+    certificates: every user, as the contract's mode says), and it is the seed's (by its
+    digest: the content is never read back here or shown)."""
     found = probe.secret_files([each.path for each in contract.secret_files])[secret_file.path]
     if found != "missing":
         found = found[: found.index("sha256:") + len("sha256:") + DIGEST_SHOWN]
-    check(f"{secret_file.path} mode, owner, digest", f"600 root:root {secret_file.digest}", found)
+    check(
+        f"{secret_file.path} mode, owner, digest",
+        f"{secret_file.mode} root:root {secret_file.digest}",
+        found,
+    )
 
 
 def test_api_requires_authentication(probe: Probe, api: HttpApi, check: Check) -> None:

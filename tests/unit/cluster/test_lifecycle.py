@@ -158,8 +158,9 @@ def test_the_url_table_says_https_where_the_cluster_serves_it(
     loaded: LoadedConfig, config_copy: Path, tmp_path: Path
 ) -> None:
     """A secured cluster's Marathon and Chronos are printed as https:// URLs (on their
-    HTTPS guest ports) with the CA to trust and how to ask by the node's name; a lab's
-    are plain http:// on 8080 and 4400, with no CA to trust."""
+    HTTPS guest ports), Mesos' master and agent as https:// on 5050 and 5051, with the CA
+    to trust and how to ask by the node's name; a lab's are plain http:// on 8080 and
+    4400, with no CA to trust."""
     state = _one_vm(loaded, tmp_path)
     [vm] = state.vms
     (marathon, to_marathon), (chronos, to_chronos) = vm.forwards["marathon"], vm.forwards["chronos"]
@@ -169,7 +170,9 @@ def test_the_url_table_says_https_where_the_cluster_serves_it(
     row = lifecycle.url_lines(state, trust)[1]
     assert f"marathon=https://127.0.0.1:{marathon}" in row
     assert f"chronos=https://127.0.0.1:{chronos}" in row
-    assert f"mesos=http://127.0.0.1:{vm.forwards['mesos'][0]}" in row
+    assert f"mesos=https://127.0.0.1:{vm.forwards['mesos'][0]}" in row
+    assert f"agent=https://127.0.0.1:{vm.forwards['agent'][0]}" in row
+    assert (vm.forwards["mesos"][1], vm.forwards["agent"][1]) == (5050, 5051)
     shown = lifecycle.trust_line(trust, state)
     assert str(loaded.directory / "cluster-ca.crt") in shown
     assert f"--resolve test166:{marathon}:127.0.0.1 https://test166:{marathon}/v2/info" in shown

@@ -136,6 +136,7 @@ def test_a_kept_certificate_about_to_lapse_is_renewed_by_a_seed(
     kept = config / "node-certificates"
     (kept / "test166.crt").write_text(short.cert_pem)
     (kept / "test166.key").write_text(short.key_pem)
+    assert short.keystore is not None
     (kept / "test166.p12").write_bytes(short.keystore)
     assert _issue(secrets, issue=False) == short
     now = _issue(secrets)
@@ -144,3 +145,50 @@ def test_a_kept_certificate_about_to_lapse_is_renewed_by_a_seed(
     assert not lapses_within(now.cert_pem, 800 if renewed else days - 1)
     assert lapses_within(now.cert_pem, 826)
     assert (kept / "test166.crt").read_text() == now.cert_pem  # the renewal is kept
+
+
+def _pem_only(secrets: Secrets, issue: bool = True) -> NodeCertificate | None:
+    """An agent's executors' certificate: PEM files, no keystore."""
+    return node_certificate(
+        secrets,
+        "test167+executor",
+        names=["test167"],
+        addresses=["10.86.255.167"],
+        keystore_password=None,
+        issue=issue,
+    )
+
+
+def test_a_certificate_without_a_keystore_is_kept_as_pem_files(config: Path) -> None:
+    """No keystore is made or kept for it; asked with a keystore, it is issued anew with
+    one, and asked without again, anew and the keystore removed."""
+    secrets = _secrets(config)
+    assert _pem_only(secrets, issue=False) is None
+    first = _pem_only(secrets)
+    assert first is not None
+    assert first.keystore is None
+    kept = config / "node-certificates"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "test167+executor.crt",
+        "test167+executor.for",
+        "test167+executor.key",
+    ]
+    assert (kept / "test167+executor.key").stat().st_mode & 0o777 == 0o600
+    assert _pem_only(secrets) == first
+    assert _pem_only(secrets, issue=False) == first
+    with_keystore = node_certificate(
+        secrets,
+        "test167+executor",
+        names=["test167"],
+        addresses=["10.86.255.167"],
+        keystore_password=PASSWORD,
+    )
+    assert with_keystore is not None
+    assert with_keystore.keystore is not None
+    assert with_keystore.cert_pem != first.cert_pem
+    assert (kept / "test167+executor.p12").exists()
+    again = _pem_only(secrets)
+    assert again is not None
+    assert again.cert_pem not in (first.cert_pem, with_keystore.cert_pem)
+    assert not (kept / "test167+executor.p12").exists()
+    assert _pem_only(secrets, issue=False) == again

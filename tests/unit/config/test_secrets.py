@@ -4,6 +4,7 @@ other artifact or output (each value searched for in every file and every output
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 from pathlib import Path
 
@@ -132,7 +133,12 @@ def test_no_secrets_file_no_secrets(config_copy: Path) -> None:
 
 
 def _every_file(root: Path) -> dict[Path, bytes]:
-    return {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    """Every file's bytes, a gzip file's (EC2 user-data over 16 KiB) unpacked."""
+    files = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    return {
+        path: gzip.decompress(data) if data.startswith(b"\x1f\x8b") else data
+        for path, data in files.items()
+    }
 
 
 def test_secrets_reach_seeds_only_as_root_only_files(

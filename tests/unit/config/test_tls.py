@@ -205,6 +205,7 @@ def test_a_real_handshake_checks_chain_names_and_address(
 def test_the_keystore_opens_with_its_password_only(config: Path, tmp_path: Path) -> None:
     cert = _issue(_ca(config))
     keystore = tmp_path / "node.p12"
+    assert cert.keystore is not None
     keystore.write_bytes(cert.keystore)
     env = {**os.environ, "P": PASSWORD}
     opened = subprocess.run(
@@ -266,6 +267,7 @@ def test_a_nodes_keystore_trusts_its_peers_not_strangers(
     ca = _ca(config)
     node = _issue(ca)
     keystore = tmp_path / "node.p12"
+    assert node.keystore is not None
     keystore.write_bytes(node.keystore)
     peer = tls.issue_node_certificate(
         ca, names=["test167"], addresses=["10.86.255.167"], keystore_password=PASSWORD

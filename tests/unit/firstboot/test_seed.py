@@ -115,6 +115,19 @@ def test_three_masters_form_an_ensemble(ha: LoadedConfig) -> None:
     assert "s2" not in s1["/etc/hosts"]
 
 
+LIBPROCESS_SSL = [
+    "LIBPROCESS_SSL_ENABLED=true",
+    "LIBPROCESS_SSL_SUPPORT_DOWNGRADE=false",
+    "LIBPROCESS_SSL_CERT_FILE=/etc/builder/tls/node.crt",
+    "LIBPROCESS_SSL_KEY_FILE=/etc/builder/tls/node.key",
+    "LIBPROCESS_SSL_CA_FILE=/etc/builder/tls/ca.crt",
+    "LIBPROCESS_SSL_VERIFY_SERVER_CERT=true",
+    "LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME=openssl",
+    "LIBPROCESS_SSL_VERIFY_IPADD=true",
+    "LIBPROCESS_SSL_CIPHERS=ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+]
+
+
 def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None:
     """The flags builder writes (Mesos 1.x, Marathon 1.5, Chronos 2.5 names) and the
     root-only files they name, each secret where its principal needs it."""
@@ -148,6 +161,8 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
         # nor MARATHON_SSL_KEYSTORE_PASSWORD
         "MESOSPHERE_KEYSTORE_PATH=/etc/builder/tls/node.p12",
         f"MESOSPHERE_KEYSTORE_PASS={KEYSTORE_PASSWORD}",
+        # its scheduler driver reaches the masters over TLS (an EnvironmentFile: no export)
+        *LIBPROCESS_SSL,
     ]
     # the frameworks read every byte of their secret file: no newline
     assert test166["/etc/builder/credentials/marathon.secret"] == MARATHON_SECRET
@@ -155,11 +170,12 @@ def test_a_secured_master_authenticates_everything(loaded: LoadedConfig) -> None
     assert test166["/etc/chronos/conf/mesos_authentication_principal"] == "chronos\n"
     # not a conf file: Chronos' launcher puts those on its command line
     assert "/etc/chronos/conf/http_credentials" not in test166
-    assert test166["/etc/default/chronos"] == (
-        f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}\n"
-        "MESOSPHERE_KEYSTORE_PATH=/etc/builder/tls/node.p12\n"
-        f"MESOSPHERE_KEYSTORE_PASS={KEYSTORE_PASSWORD}\n"
-    )
+    assert test166["/etc/default/chronos"].splitlines() == [
+        f"MESOSPHERE_HTTP_CREDENTIALS=admin:{HTTP_PASSWORD}",
+        "MESOSPHERE_KEYSTORE_PATH=/etc/builder/tls/node.p12",
+        f"MESOSPHERE_KEYSTORE_PASS={KEYSTORE_PASSWORD}",
+        *LIBPROCESS_SSL,
+    ]
     # Chronos reads the leader's record only (world-readable): no password in its master
     assert test166["/etc/chronos/conf/master"] == "zk://test166:2181/mesos\n"
     test167 = _files(loaded, "test167")
@@ -231,8 +247,85 @@ def test_a_secured_master_serves_https(loaded: LoadedConfig, tmp_path: Path) -> 
     again = node_seed(loaded, test166, secrets=SAMPLE_SECRETS)
     assert again.files == node_seed(loaded, test166, secrets=SAMPLE_SECRETS).files
     agent = node_seed(loaded, test167, secrets=SAMPLE_SECRETS).user_data
-    assert "/etc/builder/tls" not in agent
+    assert "/etc/builder/tls/node.p12" not in agent
     assert KEYSTORE_PASSWORD not in agent
+
+
+def test_every_secured_node_speaks_libprocess_ssl(loaded: LoadedConfig, tmp_path: Path) -> None:
+    """Mesos' master and agent (libprocess SSL, from /etc/default/mesos, exported) with the
+    node's certificate and root-only key; an agent's executors with a certificate and key of
+    their own that every user reads, named in their environment; all issued by the CA for
+    the node's names and address, and kept."""
+    test166, test167 = loaded.config.cluster.nodes
+    for node in (test166, test167):
+        files = _files(loaded, node.hostname)
+        assert files["/etc/default/mesos"].splitlines() == [
+            "LOGS=/var/log/mesos",
+            'ULIMIT="-n 8192"',
+            *(f"export {line}" for line in LIBPROCESS_SSL),
+        ]
+        document = YAML(typ="safe").load(node_seed(loaded, node, secrets=SAMPLE_SECRETS).user_data)
+        entries = {e["path"]: e for e in document["write_files"]}
+        modes = {path: entries[path]["permissions"] for path in entries if "/tls/" in path}
+        expected = {
+            "/etc/builder/tls/ca.crt": "0644",
+            "/etc/builder/tls/node.crt": "0644",
+            "/etc/builder/tls/node.key": SECRET_PERMISSIONS,
+            "/etc/builder/tls/executor.crt": "0644",
+            "/etc/builder/tls/executor.key": "0644",
+        }
+        if node is test166:
+            expected["/etc/builder/tls/node.p12"] = SECRET_PERMISSIONS
+        assert modes == expected
+        executor = json.loads(files["/etc/mesos-slave/executor_environment_variables"])
+        assert executor == {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            **dict(line.replace("/node.", "/executor.").split("=", 1) for line in LIBPROCESS_SSL),
+        }
+        certs = {
+            name: entries[f"/etc/builder/tls/{name}.crt"]["content"]
+            for name in ("node", "executor")
+        }
+        assert certs["node"] != certs["executor"]
+        keys = {
+            name: entries[f"/etc/builder/tls/{name}.key"]["content"]
+            for name in ("node", "executor")
+        }
+        assert keys["node"] != keys["executor"]
+        for name, cert in certs.items():
+            (tmp_path / f"{name}.crt").write_text(cert)
+            assert SAMPLE_SECRETS.ca is not None
+            checked = subprocess.run(
+                [
+                    "openssl",
+                    "verify",
+                    "-purpose",
+                    "sslserver",
+                    "-CAfile",
+                    str(SAMPLE_SECRETS.ca.cert_path),
+                    str(tmp_path / f"{name}.crt"),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            assert checked.returncode == 0, checked.stderr
+            names = subprocess.run(
+                [
+                    "openssl",
+                    "x509",
+                    "-in",
+                    str(tmp_path / f"{name}.crt"),
+                    "-noout",
+                    "-ext",
+                    "subjectAltName",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            assert f"DNS:{node.hostname}, IP Address:{node.ip}" in names
+        again = node_seed(loaded, node, secrets=SAMPLE_SECRETS)
+        assert again.files == node_seed(loaded, node, secrets=SAMPLE_SECRETS).files
 
 
 def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(
@@ -251,8 +344,9 @@ def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(
         root_only = {
             e["path"] for e in document["write_files"] if e["permissions"] == SECRET_PERMISSIONS
         }
-        # and the node's keystore (its key is a secret too, under the keystore password)
-        assert (set(holding) | ({"/etc/builder/tls/node.p12"} & root_only)) == root_only
+        # and the node's key and keystore (secrets too, though of no secrets.yaml value)
+        keys = {"/etc/builder/tls/node.p12", "/etc/builder/tls/node.key"}
+        assert (set(holding) | (keys & root_only)) == root_only
         assert root_only == set(secret_files(facts, node, SAMPLE_SECRETS))
         assert not any(v in c for c in node_files(facts, node).values() for v in values)
 
@@ -391,18 +485,21 @@ _INSTANCE_ID = re.compile(r"(instance-id: [a-z0-9-]+-)[0-9a-f]{12}$", re.MULTILI
 
 
 def without_tls_material(text: str) -> str:
-    """A seed as its golden file shows it: the CA's certificate and the node's keystore
-    (new with every sample CA) as placeholders, and so the instance-id's digest where a
-    seed carries them. Their content is checked in test_a_secured_master_serves_https."""
+    """A seed as its golden file shows it: the CA's and the node's certificates and keys
+    and the node's keystore (new with every sample CA) as placeholders, and so the
+    instance-id's digest where a seed carries them. Their content is checked in
+    test_a_secured_master_serves_https and test_every_secured_node_speaks_libprocess_ssl."""
     if "BEGIN CERTIFICATE" not in text and "encoding: b64" not in text:
         return text
-    text = _PEM.sub(r"<\1 of the sample CA>", text)
+    text = _PEM.sub(r"<\1 made with the sample CA>", text)
     return _BASE64_CONTENT.sub(r"\1<PKCS#12 keystore issued by the sample CA>", text)
 
 
 def test_without_tls_material_hides_only_tls_material() -> None:
     seed = "a: 1\ncontent: |\n  -----BEGIN CERTIFICATE-----\n  QUJD\n  -----END CERTIFICATE-----\n"
-    assert without_tls_material(seed) == "a: 1\ncontent: |\n  <CERTIFICATE of the sample CA>\n"
+    assert (
+        without_tls_material(seed) == "a: 1\ncontent: |\n  <CERTIFICATE made with the sample CA>\n"
+    )
     assert without_tls_material("a: 1\n") == "a: 1\n"
 
 

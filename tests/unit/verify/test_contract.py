@@ -126,4 +126,5 @@ def test_the_contract_expects_the_keystore_builder_kept(loaded: LoadedConfig) ->
     node_seed(loaded, test166, facts, secrets)
     kept = node_tls(facts, test166, secrets, issue=False)
     assert kept is not None
+    assert kept.keystore is not None
     assert expected() == sha256_prefix(kept.keystore)

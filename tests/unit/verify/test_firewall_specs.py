@@ -29,12 +29,13 @@ from typing import Any
 import pytest
 
 from builder.config import tls
+from builder.config.certificates import NOT_KEPT
 from builder.config.cluster import ROLE_SECRETS, ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.config.roles import compose
 from builder.config.secrets import load_secrets, write_secrets
 from builder.errors import UserError
-from builder.firstboot.seed import MASTER_AUTH_FLAGS, secret_files
+from builder.firstboot.seed import MASTER_AUTH_FLAGS, secret_files, shared_tls_files
 from builder.verify.contract import (
     HttpApi,
     HttpLogin,
@@ -355,14 +356,28 @@ def test_the_contract_checks_secret_files_by_digest(config_copy: Path) -> None:
     write_secrets(config_copy, rotate=False)
     secrets = load_secrets(config_copy)
     assert secrets is not None
-    contract = node_contract(loaded, node, facts)
+    # before a seed issued the node's certificates, verify expects none it could know
+    not_kept = [f for f in node_contract(loaded, node, facts).secret_files if "/tls/" in f.path]
+    assert {f.digest for f in not_kept} == {NOT_KEPT}
+    assert len(not_kept) == 4
     files = secret_files(facts, node, secrets)
+    shared = shared_tls_files(facts, node, secrets)
+    contract = node_contract(loaded, node, facts)
     assert contract.secret_files == tuple(
-        SecretFile.of(path, content) for path, content in files.items()
+        [SecretFile.of(path, content) for path, content in files.items()]
+        + [SecretFile.of(path, content, "644") for path, content in shared.items()]
     )
+    # the node's key root's; its certificate and the executors' key and certificate anyone's
+    assert {f.path: f.mode for f in contract.secret_files if "/tls/" in f.path} == {
+        "/etc/builder/tls/node.key": "600",
+        "/etc/builder/tls/node.crt": "644",
+        "/etc/builder/tls/executor.crt": "644",
+        "/etc/builder/tls/executor.key": "644",
+    }
     # test167, an agent: its own secrets only
     assert set(secrets.node_files(ROLE_SECRETS["slave"])) < {f.path for f in contract.secret_files}
-    assert [api.url for api in contract.apis] == ["http://10.86.255.167:5051/state"]
+    # over TLS (libprocess SSL), asked by the node's name
+    assert [api.url for api in contract.apis] == ["https://test167:5051/state"]
     # the contract (and so every verify report) holds paths and digests, never a value
     assert not any(value in repr(contract) for value in secrets.values.values())
     assert contract.slave_zk_url == "zk://test166:2181/mesos"  # an agent's is plain
@@ -557,11 +572,12 @@ def test_the_masters_authentication_flags(
     test166 = loaded.config.cluster.nodes[0]
     contract = node_contract(loaded, test166, ClusterFacts.of(loaded))
     assert contract.master is not None
-    url = "http://10.86.255.166:5050/master/flags"
+    # a secured master's API speaks TLS (libprocess SSL), checked against the CA
+    url = f"{'https' if secured else 'http'}://10.86.255.166:5050/master/flags"
     fetch = plugin._FETCH.replace("%s", "30", 1).replace("%%", "%")
     login = contract.login
     user, password_file = (login.user, login.password_file) if login else ("", "")
-    ca_file = contract.ca_file or ""  # Mesos' own API stays plain HTTP (phase 2b)
+    ca_file = contract.ca_file or ""
     command = f"sh -c {fetch} {url} {user} {password_file} {ca_file}"
     flags = {"zk": "zk://test166:2181/mesos", "quorum": "1"} | reported
     host = CannedHost({command: Result(json.dumps({"flags": flags}))})
