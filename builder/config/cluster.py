@@ -172,16 +172,18 @@ MARATHON_DEFAULTS = "/etc/default/marathon"
 # and key (PEM, the key root's: Mesos' libprocess) and on a master the same as a PKCS#12
 # keystore (root's), whose password Marathon and Chronos read from their environment, as
 # MESOSPHERE_HTTP_CREDENTIALS. An agent's executors get a certificate of their own
-# (EXECUTOR_*: its key readable by every user a task may run as; see DESIGN, "TLS").
+# (EXECUTOR_*: its key readable by every user a task may run as), from the node's own
+# executors' CA, which only the node's agent trusts besides the cluster CA (AGENT_CA_FILE:
+# both certificates); see DESIGN, "TLS".
 TLS_DIR = "/etc/builder/tls"
 NODE_CA_FILE = f"{TLS_DIR}/ca.crt"
+AGENT_CA_FILE = f"{TLS_DIR}/agent-ca.crt"
 NODE_CERT_FILE = f"{TLS_DIR}/node.crt"
 NODE_KEY_FILE = f"{TLS_DIR}/node.key"
 NODE_KEYSTORE_FILE = f"{TLS_DIR}/node.p12"
 EXECUTOR_CERT_FILE = f"{TLS_DIR}/executor.crt"
 EXECUTOR_KEY_FILE = f"{TLS_DIR}/executor.key"
 SHARED_TLS_MODE = 0o644  # the certificates and the executors' key: every user reads them
-EXECUTOR_KEPT_AS = "{hostname}+executor"  # node-certificates/: no host name has a '+'
 KEYSTORE_PATH_VARIABLE = "MESOSPHERE_KEYSTORE_PATH"
 KEYSTORE_PASS_VARIABLE = "MESOSPHERE_KEYSTORE_PASS"  # noqa: S105 (a variable's name)
 CHRONOS_DEFAULTS = "/etc/default/chronos"
@@ -189,9 +191,11 @@ CHRONOS_DEFAULTS = "/etc/default/chronos"
 # sources /etc/default/mesos (the package's LOGS and ULIMIT kept) for master and agent;
 # `export` because older wrappers source it without allexport. The documented secure
 # set: TLS 1.2 only (the default), peers' certificates verified against the cluster CA
-# by the name or address connected to (`openssl` scheme; MasterInfo holds the IP), no
-# downgrade to plain HTTP; ciphers that EL7's OpenSSL 1.0.2 and Java 8 share with
-# today's clients (libprocess' default list is RSA/DSS key exchange only).
+# by the name or address connected to (`openssl` scheme, 1.9+; MasterInfo holds the IP),
+# no downgrade to plain HTTP; ciphers that EL7's OpenSSL 1.0.2 and Java 8 share with
+# today's clients (libprocess' default list is RSA/DSS key exchange only). VERIFY_CERT
+# too: before 1.10 it is the only name of VERIFY_SERVER_CERT (since, its alias), and
+# libprocess ignores a LIBPROCESS_SSL_ name it does not know.
 MESOS_DEFAULTS = "/etc/default/mesos"
 MESOS_PACKAGE_DEFAULTS = 'LOGS=/var/log/mesos\nULIMIT="-n 8192"\n'
 LIBPROCESS_CIPHERS = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
@@ -200,14 +204,16 @@ LIBPROCESS_CIPHERS = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
 EXECUTOR_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def libprocess_ssl(cert_file: str, key_file: str) -> dict[str, str]:
-    """The LIBPROCESS_SSL_* variables of a libprocess process with this certificate."""
+def libprocess_ssl(cert_file: str, key_file: str, ca_file: str = NODE_CA_FILE) -> dict[str, str]:
+    """The LIBPROCESS_SSL_* variables of a libprocess process with this certificate,
+    trusting `ca_file`."""
     return {
         "LIBPROCESS_SSL_ENABLED": "true",
         "LIBPROCESS_SSL_SUPPORT_DOWNGRADE": "false",
         "LIBPROCESS_SSL_CERT_FILE": cert_file,
         "LIBPROCESS_SSL_KEY_FILE": key_file,
-        "LIBPROCESS_SSL_CA_FILE": NODE_CA_FILE,
+        "LIBPROCESS_SSL_CA_FILE": ca_file,
+        "LIBPROCESS_SSL_VERIFY_CERT": "true",
         "LIBPROCESS_SSL_VERIFY_SERVER_CERT": "true",
         "LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME": "openssl",
         "LIBPROCESS_SSL_VERIFY_IPADD": "true",
@@ -215,8 +221,19 @@ def libprocess_ssl(cert_file: str, key_file: str) -> dict[str, str]:
     }
 
 
+# Mesos' master, Marathon and Chronos trust the cluster CA; an agent (and so a master's
+# Mesos on a master,slave: /etc/default/mesos serves both) its executors' CA too; the
+# executors the cluster CA (they reach the agent).
 NODE_LIBPROCESS_SSL = libprocess_ssl(NODE_CERT_FILE, NODE_KEY_FILE)
+AGENT_LIBPROCESS_SSL = libprocess_ssl(NODE_CERT_FILE, NODE_KEY_FILE, AGENT_CA_FILE)
 EXECUTOR_LIBPROCESS_SSL = libprocess_ssl(EXECUTOR_CERT_FILE, EXECUTOR_KEY_FILE)
+
+
+def mesos_libprocess_ssl(node: Node) -> dict[str, str]:
+    """What /etc/default/mesos exports on the node."""
+    return AGENT_LIBPROCESS_SSL if SLAVE_ROLE in node.roles else NODE_LIBPROCESS_SSL
+
+
 # The realm each API names in its 401 (Mesos' constants; Marathon's --http_realm default).
 HTTP_REALMS: Mapping[str, str] = {
     "mesos-master": "mesos-master-readonly",

@@ -175,10 +175,10 @@ def _extensions(extensions: Sequence[str]) -> list[str]:
     return [arg for extension in extensions for arg in ("-addext", extension)]
 
 
-def make_ca() -> CAMaterial:
+def make_ca(name: str = "builder cluster CA") -> CAMaterial:
     """A new self-signed CA, in memory. Its name carries a random id, so a rotated CA
     never shares a subject with the one it replaces."""
-    subject = f"/CN=builder cluster CA {secrets.token_hex(4)}"
+    subject = f"/CN={name} {secrets.token_hex(4)}"
     key = _new_key()
     cert = _openssl(
         [
@@ -199,7 +199,11 @@ def make_ca() -> CAMaterial:
 
 def write_ca(config_dir: Path, material: CAMaterial) -> ClusterCA:
     """The CA beside the secrets: the key its owner's only, the certificate public."""
-    ca = ClusterCA(ca_key_path(config_dir), ca_cert_path(config_dir))
+    return store_ca(ClusterCA(ca_key_path(config_dir), ca_cert_path(config_dir)), material)
+
+
+def store_ca(ca: ClusterCA, material: CAMaterial) -> ClusterCA:
+    """A CA's files where `ca` says: the key its owner's only, the certificate public."""
     write_file(ca.key_path, material.key_pem.encode(), mode=CA_KEY_MODE)
     write_file(ca.cert_path, material.cert_pem.encode(), mode=CA_CERT_MODE)
     return ca

@@ -25,8 +25,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from builder.config.certificates import node_certificate
+from builder.config.certificates import EXECUTOR_KEPT_AS, executor_ca, node_certificate
 from builder.config.cluster import (
+    AGENT_CA_FILE,
     AGENT_CREDENTIAL_FILE,
     AGENT_HTTP_CREDENTIALS_FILE,
     AGENT_PRINCIPAL,
@@ -36,7 +37,6 @@ from builder.config.cluster import (
     DEFAULT_ZONE,
     DEFAULT_ZONE_XML,
     EXECUTOR_CERT_FILE,
-    EXECUTOR_KEPT_AS,
     EXECUTOR_KEY_FILE,
     EXECUTOR_LIBPROCESS_SSL,
     EXECUTOR_PATH,
@@ -67,6 +67,7 @@ from builder.config.cluster import (
     ClusterFacts,
     FirewallZone,
     Principal,
+    mesos_libprocess_ssl,
     node_secret_names,
     zk_url_has_password,
 )
@@ -119,7 +120,8 @@ def node_files(facts: ClusterFacts, node: Node) -> dict[str, str]:
     else:
         files["/etc/mesos/zk"] = facts.zk_url + "\n"
     if facts.secured:
-        files[MESOS_DEFAULTS] = MESOS_PACKAGE_DEFAULTS + variables(NODE_LIBPROCESS_SSL, "export ")
+        ssl = mesos_libprocess_ssl(node)
+        files[MESOS_DEFAULTS] = MESOS_PACKAGE_DEFAULTS + variables(ssl, "export ")
     if MASTER_ROLE in node.roles:
         files |= {
             "/etc/mesos-master/quorum": f"{facts.quorum}\n",
@@ -231,8 +233,11 @@ def executor_tls(
 ) -> NodeCertificate | None:
     """A secured agent's certificate for its executors (libprocess processes the agent
     reaches at the node's address, as any user a task runs as): the node's names, a key
-    of its own."""
+    of its own, issued by the node's executors' CA, which only its agent trusts."""
     if not facts.serves_tls(node) or SLAVE_ROLE not in node.roles:
+        return None
+    issuer = executor_ca(secrets, node.hostname, issue=issue)
+    if issuer is None:
         return None
     return node_certificate(
         secrets,
@@ -241,6 +246,7 @@ def executor_tls(
         addresses=[node.ip],
         keystore_password=None,
         issue=issue,
+        issuer=issuer,
     )
 
 
@@ -256,14 +262,19 @@ def shared_tls_files(
 ) -> dict[str, str]:
     """A secured node's TLS files that every local user reads (0644; `verify` checks them
     by digest, as secret files): its certificate and, on an agent, its executors'
-    certificate and key."""
+    certificate and key and what its agent trusts (the cluster CA and its executors' CA)."""
     files: dict[str, str] = {}
     own = node_tls(facts, node, secrets, issue=issue)
     if own is not None:
         files[NODE_CERT_FILE] = own.cert_pem
     executor = executor_tls(facts, node, secrets, issue=issue)
-    if executor is not None:
-        files |= {EXECUTOR_CERT_FILE: executor.cert_pem, EXECUTOR_KEY_FILE: executor.key_pem}
+    issuer = executor_ca(secrets, node.hostname, issue=False) if executor else None
+    if executor is not None and issuer is not None and secrets.ca is not None:
+        files |= {
+            EXECUTOR_CERT_FILE: executor.cert_pem,
+            EXECUTOR_KEY_FILE: executor.key_pem,
+            AGENT_CA_FILE: secrets.ca.cert_pem + issuer.cert_pem,
+        }
     return files
 
 

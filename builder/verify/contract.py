@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from builder.config.certificates import NOT_KEPT
 from builder.config.cluster import (
+    AGENT_CA_FILE,
     DEFAULT_ZONE,
     DEFAULT_ZONE_SERVICES,
     EXECUTOR_CERT_FILE,
@@ -316,7 +317,9 @@ def _secret_files(
     if facts.has_keystore(node):
         tls_files[NODE_KEYSTORE_FILE] = "600"
     if SLAVE_ROLE in node.roles:
-        tls_files |= {EXECUTOR_CERT_FILE: SHARED_MODE, EXECUTOR_KEY_FILE: SHARED_MODE}
+        tls_files |= dict.fromkeys(
+            (EXECUTOR_CERT_FILE, EXECUTOR_KEY_FILE, AGENT_CA_FILE), SHARED_MODE
+        )
     if facts.serves_tls(node):
         seen = {each.path for each in expected}
         expected += [

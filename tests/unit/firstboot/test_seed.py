@@ -121,6 +121,7 @@ LIBPROCESS_SSL = [
     "LIBPROCESS_SSL_CERT_FILE=/etc/builder/tls/node.crt",
     "LIBPROCESS_SSL_KEY_FILE=/etc/builder/tls/node.key",
     "LIBPROCESS_SSL_CA_FILE=/etc/builder/tls/ca.crt",
+    "LIBPROCESS_SSL_VERIFY_CERT=true",  # before Mesos 1.10 the only name
     "LIBPROCESS_SSL_VERIFY_SERVER_CERT=true",
     "LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME=openssl",
     "LIBPROCESS_SSL_VERIFY_IPADD=true",
@@ -253,22 +254,27 @@ def test_a_secured_master_serves_https(loaded: LoadedConfig, tmp_path: Path) -> 
 
 def test_every_secured_node_speaks_libprocess_ssl(loaded: LoadedConfig, tmp_path: Path) -> None:
     """Mesos' master and agent (libprocess SSL, from /etc/default/mesos, exported) with the
-    node's certificate and root-only key; an agent's executors with a certificate and key of
-    their own that every user reads, named in their environment; all issued by the CA for
-    the node's names and address, and kept."""
+    node's certificate from the cluster CA and its root-only key; an agent's executors with
+    a certificate and key of their own that every user reads, named in their environment,
+    issued by the node's executors' CA, which only the agent trusts besides the cluster's.
+    All for the node's names and address, and kept."""
     test166, test167 = loaded.config.cluster.nodes
+    assert SAMPLE_SECRETS.ca is not None
+    cluster_ca = SAMPLE_SECRETS.ca.cert_pem
     for node in (test166, test167):
         files = _files(loaded, node.hostname)
+        agent_ssl = [line.replace("/ca.crt", "/agent-ca.crt") for line in LIBPROCESS_SSL]
         assert files["/etc/default/mesos"].splitlines() == [
             "LOGS=/var/log/mesos",
             'ULIMIT="-n 8192"',
-            *(f"export {line}" for line in LIBPROCESS_SSL),
+            *(f"export {line}" for line in agent_ssl),
         ]
         document = YAML(typ="safe").load(node_seed(loaded, node, secrets=SAMPLE_SECRETS).user_data)
         entries = {e["path"]: e for e in document["write_files"]}
         modes = {path: entries[path]["permissions"] for path in entries if "/tls/" in path}
         expected = {
             "/etc/builder/tls/ca.crt": "0644",
+            "/etc/builder/tls/agent-ca.crt": "0644",
             "/etc/builder/tls/node.crt": "0644",
             "/etc/builder/tls/node.key": SECRET_PERMISSIONS,
             "/etc/builder/tls/executor.crt": "0644",
@@ -282,43 +288,27 @@ def test_every_secured_node_speaks_libprocess_ssl(loaded: LoadedConfig, tmp_path
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             **dict(line.replace("/node.", "/executor.").split("=", 1) for line in LIBPROCESS_SSL),
         }
-        certs = {
-            name: entries[f"/etc/builder/tls/{name}.crt"]["content"]
-            for name in ("node", "executor")
-        }
-        assert certs["node"] != certs["executor"]
-        keys = {
-            name: entries[f"/etc/builder/tls/{name}.key"]["content"]
-            for name in ("node", "executor")
-        }
-        assert keys["node"] != keys["executor"]
-        for name, cert in certs.items():
-            (tmp_path / f"{name}.crt").write_text(cert)
-            assert SAMPLE_SECRETS.ca is not None
-            checked = subprocess.run(
-                [
-                    "openssl",
-                    "verify",
-                    "-purpose",
-                    "sslserver",
-                    "-CAfile",
-                    str(SAMPLE_SECRETS.ca.cert_path),
-                    str(tmp_path / f"{name}.crt"),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            assert checked.returncode == 0, checked.stderr
+        content = {path: entry["content"] for path, entry in entries.items()}
+        agent_ca = content["/etc/builder/tls/agent-ca.crt"]
+        assert agent_ca.startswith(cluster_ca)
+        assert agent_ca != cluster_ca
+        (tmp_path / "cluster.crt").write_text(cluster_ca)
+        (tmp_path / "executors.crt").write_text(agent_ca[len(cluster_ca) :])
+        assert content["/etc/builder/tls/node.key"] != content["/etc/builder/tls/executor.key"]
+        for name, trusted_by in (("node", "cluster"), ("executor", "executors")):
+            cert = tmp_path / f"{name}.crt"
+            cert.write_text(content[f"/etc/builder/tls/{name}.crt"])
+            for anchor in ("cluster", "executors"):
+                checked = subprocess.run(
+                    ["openssl", "verify", "-purpose", "sslserver", "-CAfile",
+                     str(tmp_path / f"{anchor}.crt"), str(cert)],
+                    capture_output=True,
+                    text=True,
+                )  # fmt: skip
+                # each verifies only against its own CA: no executors' key poses as a node
+                assert (checked.returncode == 0) == (anchor == trusted_by), checked.stderr
             names = subprocess.run(
-                [
-                    "openssl",
-                    "x509",
-                    "-in",
-                    str(tmp_path / f"{name}.crt"),
-                    "-noout",
-                    "-ext",
-                    "subjectAltName",
-                ],
+                ["openssl", "x509", "-in", str(cert), "-noout", "-ext", "subjectAltName"],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -326,6 +316,18 @@ def test_every_secured_node_speaks_libprocess_ssl(loaded: LoadedConfig, tmp_path
             assert f"DNS:{node.hostname}, IP Address:{node.ip}" in names
         again = node_seed(loaded, node, secrets=SAMPLE_SECRETS)
         assert again.files == node_seed(loaded, node, secrets=SAMPLE_SECRETS).files
+
+
+def test_a_master_alone_trusts_the_cluster_ca_only(ha: LoadedConfig) -> None:
+    """No agent, so no executors: its Mesos trusts the cluster CA alone."""
+    m1 = _files(ha, "m1")
+    assert m1["/etc/default/mesos"].splitlines()[2:] == [f"export {x}" for x in LIBPROCESS_SSL]
+    assert "/etc/mesos-slave/executor_environment_variables" not in m1
+    s1 = _files(ha, "s1")
+    assert (
+        "export LIBPROCESS_SSL_CA_FILE=/etc/builder/tls/agent-ca.crt"
+        in s1["/etc/default/mesos"].splitlines()
+    )
 
 
 def test_every_file_with_a_secret_is_root_only_and_no_other_file_has_one(

@@ -359,7 +359,7 @@ def test_the_contract_checks_secret_files_by_digest(config_copy: Path) -> None:
     # before a seed issued the node's certificates, verify expects none it could know
     not_kept = [f for f in node_contract(loaded, node, facts).secret_files if "/tls/" in f.path]
     assert {f.digest for f in not_kept} == {NOT_KEPT}
-    assert len(not_kept) == 4
+    assert len(not_kept) == 5
     files = secret_files(facts, node, secrets)
     shared = shared_tls_files(facts, node, secrets)
     contract = node_contract(loaded, node, facts)
@@ -373,6 +373,7 @@ def test_the_contract_checks_secret_files_by_digest(config_copy: Path) -> None:
         "/etc/builder/tls/node.crt": "644",
         "/etc/builder/tls/executor.crt": "644",
         "/etc/builder/tls/executor.key": "644",
+        "/etc/builder/tls/agent-ca.crt": "644",
     }
     # test167, an agent: its own secrets only
     assert set(secrets.node_files(ROLE_SECRETS["slave"])) < {f.path for f in contract.secret_files}
