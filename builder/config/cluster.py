@@ -184,6 +184,8 @@ NODE_KEYSTORE_FILE = f"{TLS_DIR}/node.p12"
 EXECUTOR_CERT_FILE = f"{TLS_DIR}/executor.crt"
 EXECUTOR_KEY_FILE = f"{TLS_DIR}/executor.key"
 SHARED_TLS_MODE = 0o644  # the certificates and the executors' key: every user reads them
+# Of those, the private keys: with ssm_secrets they travel through SSM, not user-data.
+SHARED_KEY_FILES = (EXECUTOR_KEY_FILE,)
 KEYSTORE_PATH_VARIABLE = "MESOSPHERE_KEYSTORE_PATH"
 KEYSTORE_PASS_VARIABLE = "MESOSPHERE_KEYSTORE_PASS"  # noqa: S105 (a variable's name)
 CHRONOS_DEFAULTS = "/etc/default/chronos"

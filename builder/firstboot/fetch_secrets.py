@@ -11,7 +11,8 @@ builder does not import it: it is shipped as the seed's file.
     fetch_secrets.py [--root DIR] MANIFEST
 
 The manifest (JSON, written by `builder seed`) names the region, and for each
-file its path, its parameter and the SHA-256 of its content. The instance's
+file its path, its parameter, the SHA-256 of its content and its mode (0600, the
+default; 0644 for an agent's executors' key, which every user reads). The instance's
 role credentials come from the instance metadata service (IMDSv2: a token
 first, never through a proxy); each GetParameters call (ten names at most) is
 signed with Signature Version 4. Every value is checked against its digest, and
@@ -61,6 +62,8 @@ PAUSE = 5
 BATCH = 10  # GetParameters takes at most ten names
 TOKEN_TTL = "300"
 FILE_MODE = 0o600
+# What a manifest may ask: root's secrets, and an agent's executors' key (every user's)
+FILE_MODES = {"0600": 0o600, "0644": 0o644}
 BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 RETRIED_CODES = ("ThrottlingException", "InternalServerError", "ServiceUnavailable")
 
@@ -282,12 +285,12 @@ def contents(entries, values):
 
 
 def write_all(files):
-    # type: (list[tuple[str, bytes]]) -> None
-    """Every file to a temporary beside it (0600), then all renamed into place; a failure
-    before the renames removes the temporaries."""
+    # type: (list[tuple[str, bytes, int]]) -> None
+    """Every file to a temporary beside it (0600), then all given their modes and renamed
+    into place; a failure before the renames removes the temporaries."""
     temporaries = []  # type: list[tuple[str, str]]
     try:
-        for path, content in files:
+        for path, content, mode in files:
             directory = os.path.dirname(path)
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o755)
@@ -297,6 +300,7 @@ def write_all(files):
             try:
                 os.write(descriptor, content)
                 os.fsync(descriptor)
+                os.fchmod(descriptor, mode)  # as the manifest says, whatever the umask
             finally:
                 os.close(descriptor)
     except EnvironmentError as error:
@@ -314,11 +318,22 @@ def fetch(manifest_path, root):
             manifest = json.load(handle)
         region, default_endpoint = str(manifest["region"]), str(manifest["endpoint"])
         entries = [
-            {"path": str(e["path"]), "parameter": str(e["parameter"]), "sha256": str(e["sha256"])}
+            {
+                "path": str(e["path"]),
+                "parameter": str(e["parameter"]),
+                "sha256": str(e["sha256"]),
+                "mode": str(e.get("mode", "0600")),
+            }
             for e in manifest["files"]
         ]
-    except (EnvironmentError, ValueError, KeyError, TypeError) as error:
+    except (EnvironmentError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise Failure("manifest %s: %s" % (manifest_path, error))
+    for entry in entries:
+        if entry["mode"] not in FILE_MODES:
+            raise Failure(
+                "manifest %s: %s: mode %s is not one of %s"
+                % (manifest_path, entry["path"], entry["mode"], ", ".join(sorted(FILE_MODES)))
+            )
     endpoint = os.environ.get("AWS_ENDPOINT_URL_SSM", default_endpoint).rstrip("/")
     credentials = tried("instance role credentials", role_credentials)
     names = [entry["parameter"] for entry in entries]
@@ -327,7 +342,8 @@ def fetch(manifest_path, root):
     except (KeyError, TypeError) as error:
         raise Failure("SSM GetParameters in %s: an answer without %s" % (region, error))
     files = contents(entries, values)
-    write_all([(root.rstrip("/") + path, content) for path, content in files])
+    modes = dict((entry["path"], FILE_MODES[entry["mode"]]) for entry in entries)
+    write_all([(root.rstrip("/") + path, content, modes[path]) for path, content in files])
     print("builder: %d secret files from SSM in %s" % (len(files), region))
     return 0
 

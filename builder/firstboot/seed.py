@@ -61,6 +61,7 @@ from builder.config.cluster import (
     NODE_KEYSTORE_FILE,
     NODE_LIBPROCESS_SSL,
     PLAIN_HTTP_ADDRESSES,
+    SHARED_KEY_FILES,
     SHARED_TLS_MODE,
     ZK_MARATHON_PRINCIPAL,
     ZK_MESOS_PRINCIPAL,
@@ -287,6 +288,15 @@ def keystore_variables(secrets: Secrets) -> str:
     )
 
 
+def ssm_shared_files(
+    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+) -> dict[str, str]:
+    """The shared TLS files that are private keys (SHARED_KEY_FILES): with ssm_secrets they
+    reach an EC2 node from SSM, not in its user-data."""
+    shared = shared_tls_files(facts, node, secrets, issue=issue)
+    return {path: content for path, content in shared.items() if path in SHARED_KEY_FILES}
+
+
 def secret_files(
     facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
 ) -> dict[str, str | bytes]:
@@ -410,6 +420,7 @@ def user_data(
         ] + [
             file_entry(path, content, f"{SHARED_TLS_MODE:04o}")
             for path, content in shared_tls_files(facts, node, secrets).items()
+            if not (from_ssm and path in SHARED_KEY_FILES)
         ]
         if from_ssm:
             document["write_files"] += [

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.config.cluster import ClusterFacts
+from builder.config.cluster import SHARED_TLS_MODE, ClusterFacts
 from builder.config.model import Node, SsmSecrets
 from builder.config.secrets import Secrets
 from builder.errors import UserError
@@ -40,6 +40,7 @@ class SecretParameter:
     path: str
     value: str  # the file's bytes, base64
     sha256: str  # of the file's bytes: the manifest's check
+    mode: str = "0600"  # the file's on the node (an executors' key: 0644)
 
 
 def settings_of(facts: ClusterFacts) -> SsmSecrets:
@@ -82,26 +83,35 @@ def endpoint(region: str) -> str:
 def node_parameters(
     facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
 ) -> list[SecretParameter]:
-    """One parameter per secret file of the node, in `secret_files`' order."""
+    """One parameter per secret file of the node, in `secret_files`' order, then one per
+    private key every user of the node reads (`ssm_shared_files`)."""
     # imported here: seed.py imports this module to build the SSM form of a seed
-    from builder.firstboot.seed import secret_files
+    from builder.firstboot.seed import SECRET_PERMISSIONS, secret_files, ssm_shared_files
 
+    files = [
+        (path, content, SECRET_PERMISSIONS)
+        for path, content in secret_files(facts, node, secrets, issue=issue).items()
+    ]
+    shared = ssm_shared_files(facts, node, secrets, issue=issue)
+    files += [(path, content, f"{SHARED_TLS_MODE:04o}") for path, content in shared.items()]
     parameters = []
-    for path, content in secret_files(facts, node, secrets, issue=issue).items():
+    for path, content, mode in files:
         data = content if isinstance(content, bytes) else content.encode()
         value = base64.b64encode(data).decode()
         if len(value) > LARGEST_VALUE:
             raise UserError(f"{node.hostname}: {path} is over SSM's {LARGEST_VALUE} characters")
         name = f"{node_path(facts, node)}{path}"
-        parameters.append(SecretParameter(name, path, value, hashlib.sha256(data).hexdigest()))
+        digest = hashlib.sha256(data).hexdigest()
+        parameters.append(SecretParameter(name, path, value, digest, mode))
     return parameters
 
 
 def manifest(facts: ClusterFacts, node: Node, secrets: Secrets) -> str:
-    """What fetch_secrets.py reads: the region, and per file its path, parameter, digest."""
+    """What fetch_secrets.py reads: the region, and per file its path, parameter, digest
+    and mode."""
     region = settings_of(facts).region
     files = [
-        {"path": p.path, "parameter": p.name, "sha256": p.sha256}
+        {"path": p.path, "parameter": p.name, "sha256": p.sha256, "mode": p.mode}
         for p in node_parameters(facts, node, secrets)
     ]
     document = {"region": region, "endpoint": endpoint(region), "files": files}

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from builder.config.cluster import EXECUTOR_KEY_FILE
 from builder.config.secrets import load_secrets
 from builder.firstboot import ssm_secrets
 from tests.conftest import write_sample_secrets
@@ -186,11 +187,17 @@ def test_push_then_first_boot_fetch(aws: dict[str, Any], config_copy: Path, tmp_
             result, on_root = fetch(seed, root, imds, aws["url"], python)
             assert result.returncode == 0, (python, result.stderr)
             assert result.stderr == "", (python, result.stderr)
-            # byte for byte the secret files an embedding seed writes, root-only
+            # byte for byte the secret files an embedding seed writes, root-only, and the
+            # executors' key every user reads (0644, as the embedding seed has it)
             embedded = written_files(
                 user_data_document((tmp_path / "dir" / node / "user-data").read_bytes())
             )
-            expected = {path: entry for path, entry in embedded.items() if entry[1] == "0600"}
+            expected = {
+                path: entry
+                for path, entry in embedded.items()
+                if entry[1] == "0600" or path == EXECUTOR_KEY_FILE
+            }
+            assert expected[EXECUTOR_KEY_FILE][1] == "0644"
             assert on_root == expected
             assert len(expected) >= 3
     assert all(status == 200 for _, _, status in node_role.requests)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
@@ -83,11 +84,17 @@ def service(monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
         yield state
 
 
-def _manifest(tmp_path: Path, files: dict[str, bytes] = FILES) -> Path:
-    entries = [
+def _manifest(
+    tmp_path: Path, files: dict[str, bytes] = FILES, modes: dict[str, str] | None = None
+) -> Path:
+    """The manifest of `files`; a mode only where `modes` gives one (0600 by default)."""
+    entries: list[dict[str, str]] = [
         {"path": path, "parameter": f"/p/n{path}", "sha256": hashlib.sha256(data).hexdigest()}
         for path, data in files.items()
     ]
+    for entry in entries:
+        if modes and entry["path"] in modes:
+            entry["mode"] = modes[entry["path"]]
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps({"region": "eu-west-1", "endpoint": "unused", "files": entries}))
     return path
@@ -119,6 +126,33 @@ def test_the_files_are_written(
     code, lines, left = _run(tmp_path, capsys)
     assert (code, lines, left) == (0, [], FILES)
     assert {(tmp_path / "root" / p.lstrip("/")).stat().st_mode & 0o777 for p in FILES} == {0o600}
+
+
+def test_a_file_gets_the_mode_its_manifest_entry_says(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An executors' key (0644) whatever the umask; an entry without a mode is 0600."""
+    service.ssm = [_parameters()]
+    [first, second] = FILES
+    old = os.umask(0o077)
+    try:
+        code, lines, left = _run(tmp_path, capsys, _manifest(tmp_path, modes={first: "0644"}))
+    finally:
+        os.umask(old)
+    assert (code, lines, left) == (0, [], FILES)
+    modes = {p: (tmp_path / "root" / p.lstrip("/")).stat().st_mode & 0o777 for p in FILES}
+    assert modes == {first: 0o644, second: 0o600}
+
+
+def test_a_mode_the_fetcher_does_not_know_writes_nothing(
+    service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service.ssm = [_parameters()]
+    [first, _] = FILES
+    code, lines, left = _run(tmp_path, capsys, _manifest(tmp_path, modes={first: "0666"}))
+    assert code == 1
+    assert lines[-1].endswith("mode 0666 is not one of 0600, 0644"), lines
+    assert left == {}
 
 
 @pytest.mark.parametrize(

@@ -47,13 +47,19 @@ def test_ec2_seeds_carry_no_secret_only_a_manifest_of_them(
         ec2 = user_data_document((tmp_path / "ec2" / f"{node}.user-data").read_bytes())
         embedded = user_data_document((tmp_path / "dir" / node / "user-data").read_bytes())
         files, embedded_files = written_files(ec2), written_files(embedded)
-        secret = {p: c for p, (c, mode) in embedded_files.items() if mode == "0600"}
+        # root's secret files, and the private keys every user reads (an executors' key)
+        secret = {
+            p: c for p, (c, mode) in embedded_files.items() if mode == "0600" or b"PRIVATE KEY" in c
+        }
+        modes = {p: mode for p, (_, mode) in embedded_files.items() if p in secret}
         # nothing secret, decoded or not: no value, no root-only file, no keystore
         assert not any(
             value.encode() in c for value in secrets.values.values() for c, _ in files.values()
         )
         assert not set(secret) & set(files)
         assert not any(content in c for content in secret.values() for c, _ in files.values())
+        assert not any(b"PRIVATE KEY" in c for c, _ in files.values())
+        assert modes["/etc/builder/tls/executor.key"] == "0644"
         # the rest of the seed is the embedding seed's
         assert {
             p: f for p, f in files.items() if p not in (ssm_secrets.MANIFEST, ssm_secrets.FETCHER)
@@ -63,10 +69,11 @@ def test_ec2_seeds_carry_no_secret_only_a_manifest_of_them(
         assert files[ssm_secrets.FETCHER] == (ssm_secrets.fetcher_source().encode(), "0755")
         assert manifest["region"] == "eu-west-1"
         assert manifest["endpoint"] == "https://ssm.eu-west-1.amazonaws.com"
-        assert [e["path"] for e in manifest["files"]] == list(secret)
+        assert sorted(e["path"] for e in manifest["files"]) == sorted(secret)
         for entry in manifest["files"]:
             assert entry["parameter"] == f"/mesos-secrets/reference/{node}{entry['path']}"
             assert entry["sha256"] == hashlib.sha256(secret[entry["path"]]).hexdigest()
+            assert entry["mode"] == modes[entry["path"]]
         # fetched before the firewall and every service
         assert ec2["runcmd"][0] == ssm_secrets.FETCH_OR_STOP
         assert ec2["runcmd"][1:] == embedded["runcmd"]
