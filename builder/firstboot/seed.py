@@ -76,7 +76,7 @@ from builder.config.load import LoadedConfig
 from builder.config.model import MASTER_ROLE, SLAVE_ROLE, Node
 from builder.config.roles import node_roles
 from builder.config.secrets import SECRET_MODE, SECRETS_FILE, Secrets, load_secrets
-from builder.config.tls import NodeCertificate
+from builder.config.tls import ClusterCA, NodeCertificate
 from builder.errors import ConfigError, Problem, UserError
 from builder.firstboot import ssm_secrets
 from builder.firstboot.seed_iso import write_iso
@@ -230,16 +230,11 @@ def node_tls(
 
 
 def executor_tls(
-    facts: ClusterFacts, node: Node, secrets: Secrets, *, issue: bool = True
+    facts: ClusterFacts, node: Node, issuer: ClusterCA, secrets: Secrets, *, issue: bool = True
 ) -> NodeCertificate | None:
     """A secured agent's certificate for its executors (libprocess processes the agent
     reaches at the node's address, as any user a task runs as): the node's names, a key
-    of its own, issued by the node's executors' CA, which only its agent trusts."""
-    if not facts.serves_tls(node) or SLAVE_ROLE not in node.roles:
-        return None
-    issuer = executor_ca(secrets, node.hostname, issue=issue)
-    if issuer is None:
-        return None
+    of its own, issued by `issuer`, the node's executors' CA, which only its agent trusts."""
     return node_certificate(
         secrets,
         EXECUTOR_KEPT_AS.format(hostname=node.hostname),
@@ -268,9 +263,11 @@ def shared_tls_files(
     own = node_tls(facts, node, secrets, issue=issue)
     if own is not None:
         files[NODE_CERT_FILE] = own.cert_pem
-    executor = executor_tls(facts, node, secrets, issue=issue)
-    issuer = executor_ca(secrets, node.hostname, issue=False) if executor else None
-    if executor is not None and issuer is not None and secrets.ca is not None:
+    if not facts.serves_tls(node) or SLAVE_ROLE not in node.roles or secrets.ca is None:
+        return files
+    issuer = executor_ca(secrets, node.hostname, issue=issue)
+    executor = executor_tls(facts, node, issuer, secrets, issue=issue) if issuer else None
+    if executor is not None and issuer is not None:
         files |= {
             EXECUTOR_CERT_FILE: executor.cert_pem,
             EXECUTOR_KEY_FILE: executor.key_pem,
