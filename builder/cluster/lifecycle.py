@@ -4,7 +4,11 @@ State lives in `.builder/cluster/` of the working directory: `cluster.json` (the
 and every VM: ports, files, pid file), each node's overlay, seed ISO, serial log and
 pid file, the hub's pid file, an SSH key made for the cluster (its public half goes
 into every seed) and an ssh_config that `builder ssh` and `builder verify --cluster`
-use. `down` stops every process by its pid and removes the directory.
+use. `builder ssh` shares one connection per node (OpenSSH's ControlMaster, kept for
+CONTROL_PERSIST seconds after its last use): its sockets live in a private directory of
+their own, since a socket's path must stay short and the state directory's need not.
+`down` stops every process by its pid, asks each SSH master to exit and removes both
+directories.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -50,6 +56,7 @@ from builder.firstboot.seed import (
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
 from builder.image.manifest import BuildManifest, ImageFormat, ManifestError, image_file
+from builder.ssh_master import exit_master
 
 STATE_DIR = Path(".builder") / "cluster"
 STATE_FILE = "cluster.json"
@@ -57,6 +64,8 @@ KEY = "id_ed25519"
 SSH_CONFIG = "ssh_config"
 DEADLINES = {"kvm": 300.0, "tcg": 1200.0}
 POLL = 5.0
+# How long a node's shared SSH connection outlives its last `builder ssh` (seconds)
+CONTROL_PERSIST = 60
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class ClusterState:
     accelerator: str
     ssh_user: str
     vms: tuple[VmSpec, ...]
+    control_dir: str = ""  # the SSH masters' sockets ("": `builder ssh` shares nothing)
 
     def save(self) -> None:
         data = {
@@ -75,6 +85,7 @@ class ClusterState:
             "accelerator": self.accelerator,
             "ssh_user": self.ssh_user,
             "vms": [vm.to_json() for vm in self.vms],
+            "control_dir": self.control_dir,
         }
         temporary = self.directory / f".{STATE_FILE}.new"
         temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -95,6 +106,7 @@ class ClusterState:
             accelerator=str(data["accelerator"]),
             ssh_user=str(data["ssh_user"]),
             vms=tuple(VmSpec.from_json(vm) for vm in data["vms"]),
+            control_dir=str(data.get("control_dir", "")),
         )
 
     @property
@@ -279,6 +291,12 @@ def write_ssh_config(state: ClusterState) -> None:
         "  LogLevel ERROR",
         "  ConnectTimeout 10",
     ]
+    if state.control_dir:
+        lines += [
+            "  ControlMaster auto",
+            f"  ControlPath {Path(state.control_dir) / '%C'}",
+            f"  ControlPersist {CONTROL_PERSIST}",
+        ]
     state.ssh_config.write_text("\n".join(lines) + "\n")
 
 
@@ -419,6 +437,8 @@ def up(
             proc.run(overlay_command(Path(vm.image), Path(vm.overlay)))
             files = seed_files(loaded, facts, node, public_key, seeds)
             write_iso(Path(vm.seed), "cidata", files, mode=SECRET_MODE)
+        # the SSH masters' sockets: mkdtemp's directory is 0700 and its path short
+        state = replace(state, control_dir=tempfile.mkdtemp(prefix="builder-ssh-"))
         state.save()
         write_ssh_config(state)
         starting = list(state.vms)
@@ -588,13 +608,23 @@ def down(directory: Path = STATE_DIR) -> list[str]:
         stop_vm(vm)
     if _owned(read_pid(state.hub_pidfile), "builder.cluster.hub"):
         _stop(state.hub_pidfile, "hub")
+    close_ssh_masters(state)
     _remove(directory)
     return [f"stopped {', '.join(stopped) or 'nothing (no VM was running)'}; removed {directory}"]
 
 
-def _remove(directory: Path) -> None:
-    import shutil
+def close_ssh_masters(state: ClusterState) -> None:
+    """Ask every node's shared SSH connection to exit (one whose VM is gone has already
+    exited) and remove their directory."""
+    if not state.control_dir:
+        return
+    control = Path(state.control_dir)
+    for socket_path in sorted(control.glob("*")):
+        exit_master(socket_path)
+    shutil.rmtree(control, ignore_errors=True)
 
+
+def _remove(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     parent = directory.parent
     if parent.name == ".builder" and parent.exists() and not any(parent.iterdir()):

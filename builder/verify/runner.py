@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder import proc
 from builder.config.cluster import ClusterFacts, fqdn
 from builder.config.load import LoadedConfig
 from builder.config.model import Node
 from builder.config.roles import compose, node_roles, parse_role_names
 from builder.errors import UserError
+from builder.ssh_master import exit_master
 from builder.verify.contract import Layer, image_contract, node_contract
 from builder.verify.specs.plugin import Outcome, SpecPlugin
 
@@ -141,13 +141,10 @@ def _ssh_error(exc: RuntimeError) -> str:
 
 def close_master(connection: Connection, control: Path | None) -> None:
     """Ask the SSH master at `control` to exit (nothing when there is none)."""
-    if control is None or not control.exists():
+    if control is None:
         return
-    parsed = urllib.parse.urlparse(connection.spec)
-    argv = ["ssh", "-S", str(control), "-O", "exit"]
-    if connection.ssh_config:
-        argv += ["-F", str(connection.ssh_config)]
-    proc.run([*argv, parsed.hostname or "host"], check=False, timeout=30)
+    host = urllib.parse.urlparse(connection.spec).hostname or "host"
+    exit_master(control, host, connection.ssh_config)
 
 
 def spec_files(layers: Sequence[Layer], roles: Sequence[str]) -> list[Path]:

@@ -321,12 +321,29 @@ def test_default_cluster_up_verify_down(
     pids = [read_pid(vm.pidfile) for vm in final.vms if vm.hostname != "test167"]
     pids.append(read_pid(final.hub_pidfile))
     assert all(pid is not None and pid_running(pid) for pid in pids)
+    # `builder ssh` shared test166's connection: its master is still there, and down ends it
+    control = Path(final.control_dir)
+    assert len(list(control.iterdir())) == 1, sorted(control.iterdir())
+    assert _ssh_processes(final.ssh_config)
     down = work.builder("down", timeout=300)
     assert down.returncode == 0, down.stderr
     assert not any(pid_running(pid) for pid in pids if pid is not None)
+    assert not control.exists()
+    assert _ssh_processes(final.ssh_config) == []
     assert not state_dir.exists()
     assert not (work.directory / ".builder").exists()
     assert work.builder("down").returncode == 0
+
+
+def _ssh_processes(ssh_config: Path) -> list[int]:
+    """The ssh processes (masters included) started with this cluster's ssh_config."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().split(b"\0")
+            if argv[0] == b"ssh" and str(ssh_config).encode() in argv:
+                found.append(int(cmdline.parent.name))
+    return found
 
 
 def _restarts(work: Work) -> dict[str, str]:

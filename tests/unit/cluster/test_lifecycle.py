@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
+from builder import proc
 from builder.cluster import health, lifecycle
 from builder.cluster.machine import mac
 from builder.config.cluster import ClusterFacts
@@ -186,3 +188,49 @@ def test_the_url_table_says_https_where_the_cluster_serves_it(
     )
     assert "https" not in lifecycle.url_lines(state, health.trust(lab))[1]
     assert health.trust(lab) is None
+
+
+def test_builder_ssh_shares_one_connection_per_node(
+    loaded: LoadedConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ssh_config `builder ssh` reads keeps one master connection per node, its socket
+    in the state's private directory; the state remembers that directory, and `down` asks
+    every master there to exit and removes it."""
+    control = tmp_path / "control"
+    control.mkdir(mode=0o700)
+    state = lifecycle.ClusterState(
+        tmp_path / "state", 0, "", "tcg", "centos", _one_vm(loaded, tmp_path).vms, str(control)
+    )
+    state.directory.mkdir()
+    state.save()
+    assert lifecycle.ClusterState.load(state.directory) == state
+    lifecycle.write_ssh_config(state)
+    config = state.ssh_config.read_text()
+    assert "  ControlMaster auto\n" in config
+    assert f"  ControlPath {control}/%C\n" in config
+    assert f"  ControlPersist {lifecycle.CONTROL_PERSIST}\n" in config
+    asked: list[list[str]] = []
+    monkeypatch.setattr(proc, "run", lambda argv, **_: asked.append(list(argv)))
+    for name in ("a1", "b2"):
+        (control / name).touch()
+    lifecycle.down(state.directory)
+    assert asked == [
+        ["ssh", "-S", str(control / name), "-O", "exit", "node"] for name in ("a1", "b2")
+    ]
+    assert not control.exists()
+    assert not state.directory.exists()
+
+
+def test_a_state_from_before_shared_connections_shares_none(
+    loaded: LoadedConfig, tmp_path: Path
+) -> None:
+    state = _one_vm(loaded, tmp_path)
+    state.save()
+    saved = json.loads((tmp_path / lifecycle.STATE_FILE).read_text())
+    del saved["control_dir"]
+    (tmp_path / lifecycle.STATE_FILE).write_text(json.dumps(saved))
+    old = lifecycle.ClusterState.load(tmp_path)
+    assert old is not None
+    assert old.control_dir == ""
+    lifecycle.write_ssh_config(old)
+    assert "Control" not in old.ssh_config.read_text()
