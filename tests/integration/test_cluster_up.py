@@ -336,13 +336,15 @@ def test_default_cluster_up_verify_down(
 
 
 def _ssh_processes(ssh_config: Path) -> list[int]:
-    """The ssh processes (masters included) started with this cluster's ssh_config."""
+    """The ssh processes (masters included) started with this cluster's ssh_config (`-F`,
+    as `builder ssh` gives it: relative to where it ran)."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            argv = cmdline.read_bytes().split(b"\0")
-            if argv[0] == b"ssh" and str(ssh_config).encode() in argv:
-                found.append(int(cmdline.parent.name))
+    for process in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            argv = (process / "cmdline").read_bytes().decode().split("\0")
+            given = argv[argv.index("-F") + 1]
+            if argv[0] == "ssh" and (process / "cwd" / given).resolve() == ssh_config.resolve():
+                found.append(int(process.name))
     return found
 
 

@@ -1,7 +1,7 @@
 """The layering of builder/: no module imports from a later stage, or from a sibling stage.
 
 common < config < render < firstboot < mirror < installer < image < publish < verify < cli/doctor.
-The common modules (errors, proc, fsutil, clock, progress, resources, the package's
+The common modules (errors, proc, ssh_master, fsutil, clock, progress, resources, the package's
 __init__) import no stage package. Every import counts: at module level, inside a
 function, under `if TYPE_CHECKING:`, relative or absolute.
 """
@@ -29,7 +29,7 @@ STAGES = (
     "cluster",
 )
 # The common modules: any layer may import them; they import no stage package.
-COMMON = frozenset({"errors", "proc", "fsutil", "clock", "progress", "resources"})
+COMMON = frozenset({"errors", "proc", "ssh_master", "fsutil", "clock", "progress", "resources"})
 # The top: the command line and what only it uses. They may import everything.
 TOP = frozenset({"cli", "doctor", "__main__"})
 COMMON_RANK = 0
