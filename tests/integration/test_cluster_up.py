@@ -324,27 +324,25 @@ def test_default_cluster_up_verify_down(
     # `builder ssh` shared test166's connection: its master is still there, and down ends it
     control = Path(final.control_dir)
     assert len(list(control.iterdir())) == 1, sorted(control.iterdir())
-    assert _ssh_processes(final.ssh_config)
+    assert len(_ssh_masters(control)) == 1
     down = work.builder("down", timeout=300)
     assert down.returncode == 0, down.stderr
     assert not any(pid_running(pid) for pid in pids if pid is not None)
     assert not control.exists()
-    assert _ssh_processes(final.ssh_config) == []
+    assert _ssh_masters(control) == []
     assert not state_dir.exists()
     assert not (work.directory / ".builder").exists()
     assert work.builder("down").returncode == 0
 
 
-def _ssh_processes(ssh_config: Path) -> list[int]:
-    """The ssh processes (masters included) started with this cluster's ssh_config (`-F`,
-    as `builder ssh` gives it: relative to where it ran)."""
+def _ssh_masters(control: Path) -> list[int]:
+    """The SSH masters serving a socket in `control`: OpenSSH retitles a master
+    `ssh: SOCKET [mux]` (its command line is gone from /proc/PID/cmdline)."""
     found = []
-    for process in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            argv = (process / "cmdline").read_bytes().decode().split("\0")
-            given = argv[argv.index("-F") + 1]
-            if argv[0] == "ssh" and (process / "cwd" / given).resolve() == ssh_config.resolve():
-                found.append(int(process.name))
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if cmdline.read_bytes().decode(errors="replace").startswith(f"ssh: {control}/"):
+                found.append(int(cmdline.parent.name))
     return found
 
 
