@@ -7,6 +7,10 @@ from pathlib import Path
 
 from builder import proc
 
+# How long a master outlives its last client (seconds): `builder ssh`'s, and `verify`'s
+# outside a build
+CONTROL_PERSIST = 60
+
 
 def exit_master(control: Path, host: str = "node", ssh_config: Path | None = None) -> None:
     """Ask the SSH master listening on `control` to exit (nothing when there is none).

@@ -56,7 +56,7 @@ from builder.firstboot.seed import (
 from builder.firstboot.seed_iso import write_iso
 from builder.firstboot.yamldump import dump
 from builder.image.manifest import BuildManifest, ImageFormat, ManifestError, image_file
-from builder.ssh_master import exit_master
+from builder.ssh_master import CONTROL_PERSIST, exit_master
 
 STATE_DIR = Path(".builder") / "cluster"
 STATE_FILE = "cluster.json"
@@ -64,8 +64,6 @@ KEY = "id_ed25519"
 SSH_CONFIG = "ssh_config"
 DEADLINES = {"kvm": 300.0, "tcg": 1200.0}
 POLL = 5.0
-# How long a node's shared SSH connection outlives its last `builder ssh` (seconds)
-CONTROL_PERSIST = 60
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from builder.config.load import LoadedConfig
 from builder.config.model import Node
 from builder.config.roles import compose, node_roles, parse_role_names
 from builder.errors import UserError
-from builder.ssh_master import exit_master
+from builder.ssh_master import CONTROL_PERSIST, exit_master
 from builder.verify.contract import Layer, image_contract, node_contract
 from builder.verify.specs.plugin import Outcome, SpecPlugin
 
@@ -93,7 +93,7 @@ def check_host_spec(spec: str) -> str:
 
 
 @contextmanager
-def connected(connection: Connection, persist: int = 60) -> Iterator[Any]:
+def connected(connection: Connection, persist: int = CONTROL_PERSIST) -> Iterator[Any]:
     """A testinfra Host; over SSH one master connection carries every check."""
     import testinfra
 
@@ -207,7 +207,8 @@ def verify_host(
         "image": image_contract(loaded, roles) if Layer.IMAGE in layers else None,
         "node": node_contract(loaded, node, ClusterFacts.of(loaded)) if node else None,
     }
-    with connected(connection, BUILD_CONTROL_PERSIST if connection.control_path else 60) as host:
+    persist = BUILD_CONTROL_PERSIST if connection.control_path else CONTROL_PERSIST
+    with connected(connection, persist) as host:
         report.outcomes = run_specs(host, plugin_args, spec_files(layers, roles.names), junit)
     close_master(connection, connection.control_path)
     return report

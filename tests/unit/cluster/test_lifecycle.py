@@ -15,6 +15,7 @@ from builder.config.cluster import ClusterFacts
 from builder.config.load import LoadedConfig, load_config
 from builder.errors import BuilderError, UserError
 from builder.firstboot.seed import NETWORK_CONFIG, USER_DATA, SeedFormat, node_seed, write_seeds
+from builder.ssh_master import CONTROL_PERSIST
 from tests.conftest import SAMPLE_SECRETS
 
 
@@ -208,7 +209,7 @@ def test_builder_ssh_shares_one_connection_per_node(
     config = state.ssh_config.read_text()
     assert "  ControlMaster auto\n" in config
     assert f"  ControlPath {control}/%C\n" in config
-    assert f"  ControlPersist {lifecycle.CONTROL_PERSIST}\n" in config
+    assert f"  ControlPersist {CONTROL_PERSIST}\n" in config
     asked: list[list[str]] = []
     monkeypatch.setattr(proc, "run", lambda argv, **_: asked.append(list(argv)))
     for name in ("a1", "b2"):
