@@ -270,13 +270,20 @@ def qemu_argv(serial: Path, firmware: tuple[str, ...] = ()) -> list[str]:
 
 @contextmanager
 def boot(
-    disk: Path, seed: Path, work: Path, key: Path, user: str, firmware: tuple[str, ...] = ()
+    disk: Path,
+    seed: Path,
+    work: Path,
+    key: Path,
+    user: str,
+    firmware: tuple[str, ...] = (),
+    drives: tuple[str, ...] = (),
 ) -> Iterator[Vm]:
     """Boot `disk` with `seed` as a CD-ROM until SSH answers with the seed's key: cloud-init's
     init stage has run with the seed (SSH starts after it), its later stages may still be
     under way. `firmware` is QEMU's firmware option (`-bios OVMF.fd` for UEFI; SeaBIOS by
-    default). QEMU's user network, restricted: the node's stack tries its inventory's
-    addresses, which reach nothing from here."""
+    default); `drives` more disks, each a QEMU `-drive` value (vdb, vdc, ... in order).
+    QEMU's user network, restricted: the node's stack tries its inventory's addresses,
+    which reach nothing from here."""
     user_net = "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"
     require_tool("qemu-system-x86_64")
     work.mkdir(parents=True, exist_ok=True)
@@ -289,6 +296,7 @@ def boot(
             f"file={disk},if=virtio,format=qcow2",
             "-drive",
             f"file={seed},media=cdrom,format=raw,readonly=on",
+            *(argument for drive in drives for argument in ("-drive", drive)),
             "-netdev",
             user_net.format(port=port),
             "-device",

@@ -63,7 +63,7 @@ from tests.integration.node_checks import (
     undo_node_faults,
 )
 from tests.integration.standin import DiskReader, configured_image, lay_out_build, ssh_retried
-from tests.integration.vmslots import vm_slots
+from tests.integration.vmslots import HeldSlots, vm_slots
 
 pytestmark = [pytest.mark.integration, pytest.mark.vm]
 STANDIN_USER = "debian"  # cloud-init's default user on the stand-in (centos on CentOS 7)
@@ -90,6 +90,7 @@ nodes:
 class Work:
     directory: Path
     loaded: LoadedConfig
+    slots: HeldSlots | None = None  # a slot per node (the cluster fixture's)
 
     def builder(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -142,7 +143,7 @@ def cluster(tmp_path: Path, standin: Path) -> Iterator[MakeCluster]:
 
         def make(cluster_yaml: str | None) -> Work:
             work = _cluster_dir(tmp_path, standin, cluster_yaml)
-            slots.enter_context(vm_slots(len(work.loaded.config.cluster.nodes)))
+            work.slots = slots.enter_context(vm_slots(len(work.loaded.config.cluster.nodes)))
             made.append(work)
             return work
 
@@ -380,11 +381,14 @@ def _first_boot_times(work: Work, node: str) -> str:
 
 
 def _power_off(work: Work, node: str) -> None:
-    """Power a VM off from inside (its disk then clean for reading back)."""
+    """Power a VM off from inside for good (its disk then clean for reading back), and
+    give its VM slot back."""
     pid = read_pid(work.state().vm(node).pidfile)
     assert pid is not None
     work.builder("ssh", node, "sudo systemctl --no-block poweroff", timeout=120)
     _until(lambda: not pid_running(pid), f"{node} powered off", 300)
+    assert work.slots is not None
+    work.slots.release()
 
 
 def _registered_agents(work: Work, auth: BasicAuth) -> list[str]:

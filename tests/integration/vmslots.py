@@ -37,8 +37,22 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+class HeldSlots:
+    """The slots a `vm_slots` block holds."""
+
+    def __init__(self, descriptors: list[int]) -> None:
+        self._descriptors = descriptors
+
+    def release(self) -> None:
+        """Give one back before the block ends: a VM of the block has stopped for good
+        (it must not start again, which would take a slot the block no longer holds)."""
+        if not self._descriptors:
+            raise ValueError("no slot left to release")
+        os.close(self._descriptors.pop())
+
+
 @contextmanager
-def vm_slots(count: int) -> Iterator[None]:
+def vm_slots(count: int) -> Iterator[HeldSlots]:
     """Hold `count` of the host's VM slots for the block, waiting for them in turn."""
     if not 0 < count <= SLOTS:
         raise ValueError(f"{count} VMs: the host runs 1 to {SLOTS} test VMs at once")
@@ -55,7 +69,7 @@ def vm_slots(count: int) -> Iterator[None]:
                 time.sleep(POLL_SECONDS)
         os.close(gate)
         gate = -1
-        yield
+        yield HeldSlots(held)
     finally:
         for fd in held:
             os.close(fd)

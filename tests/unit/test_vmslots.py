@@ -49,6 +49,20 @@ def test_slots_are_held_for_the_block_and_freed_after(slot_dir: Path) -> None:
     assert _free(slot_dir) == SLOTS
 
 
+def test_a_slot_given_back_early_is_free_and_not_freed_twice(slot_dir: Path) -> None:
+    with vm_slots(3) as held:
+        held.release()
+        assert _free(slot_dir) == SLOTS - 2
+        with vm_slots(1):  # the slot given back serves another test at once
+            assert _free(slot_dir) == SLOTS - 3
+        held.release()
+        held.release()
+        assert _free(slot_dir) == SLOTS
+        with pytest.raises(ValueError, match="no slot left"):
+            held.release()
+    assert _free(slot_dir) == SLOTS
+
+
 def test_a_request_waits_until_enough_slots_are_free(slot_dir: Path) -> None:
     release = threading.Event()
     entered = threading.Event()
