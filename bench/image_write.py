@@ -22,7 +22,6 @@ the installer stand-in), copied into the guest.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ of this checkout
+from bench.suite_load import cpu_seconds
 from tests.integration.standin import Vm, boot, build_standin
 
 ISO = "CentOS-7-x86_64-Minimal-standin.iso"
@@ -49,9 +49,7 @@ ssh_authorized_keys:
 
 
 def guest_cpu_seconds(pid: int) -> float:
-    """QEMU's user and system time: what the guest's vCPU and devices cost the host."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
 def image_disk(standin: Path, work: Path) -> Path:

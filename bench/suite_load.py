@@ -45,6 +45,13 @@ def host_ticks() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]
 
 
+def cpu_seconds(stat: str) -> float:
+    """A process' user and system time from its /proc/PID/stat text (for QEMU: what
+    the guest's vCPU and devices cost the host)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 def guest_name(argv: list[str]) -> str:
     """The serial log's path (`-serial file:PATH`, or Packer's), without pytest's base."""
     for arg in argv:
@@ -61,13 +68,13 @@ def sample(guests: dict[int, Guest], now: float) -> None:
             if not (entry / "comm").read_text().startswith("qemu-system"):
                 continue
             argv = (entry / "cmdline").read_text().split("\0")
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
         except OSError:  # gone meanwhile
             continue
         pid = int(entry.name)
         guest = guests.setdefault(pid, Guest(guest_name(argv), now))
         guest.last = now
-        guest.cpu = (int(stat[11]) + int(stat[12])) / TICKS - guest.base
+        guest.cpu = cpu_seconds(stat) - guest.base
 
 
 def running_before(guests: dict[int, Guest]) -> None:

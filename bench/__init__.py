@@ -1,0 +1,1 @@
+"""Benchmarks and profiles (README: Benchmarks); not part of the suite."""
